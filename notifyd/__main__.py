@@ -1,0 +1,7 @@
+"""`python -m notifyd`."""
+
+import sys
+
+from notifyd.cli import main
+
+sys.exit(main())

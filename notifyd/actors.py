@@ -1,0 +1,259 @@
+"""Channel actors: per channel, a pool of tasks that own the retry loop.
+
+An actor takes a delivery from its channel's inbox, makes one attempt, writes it to the
+attempt log and then either finishes the notification, schedules the next attempt (a timer,
+so a backoff wait never occupies an actor) or hands it to the next channel's inbox.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+from notifyd.constants import ATTEMPT_FAILED, ATTEMPT_SUCCESS, FAILED, SENT
+from notifyd.exceptions import DatabaseUnavailableError, ProviderError
+from notifyd.inflight import InFlight
+from notifyd.logs import get_logger
+from notifyd.models import AttemptRecord, Delivery
+from notifyd.providers.base import OutgoingMessage, Provider
+from notifyd.retry import FallBack, RetryLater, RetryPolicy, decide
+from notifyd.store import Store
+
+log = get_logger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """The result of one attempt, before it is written."""
+
+    ok: bool
+    error: str | None = None
+    transient: bool | None = None
+    response: dict[str, Any] | None = None
+    retry_after: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ActorContext:
+    """What every actor of this instance shares."""
+
+    store: Store
+    owner: UUID
+    policy: RetryPolicy
+    in_flight: InFlight
+    lease_seconds: float
+    hand_off: Callable[[Delivery], None]
+
+
+class ChannelActors:
+    """The inbox and the actor tasks of one channel."""
+
+    def __init__(
+        self,
+        channel: str,
+        provider: Provider,
+        context: ActorContext,
+        *,
+        concurrency: int,
+        timeout: float,
+    ) -> None:
+        self.channel = channel
+        self.provider = provider
+        self.inbox: asyncio.Queue[Delivery] = asyncio.Queue()
+        self.busy = 0
+        self._context = context
+        self._concurrency = concurrency
+        self._timeout = timeout
+        # Deliveries waiting out a backoff: notification id -> (timer, due time, delivery).
+        self._scheduled: dict[int, tuple[asyncio.TimerHandle, datetime, Delivery]] = {}
+        # While draining for shutdown, retries are parked here to be released, not run.
+        self.draining = False
+        self.parked: list[tuple[int, datetime]] = []
+
+    def task_specs(self) -> list[tuple[str, Callable[[], Any]]]:
+        """Name and coroutine factory of each actor task, for the supervisor."""
+        return [(f"actor:{self.channel}#{n}", self.run) for n in range(1, self._concurrency + 1)]
+
+    async def run(self) -> None:
+        while True:
+            delivery = await self.inbox.get()
+            self.busy += 1
+            try:
+                await self.deliver(delivery)
+            finally:
+                self.busy -= 1
+                self.inbox.task_done()
+
+    def schedule(self, delivery: Delivery, delay: float) -> None:
+        """Put `delivery` back in the inbox after `delay` seconds, without holding an actor."""
+        notification_id = delivery.notification.id
+        due = datetime.now(UTC) + timedelta(seconds=delay)
+        if self.draining:
+            self.parked.append((notification_id, due))
+            self._context.in_flight.done(notification_id)
+            return
+        loop = asyncio.get_running_loop()
+        handle = loop.call_later(delay, self._wake_scheduled, notification_id)
+        self._scheduled[notification_id] = (handle, due, delivery)
+
+    def _wake_scheduled(self, notification_id: int) -> None:
+        entry = self._scheduled.pop(notification_id, None)
+        if entry is not None:
+            self.inbox.put_nowait(entry[2])
+
+    def take_unfinished(self) -> list[tuple[int, datetime]]:
+        """Cancel backoff timers and empty the inbox; return (id, claimable-from) of each."""
+        now = datetime.now(UTC)
+        taken = []
+        for notification_id, (handle, due, _) in self._scheduled.items():
+            handle.cancel()
+            taken.append((notification_id, due))
+        self._scheduled.clear()
+        while not self.inbox.empty():
+            taken.append((self.inbox.get_nowait().notification.id, now))
+            self.inbox.task_done()
+        return taken
+
+    async def deliver(self, delivery: Delivery) -> None:
+        """Make one attempt and act on its outcome."""
+        notification = delivery.notification
+        attempt = delivery.attempts_on_channel + 1
+        started_at = datetime.now(UTC)
+        started = time.perf_counter()
+        outcome = await self._attempt(delivery)
+        duration_ms = round((time.perf_counter() - started) * 1000, 3)
+        finished_at = datetime.now(UTC)
+
+        decision = None
+        final_status = SENT if outcome.ok else None
+        if not outcome.ok:
+            decision = decide(
+                self._context.policy,
+                attempt,
+                transient=bool(outcome.transient),
+                retry_after=outcome.retry_after,
+            )
+            if isinstance(decision, FallBack) and delivery.next_channel() is None:
+                final_status = FAILED
+
+        record = AttemptRecord(
+            notification_id=notification.id,
+            channel=self.channel,
+            attempt=attempt,
+            status=ATTEMPT_SUCCESS if outcome.ok else ATTEMPT_FAILED,
+            error=outcome.error,
+            transient=outcome.transient,
+            provider_response=outcome.response,
+            started_at=started_at,
+            finished_at=max(finished_at, started_at),
+        )
+        recorded = await self._record(record, final_status)
+        log.info(
+            "attempt_finished",
+            notification_id=notification.id,
+            channel=self.channel,
+            attempt=attempt,
+            status=record.status,
+            error=outcome.error,
+            duration_ms=duration_ms,
+        )
+        if not recorded:
+            self._context.in_flight.done(notification.id)
+            return
+        if final_status is not None:
+            self._finish(delivery, final_status, attempt)
+        elif isinstance(decision, RetryLater):
+            delivery.attempts_on_channel = attempt
+            self.schedule(delivery, decision.delay)
+        else:
+            delivery.channel_index += 1
+            delivery.attempts_on_channel = 0
+            self._context.hand_off(delivery)
+
+    async def _attempt(self, delivery: Delivery) -> Outcome:
+        notification = delivery.notification
+        message = OutgoingMessage(
+            notification_id=notification.id,
+            recipient=notification.recipient,
+            subject=notification.subject,
+            body=notification.message,
+        )
+        try:
+            response = await asyncio.wait_for(self.provider.send(message), self._timeout)
+        except ProviderError as exc:
+            return Outcome(
+                ok=False,
+                error=exc.message,
+                transient=exc.transient,
+                response=exc.response,
+                retry_after=exc.retry_after,
+            )
+        except TimeoutError:
+            return Outcome(ok=False, error=f"timed out after {self._timeout:g}s", transient=True)
+        except Exception as exc:
+            # A provider bug, not a vendor answer. Only the type is logged: the text of an
+            # untranslated library error may carry a secret (a token in a URL).
+            log.error(
+                "provider_crashed",
+                notification_id=notification.id,
+                channel=self.channel,
+                error_type=f"{type(exc).__module__}.{type(exc).__qualname__}",
+            )
+            return Outcome(ok=False, error=f"internal error: {type(exc).__name__}", transient=True)
+        return Outcome(ok=True, response=response)
+
+    async def _record(self, record: AttemptRecord, final_status: str | None) -> bool:
+        """Write the attempt, riding out a short database outage.
+
+        Gives up when the lease would have expired anyway: the notification is then
+        reclaimed and this attempt made again.
+        """
+        context = self._context
+        deadline = time.monotonic() + context.lease_seconds
+        delay = 0.1
+        while True:
+            try:
+                owned = await context.store.record_attempt(record, context.owner, final_status)
+            except DatabaseUnavailableError as exc:
+                if time.monotonic() + delay > deadline:
+                    log.error(
+                        "attempt_not_recorded",
+                        notification_id=record.notification_id,
+                        channel=record.channel,
+                        attempt=record.attempt,
+                        error=str(exc),
+                    )
+                    return False
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+                continue
+            if not owned:
+                log.warning(
+                    "lease_lost",
+                    notification_id=record.notification_id,
+                    channel=record.channel,
+                    attempt=record.attempt,
+                )
+            return owned
+
+    def _finish(self, delivery: Delivery, status: str, attempt: int) -> None:
+        notification = delivery.notification
+        self._context.in_flight.done(notification.id)
+        if status == SENT:
+            log.info(
+                "notification_sent",
+                notification_id=notification.id,
+                channel=self.channel,
+                attempt=attempt,
+            )
+        else:
+            log.warning(
+                "notification_failed",
+                notification_id=notification.id,
+                channels=list(notification.channels),
+            )

@@ -1,0 +1,170 @@
+"""HTTP handlers of the API. Bad input is answered with a 4xx and writes nothing."""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+import orjson
+from aiohttp import web
+from pydantic import BaseModel, ValidationError
+
+from notifyd.exceptions import ConstraintViolationError, NotFoundError, UnknownUserError
+from notifyd.problems import ApiError, field_errors
+from notifyd.schemas import (
+    BIGINT_MAX,
+    NotifyRequest,
+    UserCreate,
+    UserUpdate,
+    enqueued_json,
+    notification_json,
+    user_json,
+)
+from notifyd.store import Store
+
+STORE: web.AppKey[Store] = web.AppKey("store", Store)
+Body = TypeVar("Body", bound=BaseModel)
+
+# Database constraint -> the request field it guards, for the rare write that gets past
+# validation (the two checks are kept in step, but the database has the last word).
+_CONSTRAINT_FIELDS = {
+    "notifications_message_not_blank": "message",
+    "notifications_message_length": "message",
+    "notifications_subject_single_line": "subject",
+    "notifications_subject_length": "subject",
+    "notifications_channels_valid": "channels",
+    "users_email_format": "email",
+    "users_phone_format": "phone",
+    "users_telegram_chat_id_format": "telegram_chat_id",
+}
+
+
+def json_response(data: Any, status: int = 200) -> web.Response:
+    return web.Response(body=orjson.dumps(data), status=status, content_type="application/json")
+
+
+async def read_body(request: web.Request, model: type[Body]) -> Body:
+    """Parse and validate a JSON object body, or raise the 4xx that explains why not."""
+    if request.content_type not in {"application/json"} and not request.content_type.endswith(
+        "+json"
+    ):
+        raise ApiError(
+            415,
+            "Send the body as JSON with Content-Type: application/json.",
+            [{"field": "(body)", "message": f"unsupported content type {request.content_type!r}"}],
+        )
+    raw = await request.read()
+    if not raw.strip():
+        raise ApiError(400, "The request body is empty.", [_body_error("expected a JSON object")])
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise ApiError(
+            400, "The request body is not valid JSON.", [_body_error(str(exc))]
+        ) from None
+    if not isinstance(data, dict):
+        raise ApiError(
+            400, "The request body must be a JSON object.", [_body_error("expected an object")]
+        )
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise ApiError(422, "The request body is invalid.", field_errors(exc)) from None
+
+
+def _body_error(message: str) -> dict[str, str]:
+    return {"field": "(body)", "message": message}
+
+
+def path_id(request: web.Request) -> int:
+    value = int(request.match_info["id"])
+    if not 1 <= value <= BIGINT_MAX:
+        raise web.HTTPNotFound()
+    return value
+
+
+def _constraint_error(exc: ConstraintViolationError) -> ApiError:
+    field = _CONSTRAINT_FIELDS.get(exc.constraint, "(body)")
+    return ApiError(
+        422,
+        "The request body is invalid.",
+        [{"field": field, "message": f"refused by the database ({exc.constraint})"}],
+    )
+
+
+async def notify(request: web.Request) -> web.Response:
+    """POST /api/notify/: enqueue a notification."""
+    body = await read_body(request, NotifyRequest)
+    try:
+        notification = await request.app[STORE].enqueue(
+            body.user_id, body.subject, body.message, body.channels
+        )
+    except UnknownUserError as exc:
+        raise ApiError(
+            422, "The request body is invalid.", [{"field": "user_id", "message": str(exc)}]
+        ) from None
+    except ConstraintViolationError as exc:
+        raise _constraint_error(exc) from None
+    return json_response(enqueued_json(notification))
+
+
+async def get_notification(request: web.Request) -> web.Response:
+    """GET /api/notifications/{id}: the notification with its attempts in order."""
+    notification_id = path_id(request)
+    store = request.app[STORE]
+    try:
+        notification = await store.get_notification(notification_id)
+    except NotFoundError as exc:
+        raise ApiError(404, str(exc)) from None
+    attempts = await store.attempts([notification_id])
+    return json_response(notification_json(notification, attempts[notification_id]))
+
+
+async def create_user(request: web.Request) -> web.Response:
+    """POST /api/users/: create a user with their contacts."""
+    body = await read_body(request, UserCreate)
+    contacts = body.contacts()
+    try:
+        user = await request.app[STORE].create_user(
+            contacts.get("email"), contacts.get("phone"), contacts.get("telegram_chat_id")
+        )
+    except ConstraintViolationError as exc:
+        raise _constraint_error(exc) from None
+    return json_response(user_json(user), status=201)
+
+
+async def get_user(request: web.Request) -> web.Response:
+    """GET /api/users/{id}."""
+    try:
+        user = await request.app[STORE].get_user(path_id(request))
+    except NotFoundError as exc:
+        raise ApiError(404, str(exc)) from None
+    return json_response(user_json(user))
+
+
+async def update_user(request: web.Request) -> web.Response:
+    """PATCH /api/users/{id}: change the contacts sent; null clears one."""
+    user_id = path_id(request)
+    body = await read_body(request, UserUpdate)
+    try:
+        user = await request.app[STORE].update_user(user_id, body.contacts())
+    except NotFoundError as exc:
+        raise ApiError(404, str(exc)) from None
+    except ConstraintViolationError as exc:
+        raise _constraint_error(exc) from None
+    return json_response(user_json(user))
+
+
+async def healthz(_request: web.Request) -> web.Response:
+    """GET /healthz: the process is alive and serving HTTP."""
+    return json_response({"status": "ok"})
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_post("/api/notify/", notify)
+    app.router.add_post("/api/notify", notify)
+    app.router.add_get(r"/api/notifications/{id:\d{1,20}}", get_notification)
+    app.router.add_post("/api/users/", create_user)
+    app.router.add_post("/api/users", create_user)
+    app.router.add_get(r"/api/users/{id:\d{1,20}}", get_user)
+    app.router.add_patch(r"/api/users/{id:\d{1,20}}", update_user)
+    app.router.add_get("/healthz", healthz)

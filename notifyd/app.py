@@ -1,0 +1,89 @@
+"""The application factory: HTTP API, database and delivery service, wired together."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+
+from aiohttp import web
+
+from notifyd.api import STORE, add_routes
+from notifyd.config import Settings
+from notifyd.logs import get_logger
+from notifyd.migrations import migrate
+from notifyd.problems import problem_middleware
+from notifyd.providers import build_providers
+from notifyd.service import DeliveryService
+from notifyd.store import Store, wait_for_database
+
+log = get_logger(__name__)
+
+SETTINGS: web.AppKey[Settings] = web.AppKey("settings", Settings)
+SERVICE: web.AppKey[DeliveryService] = web.AppKey("service", DeliveryService)
+# Set when a supervised task died: the daemon must stop and exit non-zero.
+FATAL: web.AppKey[asyncio.Event] = web.AppKey("fatal", asyncio.Event)
+
+STARTUP_DATABASE_WAIT = 30.0
+
+
+def create_app(settings: Settings, database_url: str, *, deliver: bool = True) -> web.Application:
+    """Build the daemon. With `deliver=False` only the API runs (no dispatcher, no actors)."""
+    app = web.Application(
+        client_max_size=settings.http.max_body_bytes, middlewares=[problem_middleware]
+    )
+    app[SETTINGS] = settings
+    app[FATAL] = asyncio.Event()
+    add_routes(app)
+    app.cleanup_ctx.append(_database(database_url))
+    if deliver:
+        app.cleanup_ctx.append(_delivery(database_url))
+    return app
+
+
+def _database(
+    database_url: str,
+) -> Callable[[web.Application], AsyncIterator[None]]:
+    async def context(app: web.Application) -> AsyncIterator[None]:
+        db = app[SETTINGS].database
+        loop = asyncio.get_running_loop()
+        store = await wait_for_database(
+            lambda: Store.connect(
+                database_url,
+                min_size=db.pool_min_size,
+                max_size=db.pool_max_size,
+                connect_timeout=db.connect_timeout,
+                command_timeout=db.command_timeout,
+            ),
+            deadline=loop.time() + STARTUP_DATABASE_WAIT,
+            on_retry=lambda error: log.warning("database_unavailable", error=error),
+        )
+        applied = await migrate(store)
+        log.info("database_ready", migrations_applied=applied)
+        app[STORE] = store
+        yield
+        await store.close()
+
+    return context
+
+
+def _delivery(database_url: str) -> Callable[[web.Application], AsyncIterator[None]]:
+    async def context(app: web.Application) -> AsyncIterator[None]:
+        settings = app[SETTINGS]
+        providers = build_providers(settings.channels)
+        for provider in providers.values():
+            await provider.start()
+        service = DeliveryService(
+            settings,
+            app[STORE],
+            database_url,
+            providers,
+            on_failure=lambda _name: app[FATAL].set(),
+        )
+        app[SERVICE] = service
+        service.start()
+        yield
+        await service.stop(settings.shutdown.grace_seconds)
+        for provider in providers.values():
+            await provider.close()
+
+    return context

@@ -1,0 +1,134 @@
+"""The `notifyd` command: serve, migrate."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import sys
+from pathlib import Path
+
+from aiohttp import web
+
+from notifyd import __version__
+from notifyd.app import FATAL, create_app
+from notifyd.config import Settings, load_settings
+from notifyd.embedded import EmbeddedPostgres, start_embedded_postgres
+from notifyd.exceptions import ConfigError, DatabaseUnavailableError
+from notifyd.logs import configure_logging, get_logger
+from notifyd.migrations import migrate
+from notifyd.store import Store
+
+log = get_logger(__name__)
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_CONFIG = 2
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return EXIT_CONFIG
+    try:
+        settings = load_settings(args.config)
+    except ConfigError as exc:
+        configure_logging("info")
+        log.error("config_invalid", error=str(exc))
+        print(f"notifyd: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    configure_logging(settings.log.level)
+    embedded: EmbeddedPostgres | None = None
+    try:
+        if settings.database.url is not None:
+            url = settings.database.url.get_secret_value()
+        else:
+            embedded = start_embedded_postgres(settings.database.embedded_dir)
+            url = embedded.url
+            log.info("embedded_postgres_started", data_dir=str(embedded.data_dir))
+        if args.command == "migrate":
+            return asyncio.run(_migrate(settings, url))
+        return asyncio.run(_serve(settings, url))
+    except DatabaseUnavailableError as exc:
+        log.error("database_unavailable", error=str(exc))
+        print(f"notifyd: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    finally:
+        if embedded is not None:
+            embedded.stop()
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="notifyd", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"notifyd {__version__}")
+    commands = parser.add_subparsers(dest="command")
+    for name, help_text in (
+        ("serve", "run the API and deliver notifications"),
+        ("migrate", "apply database migrations and exit"),
+    ):
+        command = commands.add_parser(name, help=help_text)
+        command.add_argument(
+            "--config",
+            type=Path,
+            default=None,
+            help="TOML configuration file (default: ./notifyd.toml if present)",
+        )
+    return parser
+
+
+async def _migrate(settings: Settings, url: str) -> int:
+    db = settings.database
+    store = await Store.connect(url, min_size=1, max_size=1, connect_timeout=db.connect_timeout)
+    try:
+        applied = await migrate(store)
+    finally:
+        await store.close()
+    log.info("migrations_done", applied=applied)
+    return EXIT_OK
+
+
+async def _serve(settings: Settings, url: str) -> int:
+    app = create_app(settings, url)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    def on_signal(signum: signal.Signals) -> None:
+        if stop.is_set():
+            # A second signal: the operator does not want to wait for the grace period.
+            log.warning("shutdown_forced", signal=signum.name)
+            os._exit(EXIT_FAILURE)
+        log.info("shutdown_requested", signal=signum.name)
+        stop.set()
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, on_signal, signum)
+
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, settings.http.host, settings.http.port)
+        await site.start()
+        log.info(
+            "notifyd_started",
+            version=__version__,
+            host=settings.http.host,
+            port=settings.http.port,
+            database=settings.database.redacted_url() or "embedded",
+        )
+        stop_wait = asyncio.create_task(stop.wait())
+        fatal_wait = asyncio.create_task(app[FATAL].wait())
+        await asyncio.wait({stop_wait, fatal_wait}, return_when=asyncio.FIRST_COMPLETED)
+        stop_wait.cancel()
+        fatal_wait.cancel()
+    finally:
+        await runner.cleanup()
+    failed = app[FATAL].is_set()
+    log.info("notifyd_stopped", exit_code=EXIT_FAILURE if failed else EXIT_OK)
+    return EXIT_FAILURE if failed else EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

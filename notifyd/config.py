@@ -1,0 +1,282 @@
+"""Configuration: `notifyd.toml`, overridden by environment variables.
+
+Precedence, highest first:
+1. `NOTIFYD_<SECTION>__<KEY>` (nested sections joined with `__`, lists as JSON),
+2. the variables of the system notifyd replaces (`DATABASE_URL`, `EMAIL_HOST`, ...),
+3. the TOML file,
+4. the defaults below (the same ones `notifyd.toml` documents).
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit, urlunsplit
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from notifyd.exceptions import ConfigError
+
+DEFAULT_CONFIG_FILE = Path("notifyd.toml")
+
+# Environment variables of the system notifyd replaces, and the key each one sets.
+LEGACY_ENV: dict[str, tuple[str, ...]] = {
+    "DATABASE_URL": ("database", "url"),
+    "EMAIL_HOST": ("channels", "email", "host"),
+    "EMAIL_PORT": ("channels", "email", "port"),
+    "EMAIL_HOST_USER": ("channels", "email", "username"),
+    "EMAIL_HOST_PASSWORD": ("channels", "email", "password"),
+    "DEFAULT_FROM_EMAIL": ("channels", "email", "from_address"),
+    "SMS_FAIL_ALWAYS": ("channels", "sms", "fail_always"),
+    "TELEGRAM_BOT_TOKEN": ("channels", "telegram", "bot_token"),
+    "TELEGRAM_API_URL": ("channels", "telegram", "api_url"),
+}
+# Django's EMAIL_USE_TLS means STARTTLS and EMAIL_USE_SSL means implicit TLS.
+LEGACY_EMAIL_SECURITY = {"EMAIL_USE_TLS": "starttls", "EMAIL_USE_SSL": "tls"}
+_TRUE = {"1", "true", "yes", "on", "t", "y"}
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class HttpSettings(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+
+
+class DatabaseSettings(_Section):
+    # Empty: start the embedded PostgreSQL with its data in `embedded_dir`.
+    url: SecretStr | None = None
+    embedded_dir: Path = Path(".notifyd/pgdata")
+    pool_min_size: int = Field(default=2, ge=1)
+    pool_max_size: int = Field(default=10, ge=1)
+    connect_timeout: float = Field(default=5.0, gt=0)
+    command_timeout: float = Field(default=10.0, gt=0)
+
+    @field_validator("url")
+    @classmethod
+    def _postgres_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value():
+            return None
+        scheme = urlsplit(value.get_secret_value()).scheme
+        if scheme not in {"postgres", "postgresql"}:
+            raise ValueError("must be a postgresql:// URL")
+        return value
+
+    @model_validator(mode="after")
+    def _pool_bounds(self) -> DatabaseSettings:
+        if self.pool_min_size > self.pool_max_size:
+            raise ValueError("pool_min_size must not exceed pool_max_size")
+        return self
+
+    def redacted_url(self) -> str | None:
+        """The database URL with its password replaced, safe to log."""
+        if self.url is None:
+            return None
+        return redact_url(self.url.get_secret_value())
+
+
+class DispatcherSettings(_Section):
+    poll_interval: float = Field(default=1.0, gt=0)
+    batch_size: int = Field(default=100, ge=1, le=10_000)
+    max_in_flight: int = Field(default=1000, ge=1)
+    listen_check_interval: float = Field(default=5.0, gt=0)
+    reconnect_backoff_max: float = Field(default=10.0, gt=0)
+
+
+class DeliverySettings(_Section):
+    max_attempts: int = Field(default=3, ge=1, le=100)
+    backoff_initial: float = Field(default=1.0, ge=0)
+    backoff_max: float = Field(default=60.0, ge=0)
+    lease_seconds: float = Field(default=30.0, ge=1)
+
+    @model_validator(mode="after")
+    def _backoff_bounds(self) -> DeliverySettings:
+        if self.backoff_max < self.backoff_initial:
+            raise ValueError("backoff_max must not be less than backoff_initial")
+        return self
+
+
+class _ChannelSettings(_Section):
+    concurrency: int = Field(default=10, ge=1, le=1000)
+    timeout: float = Field(default=10.0, gt=0)
+
+
+class EmailSettings(_ChannelSettings):
+    host: str = "localhost"
+    port: int = Field(default=25, ge=1, le=65535)
+    username: str = ""
+    password: SecretStr = SecretStr("")
+    security: Literal["none", "starttls", "tls"] = "none"
+    validate_certs: bool = True
+    from_address: str = "webmaster@localhost"
+
+    @field_validator("from_address")
+    @classmethod
+    def _address(cls, value: str) -> str:
+        if "@" not in value or any(c in value for c in "\r\n"):
+            raise ValueError("must be an e-mail address")
+        return value
+
+
+class SmsSettings(_ChannelSettings):
+    provider: Literal["stub"] = "stub"
+    fail_always: bool = False
+
+
+class TelegramSettings(_ChannelSettings):
+    # Empty: the channel is not configured and every attempt fails permanently.
+    bot_token: SecretStr = SecretStr("")
+    api_url: str = "https://api.telegram.org"
+
+    @field_validator("api_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in {"http", "https"} or not parts.netloc:
+            raise ValueError("must be an http:// or https:// URL")
+        return value.rstrip("/")
+
+
+class ChannelsSettings(_Section):
+    email: EmailSettings = EmailSettings()
+    sms: SmsSettings = SmsSettings()
+    telegram: TelegramSettings = TelegramSettings()
+
+
+class ShutdownSettings(_Section):
+    grace_seconds: float = Field(default=10.0, ge=0)
+
+
+class LogSettings(_Section):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+
+    @field_validator("level", mode="before")
+    @classmethod
+    def _lower(cls, value: object) -> object:
+        return value.lower() if isinstance(value, str) else value
+
+
+class Settings(BaseSettings):
+    """The whole configuration of one daemon."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="NOTIFYD_",
+        env_nested_delimiter="__",
+        env_ignore_empty=True,
+        extra="forbid",
+        frozen=True,
+    )
+
+    http: HttpSettings = HttpSettings()
+    database: DatabaseSettings = DatabaseSettings()
+    dispatcher: DispatcherSettings = DispatcherSettings()
+    delivery: DeliverySettings = DeliverySettings()
+    channels: ChannelsSettings = ChannelsSettings()
+    shutdown: ShutdownSettings = ShutdownSettings()
+    log: LogSettings = LogSettings()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # `load_settings` passes the TOML file merged with the legacy variables as init
+        # arguments; NOTIFYD_* variables must win over both, so env comes first.
+        return (env_settings, init_settings)
+
+
+def load_settings(path: Path | None = None, environ: Mapping[str, str] | None = None) -> Settings:
+    """Read the configuration, or raise `ConfigError` naming the offending key."""
+    env = os.environ if environ is None else environ
+    if path is None and env.get("NOTIFYD_CONFIG"):
+        path = Path(env["NOTIFYD_CONFIG"])
+    file_data = _read_toml(path)
+    merged = _deep_merge(file_data, legacy_env_overrides(env))
+    try:
+        return Settings(**merged)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc)) from None
+
+
+def legacy_env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
+    """The nested settings that the old system's environment variables ask for."""
+    result: dict[str, Any] = {}
+    for name, key in LEGACY_ENV.items():
+        value = environ.get(name, "")
+        if value != "":
+            _set_nested(result, key, value)
+    for name, security in LEGACY_EMAIL_SECURITY.items():
+        if environ.get(name, "").strip().lower() in _TRUE:
+            _set_nested(result, ("channels", "email", "security"), security)
+    return result
+
+
+def redact_url(url: str) -> str:
+    """Replace the password of a URL with `***`."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host = f"{host}:{parts.port}"
+    user = parts.username or ""
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+
+
+def _read_toml(path: Path | None) -> dict[str, Any]:
+    if path is None:
+        if not DEFAULT_CONFIG_FILE.is_file():
+            return {}
+        path = DEFAULT_CONFIG_FILE
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+
+
+def _describe(exc: ValidationError) -> str:
+    reverse = {".".join(key): name for name, key in LEGACY_ENV.items()}
+    problems = []
+    for error in exc.errors(include_url=False, include_input=False):
+        key = ".".join(str(part) for part in error["loc"]) or "(root)"
+        source = f" (from {reverse[key]})" if key in reverse else ""
+        problems.append(f"{key}{source}: {error['msg']}")
+    return "invalid configuration: " + "; ".join(problems)
+
+
+def _set_nested(target: dict[str, Any], key: tuple[str, ...], value: Any) -> None:
+    for part in key[:-1]:
+        target = target.setdefault(part, {})
+    target[key[-1]] = value
+
+
+def _deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged

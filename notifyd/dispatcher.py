@@ -1,0 +1,129 @@
+"""The dispatcher: claims pending notifications and hands each to its first channel."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable
+from uuid import UUID
+
+from notifyd.constants import FAILED, SENT
+from notifyd.exceptions import DatabaseUnavailableError
+from notifyd.inflight import InFlight
+from notifyd.logs import get_logger
+from notifyd.models import Attempt, ClaimedNotification, Delivery
+from notifyd.retry import resume_point
+from notifyd.store import Store
+
+log = get_logger(__name__)
+
+
+class Dispatcher:
+    """Claims in batches whenever woken (NOTIFY, a freed slot) or every `poll_interval`.
+
+    NOTIFY only wakes it: the table is the truth, and the poll catches whatever a lost
+    notification would have missed.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        owner: UUID,
+        in_flight: InFlight,
+        route: Callable[[Delivery], None],
+        *,
+        poll_interval: float,
+        batch_size: int,
+        lease_seconds: float,
+        max_attempts: int,
+    ) -> None:
+        self._store = store
+        self._owner = owner
+        self._in_flight = in_flight
+        self._route = route
+        self._poll_interval = poll_interval
+        self._batch_size = batch_size
+        self._lease_seconds = lease_seconds
+        self._max_attempts = max_attempts
+        self._wake = asyncio.Event()
+        self._stopping = False
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def stop_claiming(self) -> None:
+        self._stopping = True
+        self._wake.set()
+
+    async def run(self) -> None:
+        while not self._stopping:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self._poll_interval)
+            self._wake.clear()
+            if self._stopping:
+                return
+            await self.claim_available()
+
+    async def claim_available(self) -> int:
+        """Claim until the table has nothing ready or there is no room; return the count."""
+        total = 0
+        while not self._stopping and (room := self._in_flight.free()) > 0:
+            limit = min(self._batch_size, room)
+            started = time.perf_counter()
+            try:
+                claimed = await self._store.claim(limit, self._owner, self._lease_seconds)
+            except DatabaseUnavailableError as exc:
+                log.warning("claim_failed", error=str(exc))
+                return total
+            self._in_flight.backlog = len(claimed) == limit
+            if claimed:
+                log.debug(
+                    "claimed",
+                    count=len(claimed),
+                    duration_ms=round((time.perf_counter() - started) * 1000, 3),
+                )
+            for notification in claimed:
+                self._in_flight.add(notification.id)
+            await self._admit(claimed)
+            total += len(claimed)
+            if len(claimed) < limit:
+                break
+        return total
+
+    async def _admit(self, claimed: list[ClaimedNotification]) -> None:
+        resumed = [n for n in claimed if n.claims > 1]
+        history: dict[int, list[Attempt]] = {}
+        if resumed:
+            try:
+                history = await self._store.attempts([n.id for n in resumed])
+            except DatabaseUnavailableError as exc:
+                # Without the log we cannot tell where to resume: let the lease lapse.
+                log.warning("resume_failed", error=str(exc), count=len(resumed))
+                for notification in resumed:
+                    self._in_flight.done(notification.id)
+                resumed_ids = {n.id for n in resumed}
+                claimed = [n for n in claimed if n.id not in resumed_ids]
+        for notification in claimed:
+            if notification.claims == 1:
+                self._route(Delivery(notification))
+                continue
+            await self._resume(notification, history.get(notification.id, []))
+
+    async def _resume(self, notification: ClaimedNotification, attempts: list[Attempt]) -> None:
+        point = resume_point(notification.channels, attempts, self._max_attempts)
+        log.info(
+            "delivery_resumed",
+            notification_id=notification.id,
+            attempts_logged=len(attempts),
+            channel_index=point.channel_index,
+        )
+        if point.channel_index is not None:
+            self._route(Delivery(notification, point.channel_index, point.attempts_on_channel))
+            return
+        status = SENT if point.already_sent else FAILED
+        try:
+            await self._store.finish_without_attempt(notification.id, self._owner, status)
+        except DatabaseUnavailableError as exc:
+            log.warning("finish_failed", notification_id=notification.id, error=str(exc))
+        self._in_flight.done(notification.id)

@@ -1,0 +1,54 @@
+"""The embedded PostgreSQL used when no database URL is configured."""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from notifyd.exceptions import DatabaseUnavailableError
+
+DATABASE_NAME = "notifyd"
+CHECK_DATABASE = "SELECT 1 FROM pg_database WHERE datname = 'notifyd';"
+CREATE_DATABASE = "CREATE DATABASE notifyd;"
+
+
+@dataclass(frozen=True)
+class EmbeddedPostgres:
+    """A running embedded server; `url` points at its `notifyd` database."""
+
+    url: str
+    data_dir: Path
+    _server: Any
+
+    def stop(self) -> None:
+        """Release this process's handle; the server stops when the last one is gone."""
+        self._server.cleanup()
+
+
+def start_embedded_postgres(data_dir: Path) -> EmbeddedPostgres:
+    """Start (or join) the PostgreSQL server whose data lives in `data_dir`.
+
+    Blocking: call it before the event loop runs. Data survives restarts; several notifyd
+    processes on one data directory share one server.
+    """
+    # Imported here: only the embedded mode needs it, and it is slow to import.
+    from pgserver.postgres_server import get_server
+
+    # pgserver narrates every step at INFO; its failures still come through.
+    logging.getLogger("pgserver").setLevel(logging.WARNING)
+    data_dir = data_dir.absolute()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        server = get_server(data_dir, cleanup_mode="stop")
+        # Two processes starting at once may both try to create it: the loser's error is
+        # harmless, psql reports it and the database exists either way.
+        if "(1 row)" not in server.psql(CHECK_DATABASE):
+            server.psql(CREATE_DATABASE)
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise DatabaseUnavailableError(
+            f"could not start the embedded PostgreSQL in {data_dir}: {exc}"
+        ) from exc
+    return EmbeddedPostgres(url=server.get_uri(DATABASE_NAME), data_dir=data_dir, _server=server)

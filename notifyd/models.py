@@ -1,0 +1,96 @@
+"""Typed rows the store hands out, and the values the pipeline passes along."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from notifyd.providers.base import Recipient
+
+
+@dataclass(frozen=True, slots=True)
+class User:
+    id: int
+    email: str | None
+    phone: str | None
+    telegram_chat_id: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Notification:
+    id: int
+    user_id: int
+    subject: str
+    message: str
+    channels: tuple[str, ...]
+    status: str
+    created_at: datetime
+    updated_at: datetime
+    finished_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    id: int
+    notification_id: int
+    channel: str
+    attempt: int
+    status: str
+    error: str | None
+    transient: bool | None
+    provider_response: Any
+    started_at: datetime
+    finished_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedNotification:
+    """A notification this instance holds the lease on, with its user's contacts."""
+
+    id: int
+    recipient: Recipient
+    subject: str
+    message: str
+    channels: tuple[str, ...]
+    created_at: datetime
+    # Above 1 when an earlier lease expired: delivery resumes from the attempt log.
+    claims: int
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptRecord:
+    """One finished attempt, to be written to the attempt log."""
+
+    notification_id: int
+    channel: str
+    attempt: int
+    status: str
+    error: str | None
+    transient: bool | None
+    provider_response: dict[str, Any] | None
+    started_at: datetime
+    finished_at: datetime
+
+
+@dataclass(slots=True)
+class Delivery:
+    """Where one claimed notification stands in its channel order."""
+
+    notification: ClaimedNotification
+    channel_index: int = 0
+    # Attempts already made on the current channel.
+    attempts_on_channel: int = 0
+
+    @property
+    def channel(self) -> str:
+        return self.notification.channels[self.channel_index]
+
+    def next_channel(self) -> str | None:
+        """The channel after the current one, or None when the order is used up."""
+        following = self.channel_index + 1
+        if following < len(self.notification.channels):
+            return self.notification.channels[following]
+        return None

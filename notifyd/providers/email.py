@@ -1,0 +1,190 @@
+"""E-mail over SMTP with aiosmtplib."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from datetime import UTC, datetime
+from email.errors import HeaderParseError
+from email.message import EmailMessage
+from email.utils import format_datetime, make_msgid
+from typing import TYPE_CHECKING, Any
+
+import aiosmtplib
+
+from notifyd.exceptions import PermanentProviderError, ProviderError, TransientProviderError
+from notifyd.logs import get_logger
+from notifyd.providers.base import OutgoingMessage, Provider
+
+if TYPE_CHECKING:
+    from email.headerregistry import Address
+
+    from notifyd.config import EmailSettings
+
+log = get_logger(__name__)
+
+_REDACTED = "***"
+
+
+class EmailProvider(Provider):
+    """Sends each message as a UTF-8 plain-text e-mail.
+
+    One SMTP connection per message for now; `_connection` is the only place that opens
+    one, so a pool can replace it (opened in `start`, drained in `close`).
+    """
+
+    channel = "email"
+
+    def __init__(self, settings: EmailSettings) -> None:
+        self._settings = settings
+        self._local_hostname: str | None = None
+
+    async def send(self, message: OutgoingMessage) -> dict[str, Any]:
+        """Deliver one message; return the SMTP server's answer to DATA."""
+        if not self._settings.host:
+            raise PermanentProviderError("email channel is not configured")
+        if not message.recipient.email:
+            raise PermanentProviderError("user has no email address")
+        mail = self._build(message, message.recipient.email)
+        error: ProviderError | None = None
+        try:
+            answer = await self._deliver(mail, _addr_spec(mail, "From"), _addr_spec(mail, "To"))
+        except (aiosmtplib.SMTPException, OSError, TimeoutError, ValueError) as exc:
+            error = self._translate(exc)
+            if not self._leaks_password(exc):
+                raise error from exc
+        if error is not None:
+            # The library's exception quotes the password (a server echoed it back): raised
+            # out here the error has no __context__, which `from None` would keep.
+            raise error from None
+        log.debug(
+            "email_accepted", notification_id=message.notification_id, message_id=mail["Message-ID"]
+        )
+        return {"smtp_code": 250, "smtp_message": answer, "message_id": mail["Message-ID"]}
+
+    async def _deliver(self, mail: EmailMessage, sender: str, recipient: str) -> str:
+        """Hand the message to the server; return its answer to DATA."""
+        # aiosmtplib's timeout bounds each network operation; this one bounds the attempt.
+        async with asyncio.timeout(self._settings.timeout):
+            smtp = await self._acquire()
+            try:
+                # One recipient: if it is refused, aiosmtplib raises SMTPRecipientsRefused
+                # rather than returning a partial-failure dict.
+                _, answer = await smtp.send_message(mail, sender=sender, recipients=[recipient])
+            except BaseException:
+                self._discard(smtp)
+                raise
+        # Outside the deadline: the message is accepted, a slow goodbye must not fail it.
+        await self._release(smtp)
+        return answer
+
+    def _build(self, message: OutgoingMessage, to: str) -> EmailMessage:
+        """The MIME message; refuses anything that could smuggle in extra headers."""
+        if any(c in message.subject for c in "\r\n"):
+            raise PermanentProviderError("subject contains a line break (header injection)")
+        if any(c in to for c in "\r\n"):
+            raise PermanentProviderError("email address contains a line break")
+        mail = EmailMessage()
+        try:
+            mail["From"] = self._settings.from_address
+            mail["To"] = to
+            mail["Subject"] = message.subject
+            domain = _addr_spec(mail, "From").rpartition("@")[2] or "localhost"
+            mail["Message-ID"] = make_msgid(
+                idstring=f"notifyd.{message.notification_id}", domain=domain
+            )
+            mail["Date"] = format_datetime(datetime.now(UTC))
+            mail.set_content(message.body, charset="utf-8")
+        except (ValueError, TypeError, IndexError, HeaderParseError) as exc:
+            raise PermanentProviderError(f"cannot build the e-mail: {exc}") from exc
+        return mail
+
+    async def _acquire(self) -> aiosmtplib.SMTP:
+        """A connected, logged-in SMTP client (a pool would hand out an idle one)."""
+        settings = self._settings
+        if self._local_hostname is None:
+            # aiosmtplib resolves the FQDN in a thread on every connect; do it once.
+            self._local_hostname = await asyncio.to_thread(socket.getfqdn)
+        smtp = aiosmtplib.SMTP(
+            hostname=settings.host,
+            port=settings.port,
+            username=settings.username or None,
+            password=settings.password.get_secret_value() if settings.username else None,
+            use_tls=settings.security == "tls",
+            # False, not None: None would mean "upgrade if the server offers it".
+            start_tls=settings.security == "starttls",
+            validate_certs=settings.validate_certs,
+            timeout=settings.timeout,
+            local_hostname=self._local_hostname,
+        )
+        await smtp.connect()  # closes the client itself when it fails
+        return smtp
+
+    async def _release(self, smtp: aiosmtplib.SMTP) -> None:
+        """Done with a healthy client: say QUIT (a pool would keep it instead)."""
+        try:
+            await smtp.quit()
+        except (aiosmtplib.SMTPException, OSError, TimeoutError):
+            pass  # the message was accepted already; only the goodbye failed
+        finally:
+            smtp.close()
+
+    def _discard(self, smtp: aiosmtplib.SMTP) -> None:
+        """Drop a client whose state is unknown after a failure, without talking to it."""
+        smtp.close()
+
+    def _translate(self, exc: BaseException) -> ProviderError:
+        """The provider error for a failure of aiosmtplib or the network."""
+        if isinstance(exc, aiosmtplib.SMTPRecipientsRefused) and exc.recipients:
+            first = exc.recipients[0]
+            return self._by_code(first.code, first.message, "recipient refused")
+        if isinstance(exc, aiosmtplib.SMTPResponseException):
+            return self._by_code(exc.code, exc.message, _describe(exc))
+        kind = type(exc).__name__
+        text = self._scrub(str(exc)) or kind
+        if isinstance(exc, TimeoutError):
+            # SMTPTimeoutError is a TimeoutError too.
+            return TransientProviderError(f"SMTP timeout: {text}")
+        if isinstance(exc, (ConnectionError, OSError)):
+            # Also SMTPConnectError and SMTPServerDisconnected (both ConnectionErrors).
+            return TransientProviderError(f"SMTP connection failed: {kind}: {text}")
+        # SMTPNotSupported (no STARTTLS, no AUTH, no SMTPUTF8), invalid addresses: only a
+        # configuration or data change helps.
+        return PermanentProviderError(f"SMTP error: {kind}: {text}")
+
+    def _by_code(self, code: int, server_message: str, what: str) -> ProviderError:
+        text = self._scrub(server_message)
+        response = {"smtp_code": code, "smtp_message": text}
+        error = f"SMTP {what}: {code} {text}"
+        if 500 <= code < 600:
+            return PermanentProviderError(error, response=response)
+        # 4xx by definition; anything else (-1 for a garbled reply) is not a clear refusal.
+        return TransientProviderError(error, response=response)
+
+    def _scrub(self, text: str) -> str:
+        password = self._settings.password.get_secret_value()
+        return text.replace(password, _REDACTED) if password else text
+
+    def _leaks_password(self, exc: BaseException) -> bool:
+        password = self._settings.password.get_secret_value()
+        return bool(password) and password in f"{exc!s} {exc!r}"
+
+
+def _addr_spec(mail: EmailMessage, header: str) -> str:
+    """The bare address (`user@host`) of a single-address header."""
+    addresses: tuple[Address, ...] = mail[header].addresses
+    if len(addresses) != 1 or not addresses[0].addr_spec:
+        raise PermanentProviderError(f"{header} must be exactly one e-mail address")
+    return addresses[0].addr_spec
+
+
+def _describe(exc: aiosmtplib.SMTPResponseException) -> str:
+    if isinstance(exc, aiosmtplib.SMTPAuthenticationError):
+        return "authentication failed"
+    if isinstance(exc, aiosmtplib.SMTPSenderRefused):
+        return "sender refused"
+    if isinstance(exc, aiosmtplib.SMTPRecipientRefused):
+        return "recipient refused"
+    if isinstance(exc, aiosmtplib.SMTPDataError):
+        return "message refused"
+    return "error"

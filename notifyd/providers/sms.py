@@ -1,0 +1,49 @@
+"""SMS: only a stub for now, which logs instead of sending."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from notifyd.exceptions import PermanentProviderError, TransientProviderError
+from notifyd.logs import get_logger
+from notifyd.providers.base import OutgoingMessage, Provider
+
+if TYPE_CHECKING:
+    from notifyd.config import SmsSettings
+
+log = get_logger(__name__)
+
+
+class StubSmsProvider(Provider):
+    """Pretends to send: logs `sms_stub_sent` and reports the message as accepted.
+
+    `fail_always` makes every attempt fail transiently, to exercise retries and fallback.
+    """
+
+    channel = "sms"
+
+    def __init__(self, settings: SmsSettings) -> None:
+        self._settings = settings
+
+    async def send(self, message: OutgoingMessage) -> dict[str, Any]:
+        """Accept the message without sending anything."""
+        phone = message.recipient.phone
+        if not phone:
+            raise PermanentProviderError("user has no phone number")
+        if self._settings.fail_always:
+            raise TransientProviderError("SMS_FAIL_ALWAYS is set")
+        log.info(
+            "sms_stub_sent",
+            notification_id=message.notification_id,
+            phone=mask_phone(phone),
+            length=len(message.as_text()),
+        )
+        return {"provider": "stub", "status": "accepted", "to": phone}
+
+
+def mask_phone(phone: str) -> str:
+    """The phone number with all but its last four digits hidden, for logs."""
+    digits = [c for c in phone if c.isdigit()]
+    if len(digits) <= 4:
+        return "*" * len(digits)
+    return "*" * (len(digits) - 4) + "".join(digits[-4:])

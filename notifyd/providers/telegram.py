@@ -1,0 +1,174 @@
+"""Telegram over the Bot API's sendMessage, with aiohttp.
+
+The bot token is part of every request URL, and aiohttp puts the URL into its exceptions;
+this module therefore never chains an aiohttp exception and scrubs the token from every
+text it builds.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
+
+import aiohttp
+
+from notifyd.exceptions import PermanentProviderError, TransientProviderError
+from notifyd.logs import get_logger
+from notifyd.providers.base import OutgoingMessage, Provider
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from notifyd.config import TelegramSettings
+
+log = get_logger(__name__)
+
+_REDACTED = "***"
+# How much of a non-JSON answer (an HTML error page from a proxy) to keep.
+_BODY_EXCERPT = 500
+
+
+class TelegramProvider(Provider):
+    """Sends each message as plain text (no parse_mode: user text is never markup)."""
+
+    channel = "telegram"
+
+    def __init__(self, settings: TelegramSettings) -> None:
+        self._settings = settings
+        self._token = settings.bot_token.get_secret_value()
+        self._session: aiohttp.ClientSession | None = None
+
+    async def start(self) -> None:
+        """Open the HTTP session shared by all sends."""
+        self._ensure_session()
+
+    async def close(self) -> None:
+        """Close the HTTP session; a later send opens a new one."""
+        session, self._session = self._session, None
+        if session is not None:
+            await session.close()
+
+    async def send(self, message: OutgoingMessage) -> dict[str, Any]:
+        """Deliver one message; return Telegram's message and chat ids."""
+        if not self._token:
+            raise PermanentProviderError("telegram channel is not configured (no bot token)")
+        chat_id = message.recipient.telegram_chat_id
+        if not chat_id:
+            raise PermanentProviderError("user has no telegram_chat_id")
+        payload = {"chat_id": _chat_id(chat_id), "text": message.as_text()}
+        status, retry_header, raw = await self._post("sendMessage", payload)
+        answer = self._interpret(status, retry_header, raw)
+        log.debug(
+            "telegram_accepted",
+            notification_id=message.notification_id,
+            message_id=answer["message_id"],
+        )
+        return answer
+
+    def _ensure_session(self) -> aiohttp.ClientSession:
+        # No await between the check and the assignment, so concurrent sends share one.
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=self._settings.timeout),
+                connector=aiohttp.TCPConnector(limit=self._settings.concurrency),
+            )
+        return self._session
+
+    async def _post(self, method: str, payload: dict[str, Any]) -> tuple[int, str | None, bytes]:
+        """POST one Bot API call; return the status, the Retry-After header and the body."""
+        url = f"{self._settings.api_url}/bot{quote(self._token, safe=':')}/{method}"
+        try:
+            async with self._ensure_session().post(url, json=payload) as response:
+                return response.status, response.headers.get("Retry-After"), await response.read()
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            description = self._describe(exc)
+        # aiohttp exceptions carry the URL, which holds the token. `from None` inside the
+        # except block would only hide them from tracebacks and keep them reachable as
+        # __context__; raised out here, the error has no context at all.
+        raise TransientProviderError(f"Telegram unreachable: {description}") from None
+
+    def _interpret(self, status: int, retry_header: str | None, raw: bytes) -> dict[str, Any]:
+        """Turn the HTTP answer into a result, or raise the matching provider error."""
+        body = _json_object(raw)
+        if body is None:
+            text = self._scrub(raw[:_BODY_EXCERPT].decode("utf-8", errors="replace"))
+            response = {"http_status": status, "body": text}
+            error = f"Telegram answered HTTP {status} without JSON"
+            if status >= 500 or status == 429:
+                raise TransientProviderError(
+                    error, response=response, retry_after=_seconds(retry_header)
+                )
+            raise PermanentProviderError(error, response=response)
+        if 200 <= status < 300 and body.get("ok") is True:
+            result = body.get("result")
+            result = result if isinstance(result, dict) else {}
+            chat = result.get("chat")
+            chat = chat if isinstance(chat, dict) else {}
+            return {"ok": True, "message_id": result.get("message_id"), "chat_id": chat.get("id")}
+        response = self._redact(body)
+        description = str(response.get("description") or f"HTTP {status}")
+        if status == 429 or status >= 500:
+            retry_after = _retry_after(body) or _seconds(retry_header)
+            if status == 429:
+                log.warning("telegram_rate_limited", retry_after=retry_after)
+            raise TransientProviderError(
+                f"Telegram: {description}", response=response, retry_after=retry_after
+            )
+        raise PermanentProviderError(f"Telegram: {description}", response=response)
+
+    def _describe(self, exc: BaseException) -> str:
+        text = str(exc)
+        return self._scrub(f"{type(exc).__name__}: {text}" if text else type(exc).__name__)
+
+    def _scrub(self, text: str) -> str:
+        for form in {self._token, quote(self._token, safe=":"), quote(self._token, safe="")}:
+            text = text.replace(form, _REDACTED)
+        return text
+
+    def _redact(self, value: Any) -> Any:
+        """`value` with the token scrubbed from every string, however deeply nested."""
+        if isinstance(value, str):
+            return self._scrub(value)
+        if isinstance(value, dict):
+            return {self._redact(k): self._redact(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [self._redact(v) for v in value]
+        return value
+
+
+def _chat_id(chat_id: str) -> int | str:
+    """Numeric ids as integers, `@channelname` as is (the Bot API takes both)."""
+    try:
+        return int(chat_id)
+    except ValueError:
+        return chat_id
+
+
+def _json_object(raw: bytes) -> dict[str, Any] | None:
+    try:
+        body = json.loads(raw)
+    except ValueError:  # also UnicodeDecodeError
+        return None
+    return body if isinstance(body, dict) else None
+
+
+def _retry_after(body: Mapping[str, Any]) -> float | None:
+    parameters = body.get("parameters")
+    if isinstance(parameters, dict):
+        value = parameters.get("retry_after")
+        if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0:
+            return float(value)
+    return None
+
+
+def _seconds(header: str | None) -> float | None:
+    """A Retry-After header given in seconds; the HTTP-date form is ignored."""
+    if header is None:
+        return None
+    try:
+        value = float(header)
+    except ValueError:
+        return None
+    return value if math.isfinite(value) and value >= 0 else None

@@ -1,0 +1,193 @@
+"""Request bodies of the HTTP API, validated by pydantic, and their JSON answers."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Annotated, Any, Literal, Self
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictInt,
+    StrictStr,
+    field_validator,
+    model_validator,
+)
+
+from notifyd.constants import MAX_MESSAGE_LENGTH, MAX_SUBJECT_LENGTH
+from notifyd.models import Attempt, Notification, User
+
+BIGINT_MAX = 2**63 - 1
+ChannelName = Literal["email", "sms", "telegram"]
+
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+$")
+_PHONE = re.compile(r"^\+[1-9][0-9]{6,14}$")
+_CHAT_ID = re.compile(r"^(-?[0-9]{1,20}|@[A-Za-z0-9_]{5,32})$")
+
+
+def _default_channels() -> list[ChannelName]:
+    # The same order as constants.DEFAULT_CHANNELS, spelled out for the Literal type.
+    return ["email", "sms", "telegram"]
+
+
+def storable_text(value: str) -> str:
+    """Refuse what PostgreSQL text cannot hold: NUL and unpaired surrogates."""
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("must be valid Unicode (no unpaired surrogates)") from None
+    return value
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class NotifyRequest(_Body):
+    """Body of `POST /api/notify/`."""
+
+    user_id: Annotated[StrictInt, Field(ge=1, le=BIGINT_MAX)]
+    message: Annotated[StrictStr, Field(min_length=1, max_length=MAX_MESSAGE_LENGTH)]
+    subject: StrictStr = ""
+    channels: Annotated[list[ChannelName], Field(min_length=1)] = Field(
+        default_factory=_default_channels
+    )
+
+    @field_validator("message")
+    @classmethod
+    def _message(cls, value: str) -> str:
+        storable_text(value)
+        if not value.strip():
+            raise ValueError("must not be blank")
+        return value
+
+    @field_validator("subject")
+    @classmethod
+    def _subject(cls, value: str) -> str:
+        storable_text(value)
+        if "\r" in value or "\n" in value:
+            raise ValueError("must be a single line (no CR or LF)")
+        if len(value.encode("utf-8")) > MAX_SUBJECT_LENGTH:
+            raise ValueError(f"must be at most {MAX_SUBJECT_LENGTH} bytes in UTF-8")
+        return value
+
+    @field_validator("channels")
+    @classmethod
+    def _channels(cls, value: list[str]) -> list[str]:
+        duplicates = sorted({c for c in value if value.count(c) > 1})
+        if duplicates:
+            raise ValueError(f"must not repeat a channel (repeated: {', '.join(duplicates)})")
+        return value
+
+
+class _UserFields(_Body):
+    email: StrictStr | None = None
+    phone: StrictStr | None = None
+    telegram_chat_id: StrictInt | StrictStr | None = None
+
+    @field_validator("email")
+    @classmethod
+    def _email(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        storable_text(value)
+        if len(value) > 254 or not _EMAIL.match(value):
+            raise ValueError("must be an e-mail address like name@example.com")
+        return value
+
+    @field_validator("phone")
+    @classmethod
+    def _phone(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if not _PHONE.match(value):
+            raise ValueError("must be an E.164 phone number like +15551234567")
+        return value
+
+    @field_validator("telegram_chat_id")
+    @classmethod
+    def _chat_id(cls, value: int | str | None) -> str | None:
+        if value is None:
+            return None
+        text = str(value)
+        if not _CHAT_ID.match(text):
+            raise ValueError("must be a Telegram chat id (an integer) or @channelusername")
+        return text
+
+    def contacts(self) -> dict[str, str | None]:
+        """The fields the client sent, normalised (chat ids as text)."""
+        return {
+            name: (None if value is None else str(value))
+            for name, value in self.model_dump(include=self.model_fields_set).items()
+        }
+
+
+class UserCreate(_UserFields):
+    """Body of `POST /api/users/`."""
+
+
+class UserUpdate(_UserFields):
+    """Body of `PATCH /api/users/{id}`: only the fields sent change; null clears one."""
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> Self:
+        if not self.model_fields_set:
+            raise ValueError("name at least one of email, phone, telegram_chat_id")
+        return self
+
+
+def timestamp(value: datetime | None) -> str | None:
+    """ISO 8601 with microseconds and the UTC offset, always the same shape."""
+    return None if value is None else value.isoformat(timespec="microseconds")
+
+
+def enqueued_json(notification: Notification) -> dict[str, Any]:
+    return {
+        "id": notification.id,
+        "status": notification.status,
+        "created_at": timestamp(notification.created_at),
+    }
+
+
+def attempt_json(attempt: Attempt) -> dict[str, Any]:
+    return {
+        "id": attempt.id,
+        "channel": attempt.channel,
+        "attempt": attempt.attempt,
+        "status": attempt.status,
+        "error": attempt.error,
+        "provider_response": attempt.provider_response,
+        "started_at": timestamp(attempt.started_at),
+        "finished_at": timestamp(attempt.finished_at),
+        "duration_ms": round((attempt.finished_at - attempt.started_at).total_seconds() * 1000, 3),
+    }
+
+
+def notification_json(notification: Notification, attempts: list[Attempt]) -> dict[str, Any]:
+    return {
+        "id": notification.id,
+        "user_id": notification.user_id,
+        "subject": notification.subject,
+        "message": notification.message,
+        "channels": list(notification.channels),
+        "status": notification.status,
+        "created_at": timestamp(notification.created_at),
+        "updated_at": timestamp(notification.updated_at),
+        "finished_at": timestamp(notification.finished_at),
+        "attempts": [attempt_json(a) for a in attempts],
+    }
+
+
+def user_json(user: User) -> dict[str, Any]:
+    return {
+        "id": user.id,
+        "email": user.email,
+        "phone": user.phone,
+        "telegram_chat_id": user.telegram_chat_id,
+        "created_at": timestamp(user.created_at),
+        "updated_at": timestamp(user.updated_at),
+    }

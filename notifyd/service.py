@@ -1,0 +1,146 @@
+"""The delivery service: dispatcher, listener, lease keeper and channel actors, wired."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+
+from notifyd.actors import ActorContext, ChannelActors
+from notifyd.config import Settings
+from notifyd.dispatcher import Dispatcher
+from notifyd.exceptions import DatabaseUnavailableError
+from notifyd.inflight import InFlight
+from notifyd.leases import LeaseKeeper
+from notifyd.listener import Listener
+from notifyd.logs import get_logger
+from notifyd.models import Delivery
+from notifyd.providers.base import Provider
+from notifyd.retry import RetryPolicy
+from notifyd.store import Store
+from notifyd.supervisor import Supervisor
+
+log = get_logger(__name__)
+
+
+class DeliveryService:
+    """Everything that moves notifications from the table to the providers."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        database_url: str,
+        providers: Mapping[str, Provider],
+        on_failure: Callable[[str], None],
+    ) -> None:
+        self.owner = uuid.uuid4()
+        self._settings = settings
+        self._store = store
+        self._draining = False
+        self._parked: list[tuple[int, datetime]] = []
+        dispatcher_settings = settings.dispatcher
+        delivery = settings.delivery
+        self.in_flight = InFlight(
+            dispatcher_settings.max_in_flight,
+            refill_threshold=dispatcher_settings.batch_size,
+            on_room=self._wake_dispatcher,
+        )
+        context = ActorContext(
+            store=store,
+            owner=self.owner,
+            policy=RetryPolicy(
+                delivery.max_attempts, delivery.backoff_initial, delivery.backoff_max
+            ),
+            in_flight=self.in_flight,
+            lease_seconds=delivery.lease_seconds,
+            hand_off=self.route,
+        )
+        channel_settings = settings.channels
+        self.actors = {
+            name: ChannelActors(
+                name,
+                provider,
+                context,
+                concurrency=getattr(channel_settings, name).concurrency,
+                timeout=getattr(channel_settings, name).timeout,
+            )
+            for name, provider in providers.items()
+        }
+        self.dispatcher = Dispatcher(
+            store,
+            self.owner,
+            self.in_flight,
+            self.route,
+            poll_interval=dispatcher_settings.poll_interval,
+            batch_size=dispatcher_settings.batch_size,
+            lease_seconds=delivery.lease_seconds,
+            max_attempts=delivery.max_attempts,
+        )
+        self.listener = Listener(
+            database_url,
+            self.dispatcher.wake,
+            check_interval=dispatcher_settings.listen_check_interval,
+            connect_timeout=settings.database.connect_timeout,
+            backoff_max=dispatcher_settings.reconnect_backoff_max,
+        )
+        self.lease_keeper = LeaseKeeper(
+            store, self.owner, self.in_flight, lease_seconds=delivery.lease_seconds
+        )
+        self.supervisor = Supervisor(on_failure)
+
+    def _wake_dispatcher(self) -> None:
+        self.dispatcher.wake()
+
+    def route(self, delivery: Delivery) -> None:
+        """Put a delivery in the inbox of the channel it is at."""
+        if self._draining:
+            self._parked.append((delivery.notification.id, datetime.now(UTC)))
+            self.in_flight.done(delivery.notification.id)
+            return
+        self.actors[delivery.channel].inbox.put_nowait(delivery)
+
+    def start(self) -> None:
+        for channel_actors in self.actors.values():
+            for name, factory in channel_actors.task_specs():
+                self.supervisor.spawn(name, factory)
+        self.supervisor.spawn("lease-keeper", self.lease_keeper.run)
+        self.supervisor.spawn("dispatcher", self.dispatcher.run)
+        self.supervisor.spawn("listener", self.listener.run)
+        log.info("delivery_started", instance=str(self.owner))
+
+    async def stop(self, grace_seconds: float) -> None:
+        """Stop claiming, let running attempts finish, release everything else."""
+        self.dispatcher.stop_claiming()
+        await self.supervisor.stop("dispatcher")
+        await self.supervisor.stop("listener")
+        self._draining = True
+        unfinished: list[tuple[int, datetime]] = []
+        for channel_actors in self.actors.values():
+            channel_actors.draining = True
+            unfinished.extend(channel_actors.take_unfinished())
+        for notification_id, _ in unfinished:
+            self.in_flight.done(notification_id)
+        try:
+            await asyncio.wait_for(self.in_flight.wait_empty(), grace_seconds)
+        except TimeoutError:
+            log.warning("shutdown_grace_expired", in_flight=len(self.in_flight))
+        await self.supervisor.stop("actor:")
+        await self.supervisor.stop("lease-keeper")
+        for channel_actors in self.actors.values():
+            unfinished.extend(channel_actors.parked)
+        unfinished.extend(self._parked)
+        now = datetime.now(UTC)
+        unfinished.extend((notification_id, now) for notification_id in self.in_flight.ids())
+        await self._release(unfinished)
+
+    async def _release(self, unfinished: list[tuple[int, datetime]]) -> None:
+        if not unfinished:
+            return
+        try:
+            await self._store.release(self.owner, unfinished)
+        except DatabaseUnavailableError as exc:
+            log.error("release_failed", error=str(exc), count=len(unfinished))
+            return
+        log.info("released_unfinished", count=len(unfinished))

@@ -1,0 +1,497 @@
+"""Every query notifyd runs, and the translation of rows into typed models.
+
+Nothing outside this module sees asyncpg records or SQL; asyncpg errors become
+`DatabaseUnavailableError`, `UnknownUserError`, `NotFoundError` or `ConstraintViolationError`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from datetime import datetime
+from typing import Any, Final
+from uuid import UUID
+
+import asyncpg
+import orjson
+from asyncpg.pool import PoolConnectionProxy
+
+from notifyd.constants import FAILED, WAKE_CHANNEL
+from notifyd.exceptions import (
+    ConstraintViolationError,
+    DatabaseUnavailableError,
+    NotFoundError,
+    UnknownUserError,
+)
+from notifyd.models import Attempt, AttemptRecord, ClaimedNotification, Notification, User
+from notifyd.providers.base import Recipient
+
+# Errors that mean "the database is not there right now", as opposed to a bad query.
+CONNECTION_ERRORS: Final = (
+    OSError,
+    asyncio.TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.AdminShutdownError,
+    asyncpg.CrashShutdownError,
+    asyncpg.TooManyConnectionsError,
+)
+
+SERVER_SETTINGS: Final = {
+    "application_name": "notifyd",
+    "timezone": "UTC",
+    # A generic plan cached while a table was empty or never analyzed keeps a sequential
+    # scan forever on that connection; custom plans follow the table as it grows.
+    "plan_cache_mode": "force_custom_plan",
+}
+
+
+INSERT_USER: Final = """
+    INSERT INTO notifyd.users (email, phone, telegram_chat_id) VALUES ($1, $2, $3)
+    RETURNING id, email, phone, telegram_chat_id, created_at, updated_at
+"""
+SELECT_USER: Final = """
+    SELECT id, email, phone, telegram_chat_id, created_at, updated_at
+    FROM notifyd.users WHERE id = $1
+"""
+# Each contact is changed only when its flag is set, so PATCH can clear one with null.
+UPDATE_USER: Final = """
+    UPDATE notifyd.users SET
+        email = CASE WHEN $2 THEN $3 ELSE email END,
+        phone = CASE WHEN $4 THEN $5 ELSE phone END,
+        telegram_chat_id = CASE WHEN $6 THEN $7 ELSE telegram_chat_id END,
+        updated_at = now()
+    WHERE id = $1
+    RETURNING id, email, phone, telegram_chat_id, created_at, updated_at
+"""
+
+INSERT_NOTIFICATION: Final = """
+    INSERT INTO notifyd.notifications (user_id, subject, message, channels)
+    VALUES ($1, $2, $3, $4)
+    RETURNING id, user_id, subject, message, channels, status, created_at, updated_at,
+           finished_at
+"""
+SELECT_NOTIFICATION: Final = """
+    SELECT id, user_id, subject, message, channels, status, created_at, updated_at,
+           finished_at
+    FROM notifyd.notifications WHERE id = $1
+"""
+SELECT_ATTEMPTS: Final = """
+    SELECT id, notification_id, channel, attempt, status, error, transient, provider_response,
+           started_at, finished_at
+    FROM notifyd.notification_attempts
+    WHERE notification_id = ANY($1::bigint[])
+    ORDER BY notification_id, id
+"""
+
+# The claim: oldest pending first, skipping rows another instance is claiming right now.
+CLAIM: Final = """
+    WITH picked AS (
+        SELECT id FROM notifyd.notifications
+        WHERE status = 'pending' AND run_after <= now()
+        ORDER BY id
+        LIMIT $1
+        FOR UPDATE SKIP LOCKED
+    )
+    UPDATE notifyd.notifications AS n
+    SET status = 'processing',
+        locked_by = $2,
+        lease_expires_at = now() + make_interval(secs => $3),
+        claims = n.claims + 1,
+        updated_at = now()
+    FROM picked, notifyd.users AS u
+    WHERE n.id = picked.id AND u.id = n.user_id
+    RETURNING n.id, n.user_id, n.subject, n.message, n.channels, n.claims, n.created_at,
+              u.email, u.phone, u.telegram_chat_id
+"""
+
+# An attempt is written only while this instance still holds the lease; no row back means
+# the lease was lost and the delivery must stop here.
+INSERT_ATTEMPT: Final = """
+    INSERT INTO notifyd.notification_attempts
+        (notification_id, channel, attempt, status, error, transient, provider_response,
+         started_at, finished_at)
+    SELECT n.id, $2, $3, $4, $5, $6, $7, $8, $9
+    FROM notifyd.notifications AS n
+    WHERE n.id = $1 AND n.locked_by = $10 AND n.status = 'processing'
+    RETURNING id
+"""
+# The last attempt and the final status in one statement: both or neither.
+INSERT_FINAL_ATTEMPT: Final = """
+    WITH finished AS (
+        UPDATE notifyd.notifications
+        SET status = $11, locked_by = NULL, lease_expires_at = NULL,
+            finished_at = now(), updated_at = now()
+        WHERE id = $1 AND locked_by = $10 AND status = 'processing'
+        RETURNING id
+    )
+    INSERT INTO notifyd.notification_attempts
+        (notification_id, channel, attempt, status, error, transient, provider_response,
+         started_at, finished_at)
+    SELECT finished.id, $2, $3, $4, $5, $6, $7, $8, $9
+    FROM finished
+    RETURNING id
+"""
+FINISH_WITHOUT_ATTEMPT: Final = """
+    UPDATE notifyd.notifications
+    SET status = $3, locked_by = NULL, lease_expires_at = NULL,
+        finished_at = now(), updated_at = now()
+    WHERE id = $1 AND locked_by = $2 AND status = 'processing'
+    RETURNING id
+"""
+EXTEND_LEASES: Final = """
+    UPDATE notifyd.notifications
+    SET lease_expires_at = now() + make_interval(secs => $3)
+    WHERE id = ANY($2::bigint[]) AND locked_by = $1 AND status = 'processing'
+"""
+RELEASE: Final = """
+    UPDATE notifyd.notifications AS n
+    SET status = 'pending', locked_by = NULL, lease_expires_at = NULL,
+        run_after = greatest(n.run_after, r.run_after), updated_at = now()
+    FROM unnest($2::bigint[], $3::timestamptz[]) AS r (id, run_after)
+    WHERE n.id = r.id AND n.locked_by = $1 AND n.status = 'processing'
+"""
+REQUEUE_EXPIRED: Final = """
+    UPDATE notifyd.notifications
+    SET status = 'pending', locked_by = NULL, lease_expires_at = NULL, updated_at = now()
+    WHERE id IN (
+        SELECT id FROM notifyd.notifications
+        WHERE status = 'processing' AND lease_expires_at < now()
+        ORDER BY lease_expires_at
+        LIMIT $1
+        FOR UPDATE SKIP LOCKED
+    )
+"""
+WAKE: Final = "SELECT pg_notify($1, '')"
+IS_LISTENING: Final = "SELECT $1 = ANY(ARRAY(SELECT pg_listening_channels()))"
+
+
+def _returned(row: asyncpg.Record | None) -> asyncpg.Record:
+    """The row an INSERT ... RETURNING always gives back."""
+    if row is None:
+        raise RuntimeError("INSERT ... RETURNING returned no row")
+    return row
+
+
+def _user(row: asyncpg.Record) -> User:
+    return User(
+        id=row["id"],
+        email=row["email"],
+        phone=row["phone"],
+        telegram_chat_id=row["telegram_chat_id"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+    )
+
+
+def _notification(row: asyncpg.Record) -> Notification:
+    return Notification(
+        id=row["id"],
+        user_id=row["user_id"],
+        subject=row["subject"],
+        message=row["message"],
+        channels=tuple(row["channels"]),
+        status=row["status"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        finished_at=row["finished_at"],
+    )
+
+
+def _attempt(row: asyncpg.Record) -> Attempt:
+    return Attempt(
+        id=row["id"],
+        notification_id=row["notification_id"],
+        channel=row["channel"],
+        attempt=row["attempt"],
+        status=row["status"],
+        error=row["error"],
+        transient=row["transient"],
+        provider_response=row["provider_response"],
+        started_at=row["started_at"],
+        finished_at=row["finished_at"],
+    )
+
+
+def _claimed(row: asyncpg.Record) -> ClaimedNotification:
+    return ClaimedNotification(
+        id=row["id"],
+        recipient=Recipient(
+            user_id=row["user_id"],
+            email=row["email"],
+            phone=row["phone"],
+            telegram_chat_id=row["telegram_chat_id"],
+        ),
+        subject=row["subject"],
+        message=row["message"],
+        channels=tuple(row["channels"]),
+        created_at=row["created_at"],
+        claims=row["claims"],
+    )
+
+
+def _attempt_args(record: AttemptRecord) -> tuple[Any, ...]:
+    return (
+        record.notification_id,
+        record.channel,
+        record.attempt,
+        record.status,
+        record.error,
+        record.transient,
+        record.provider_response,
+        record.started_at,
+        record.finished_at,
+    )
+
+
+@asynccontextmanager
+async def translate_errors() -> AsyncIterator[None]:
+    """Turn asyncpg's errors into notifyd's."""
+    try:
+        yield
+    except asyncpg.ForeignKeyViolationError as exc:
+        raise ConstraintViolationError(exc.constraint_name or "", str(exc)) from exc
+    except asyncpg.IntegrityConstraintViolationError as exc:
+        constraint = getattr(exc, "constraint_name", None) or ""
+        raise ConstraintViolationError(constraint, str(exc)) from exc
+    except CONNECTION_ERRORS as exc:
+        raise DatabaseUnavailableError(f"database unavailable: {type(exc).__name__}") from exc
+
+
+async def _init_connection(connection: asyncpg.Connection) -> None:
+    await connection.set_type_codec(
+        "jsonb",
+        encoder=lambda value: orjson.dumps(value).decode(),
+        decoder=orjson.loads,
+        schema="pg_catalog",
+    )
+
+
+class Store:
+    """The data-access layer: one asyncpg pool, one method per question or change."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    @classmethod
+    async def connect(
+        cls,
+        url: str,
+        *,
+        min_size: int = 2,
+        max_size: int = 10,
+        connect_timeout: float = 5.0,
+        command_timeout: float = 10.0,
+    ) -> Store:
+        async with translate_errors():
+            pool = await asyncpg.create_pool(
+                url,
+                min_size=min_size,
+                max_size=max_size,
+                timeout=connect_timeout,
+                command_timeout=command_timeout,
+                server_settings=SERVER_SETTINGS,
+                init=_init_connection,
+            )
+        return cls(pool)
+
+    async def close(self) -> None:
+        await self._pool.close()
+
+    @asynccontextmanager
+    async def connection(self) -> AsyncIterator[PoolConnectionProxy[asyncpg.Record]]:
+        """A pooled connection, for the migration runner."""
+        async with translate_errors(), self._pool.acquire() as connection:
+            yield connection
+
+    # Users
+
+    async def create_user(
+        self, email: str | None, phone: str | None, telegram_chat_id: str | None
+    ) -> User:
+        async with translate_errors():
+            row = await self._pool.fetchrow(INSERT_USER, email, phone, telegram_chat_id)
+        return _user(_returned(row))
+
+    async def get_user(self, user_id: int) -> User:
+        async with translate_errors():
+            row = await self._pool.fetchrow(SELECT_USER, user_id)
+        if row is None:
+            raise NotFoundError(f"user {user_id} does not exist")
+        return _user(row)
+
+    async def update_user(self, user_id: int, changes: dict[str, str | None]) -> User:
+        """Set the contacts named in `changes`; a None value clears that contact."""
+        async with translate_errors():
+            row = await self._pool.fetchrow(
+                UPDATE_USER,
+                user_id,
+                "email" in changes,
+                changes.get("email"),
+                "phone" in changes,
+                changes.get("phone"),
+                "telegram_chat_id" in changes,
+                changes.get("telegram_chat_id"),
+            )
+        if row is None:
+            raise NotFoundError(f"user {user_id} does not exist")
+        return _user(row)
+
+    # Notifications
+
+    async def enqueue(
+        self, user_id: int, subject: str, message: str, channels: Sequence[str]
+    ) -> Notification:
+        try:
+            async with translate_errors():
+                row = await self._pool.fetchrow(
+                    INSERT_NOTIFICATION, user_id, subject, message, list(channels)
+                )
+                row = _returned(row)
+        except ConstraintViolationError as exc:
+            if exc.constraint.endswith("user_id_fkey"):
+                raise UnknownUserError(user_id) from exc
+            raise
+        return _notification(row)
+
+    async def get_notification(self, notification_id: int) -> Notification:
+        async with translate_errors():
+            row = await self._pool.fetchrow(SELECT_NOTIFICATION, notification_id)
+        if row is None:
+            raise NotFoundError(f"notification {notification_id} does not exist")
+        return _notification(row)
+
+    async def attempts(self, notification_ids: Sequence[int]) -> dict[int, list[Attempt]]:
+        """The attempt log of each notification, oldest first."""
+        async with translate_errors():
+            rows = await self._pool.fetch(SELECT_ATTEMPTS, list(notification_ids))
+        result: dict[int, list[Attempt]] = {nid: [] for nid in notification_ids}
+        for row in rows:
+            result[row["notification_id"]].append(_attempt(row))
+        return result
+
+    # The queue
+
+    async def claim(
+        self, limit: int, owner: UUID, lease_seconds: float
+    ) -> list[ClaimedNotification]:
+        """Lease up to `limit` pending notifications to `owner`, oldest first."""
+        async with translate_errors():
+            rows = await self._pool.fetch(CLAIM, limit, owner, lease_seconds)
+        claimed = [_claimed(row) for row in rows]
+        claimed.sort(key=lambda c: c.id)
+        return claimed
+
+    async def record_attempt(
+        self, record: AttemptRecord, owner: UUID, final_status: str | None = None
+    ) -> bool:
+        """Write an attempt (and the final status, if given) while `owner` holds the lease.
+
+        Returns False, writing nothing, when the lease is no longer `owner`'s.
+        """
+        query = INSERT_ATTEMPT if final_status is None else INSERT_FINAL_ATTEMPT
+        args = (*_attempt_args(record), owner)
+        if final_status is not None:
+            args = (*args, final_status)
+        async with translate_errors():
+            attempt_id = await self._pool.fetchval(query, *args)
+        return attempt_id is not None
+
+    async def finish_without_attempt(
+        self, notification_id: int, owner: UUID, status: str = FAILED
+    ) -> bool:
+        """Set a final status when nothing is left to try (a resumed, used-up delivery)."""
+        async with translate_errors():
+            found = await self._pool.fetchval(
+                FINISH_WITHOUT_ATTEMPT, notification_id, owner, status
+            )
+        return found is not None
+
+    async def extend_leases(
+        self, owner: UUID, notification_ids: Sequence[int], lease_seconds: float
+    ) -> None:
+        async with translate_errors():
+            await self._pool.execute(EXTEND_LEASES, owner, list(notification_ids), lease_seconds)
+
+    async def release(self, owner: UUID, unfinished: Sequence[tuple[int, datetime]]) -> None:
+        """Hand leased notifications back to the queue: (id, claimable from) pairs."""
+        ids = [notification_id for notification_id, _ in unfinished]
+        times = [run_after for _, run_after in unfinished]
+        async with translate_errors():
+            await self._pool.execute(RELEASE, owner, ids, times)
+
+    async def requeue_expired(self, limit: int = 1000) -> int:
+        """Make notifications whose lease ran out claimable again; wake the dispatchers."""
+        async with translate_errors():
+            status = await self._pool.execute(REQUEUE_EXPIRED, limit)
+            count = int(status.split()[-1])
+            if count:
+                await self._pool.execute(WAKE, WAKE_CHANNEL)
+        return count
+
+
+class ListenConnection:
+    """A dedicated connection that LISTENs for the dispatcher's wake-up channel."""
+
+    def __init__(self, connection: asyncpg.Connection) -> None:
+        self._connection = connection
+        self.terminated = asyncio.Event()
+        connection.add_termination_listener(lambda _conn: self.terminated.set())
+
+    @classmethod
+    async def open(
+        cls, url: str, on_notify: Callable[[], None], connect_timeout: float
+    ) -> ListenConnection:
+        async with translate_errors():
+            connection = await asyncpg.connect(
+                url,
+                timeout=connect_timeout,
+                server_settings={"application_name": "notifyd-listener"},
+            )
+            listen = cls(connection)
+            try:
+                await connection.add_listener(WAKE_CHANNEL, lambda *_: on_notify())
+            except BaseException:
+                connection.terminate()
+                raise
+        return listen
+
+    async def is_listening(self, query_timeout: float) -> bool:
+        """Ask the server whether this session still listens (catches a silent death)."""
+        if self._connection.is_closed():
+            return False
+        async with translate_errors():
+            listening: bool = await self._connection.fetchval(
+                IS_LISTENING, WAKE_CHANNEL, timeout=query_timeout
+            )
+        return listening
+
+    def backend_pid(self) -> int:
+        return self._connection.get_server_pid()
+
+    async def close(self) -> None:
+        if self._connection.is_closed():
+            return
+        try:
+            await asyncio.wait_for(self._connection.close(), timeout=2)
+        except (*CONNECTION_ERRORS, asyncpg.PostgresError):
+            self._connection.terminate()
+
+
+async def wait_for_database(
+    connect: Callable[[], Awaitable[Store]], deadline: float, on_retry: Callable[[str], None]
+) -> Store:
+    """Connect, retrying with backoff until `deadline` (loop time) passes."""
+    loop = asyncio.get_running_loop()
+    delay = 0.2
+    while True:
+        try:
+            return await connect()
+        except DatabaseUnavailableError as exc:
+            if loop.time() + delay > deadline:
+                raise
+            on_retry(str(exc))
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)

@@ -1,0 +1,159 @@
+"""Shared fixtures: a real PostgreSQL, a database per test, fake vendors, a running daemon.
+
+PostgreSQL is the embedded one (pgserver) unless NOTIFYD_TEST_DATABASE_URL names a server
+where the tests may create databases. Every test gets its own database, cloned from a
+migrated template: NOTIFY is delivered only on commit, so rollback-per-test isolation
+cannot work here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import tempfile
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import pytest
+
+from notifyd.config import LEGACY_EMAIL_SECURITY, LEGACY_ENV
+from notifyd.migrations import migrate
+from notifyd.store import Store
+from tests.fakes.smtp import FakeSmtpServer
+from tests.fakes.telegram import FakeTelegramApi
+from tests.support import Daemon, start_daemon
+
+TEST_DATABASE_URL_ENV = "NOTIFYD_TEST_DATABASE_URL"
+
+
+def database_url_for(server_url: str, name: str) -> str:
+    """`server_url` pointed at database `name` (keeps host, socket dir and options)."""
+    parts = urlsplit(server_url)
+    return urlunsplit(parts._replace(path=f"/{name}"))
+
+
+@pytest.fixture(scope="session")
+def pg_server_url() -> Iterator[str]:
+    """A PostgreSQL server for the whole session: the embedded one by default."""
+    external = os.environ.get(TEST_DATABASE_URL_ENV)
+    if external:
+        yield external
+        return
+    from pgserver.postgres_server import get_server
+
+    data_dir = Path(tempfile.mkdtemp(prefix="notifyd-test-pg-"))
+    server = get_server(data_dir, cleanup_mode="delete")
+    try:
+        yield server.get_uri()
+    finally:
+        server.cleanup()
+
+
+@pytest.fixture(scope="session")
+def template_database(pg_server_url: str) -> Iterator[str]:
+    """A database with every migration applied, cloned for each test."""
+    name = f"notifyd_template_{uuid.uuid4().hex[:12]}"
+
+    async def create() -> None:
+        admin = await asyncpg.connect(pg_server_url)
+        try:
+            await admin.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await admin.close()
+        store = await Store.connect(database_url_for(pg_server_url, name), min_size=1)
+        try:
+            await migrate(store)
+        finally:
+            await store.close()
+
+    asyncio.run(create())
+    yield name
+    asyncio.run(_drop_database(pg_server_url, name))
+
+
+async def _drop_database(server_url: str, name: str) -> None:
+    admin = await asyncpg.connect(server_url)
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+@pytest.fixture
+async def database_url(pg_server_url: str, template_database: str) -> AsyncIterator[str]:
+    """A fresh, migrated database of this test's own."""
+    name = f"notifyd_test_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(pg_server_url)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_database}"')
+    finally:
+        await admin.close()
+    yield database_url_for(pg_server_url, name)
+    await _drop_database(pg_server_url, name)
+
+
+@pytest.fixture
+async def db(database_url: str) -> AsyncIterator[asyncpg.Connection]:
+    """A plain connection to the test's database, for arranging and checking rows."""
+    connection = await asyncpg.connect(database_url)
+    yield connection
+    await connection.close()
+
+
+@pytest.fixture
+async def store(database_url: str) -> AsyncIterator[Store]:
+    store = await Store.connect(database_url, min_size=1, max_size=4)
+    yield store
+    await store.close()
+
+
+@pytest.fixture(autouse=True)
+def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Keep the machine's NOTIFYD_* and legacy variables out of every test."""
+    for name in os.environ:
+        if name.startswith("NOTIFYD_") and name != TEST_DATABASE_URL_ENV:
+            monkeypatch.delenv(name)
+    for name in (*LEGACY_ENV, *LEGACY_EMAIL_SECURITY):
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture
+async def smtp_server() -> AsyncIterator[FakeSmtpServer]:
+    server = FakeSmtpServer()
+    await server.start()
+    yield server
+    await server.stop()
+
+
+@pytest.fixture
+async def telegram_api() -> AsyncIterator[FakeTelegramApi]:
+    api = FakeTelegramApi(chats={1001, 1002}, blocked={4003})
+    await api.start()
+    yield api
+    await api.stop()
+
+
+@pytest.fixture
+async def daemon_factory(
+    database_url: str, smtp_server: FakeSmtpServer, telegram_api: FakeTelegramApi
+) -> AsyncIterator[Callable[..., Awaitable[Daemon]]]:
+    """Start an in-process daemon (API and delivery) wired to the fakes; stop it after."""
+    started: list[Daemon] = []
+
+    async def factory(**overrides: Any) -> Daemon:
+        daemon = await start_daemon(database_url, smtp_server, telegram_api, **overrides)
+        started.append(daemon)
+        return daemon
+
+    yield factory
+    for daemon in reversed(started):
+        await daemon.close()
+
+
+@pytest.fixture
+async def daemon(daemon_factory: Callable[..., Awaitable[Daemon]]) -> Daemon:
+    return await daemon_factory()

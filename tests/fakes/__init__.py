@@ -1,0 +1,13 @@
+"""Fake vendor servers for tests: real servers on loopback that answer like the vendor."""
+
+from tests.fakes.smtp import FakeSmtpServer, ReceivedMail, unused_port
+from tests.fakes.telegram import ApiCall, FakeTelegramApi, ForcedAnswer
+
+__all__ = [
+    "ApiCall",
+    "FakeSmtpServer",
+    "FakeTelegramApi",
+    "ForcedAnswer",
+    "ReceivedMail",
+    "unused_port",
+]

@@ -1,0 +1,259 @@
+"""A fake Telegram Bot API: a real aiohttp server on 127.0.0.1 answering like the vendor."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+MAX_TEXT_LENGTH = 4096
+
+BOT_USER = {
+    "id": 7000000001,
+    "is_bot": True,
+    "first_name": "notifyd-test",
+    "username": "notifyd_test_bot",
+}
+_STATUS_DESCRIPTIONS = {
+    500: "Internal Server Error",
+    502: "Bad Gateway",
+    503: "Service Unavailable",
+    504: "Gateway Timeout",
+}
+
+
+@dataclass(frozen=True)
+class ApiCall:
+    """One request the fake received."""
+
+    method: str  # Bot API method, e.g. "sendMessage"
+    token: str
+    chat_id: int | str | None
+    text: str | None
+    params: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ForcedAnswer:
+    """An answer the fake gives instead of the normal one."""
+
+    status: int
+    body: dict[str, Any] | str  # a str is sent as is (text/html), like a broken proxy
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+class FakeTelegramApi:
+    """Behaves like api.telegram.org for `getMe` and `sendMessage`.
+
+    Chats in `chats` are reachable, those in `blocked` answer 403; any other chat id is
+    "chat not found". Scripted answers (`fail_next`, `rate_limit_next`, `force`) are used
+    first, in order, one per request, and `delay` makes every request hang that long
+    before answering (set it to more than the client's timeout to test timeouts).
+    """
+
+    def __init__(
+        self,
+        token: str = "123456:TEST-token-abcdefghijklmnopqrstuv",  # noqa: S107  (fake token)
+        *,
+        chats: set[int] | None = None,
+        blocked: set[int] | None = None,
+    ) -> None:
+        self.token = token
+        self.chats: set[int] = set(chats or ())
+        self.blocked: set[int] = set(blocked or ())
+        self.delay: float = 0.0
+        self.calls: list[ApiCall] = []  # every request with a well-formed path
+        self.sent: list[ApiCall] = []  # the sendMessage calls that succeeded
+        self._forced: deque[ForcedAnswer] = deque()
+        self._message_ids = itertools.count(1)
+        self._changed = asyncio.Condition()
+        self._runner: web.AppRunner | None = None
+        self._stopping = asyncio.Event()
+        self.port = 0
+
+    @property
+    def url(self) -> str:
+        """Base URL to use as the Bot API URL, e.g. `http://127.0.0.1:PORT`."""
+        return f"http://127.0.0.1:{self.port}"
+
+    async def start(self) -> None:
+        """Listen on a free loopback port (the same one again after a `stop`)."""
+        app = web.Application()
+        app.router.add_route("*", "/bot{token}/{method}", self._handle)
+        self._stopping = asyncio.Event()
+        self._runner = web.AppRunner(
+            app,
+            handle_signals=False,
+            # Request lines hold the bot token; a fake must not log it either.
+            access_log=None,
+            # A client that gives up cancels its request, so nothing is recorded late.
+            handler_cancellation=True,
+            shutdown_timeout=1.0,
+        )
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", self.port, reuse_address=True)
+        await site.start()
+        self.port = self._runner.addresses[0][1]
+
+    async def stop(self) -> None:
+        """Stop listening ("down"); hanging requests are released and dropped."""
+        runner, self._runner = self._runner, None
+        self._stopping.set()
+        if runner is not None:
+            await runner.cleanup()
+
+    async def __aenter__(self) -> FakeTelegramApi:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop()
+
+    def force(self, answer: ForcedAnswer, times: int = 1) -> None:
+        """Answer the next `times` requests with `answer`."""
+        self._forced.extend([answer] * times)
+
+    def rate_limit_next(self, times: int = 1, retry_after: int = 1, *, header: bool = True) -> None:
+        """The next `times` requests answer 429 with `parameters.retry_after`."""
+        body = {
+            "ok": False,
+            "error_code": 429,
+            "description": f"Too Many Requests: retry after {retry_after}",
+            "parameters": {"retry_after": retry_after},
+        }
+        headers = {"Retry-After": str(retry_after)} if header else {}
+        self.force(ForcedAnswer(429, body, headers), times)
+
+    def fail_next(self, times: int = 1, status: int = 502) -> None:
+        """The next `times` requests answer `status` with the Bot API's error envelope."""
+        description = _STATUS_DESCRIPTIONS.get(status, "Internal Server Error")
+        body = {"ok": False, "error_code": status, "description": description}
+        self.force(ForcedAnswer(status, body), times)
+
+    async def wait_for_messages(
+        self,
+        count: int,
+        timeout: float = 5.0,  # noqa: ASYNC109  (a deadline; clear failure)
+    ) -> list[ApiCall]:
+        """Wait until at least `count` messages were sent; fail after `timeout` seconds."""
+        return await self._wait_for(lambda: len(self.sent) >= count, timeout, f"{count} sent")
+
+    async def wait_for_calls(
+        self,
+        count: int,
+        timeout: float = 5.0,  # noqa: ASYNC109  (a deadline; clear failure)
+    ) -> list[ApiCall]:
+        """Wait until at least `count` requests arrived, whatever the answer."""
+        await self._wait_for(lambda: len(self.calls) >= count, timeout, f"{count} calls")
+        return self.calls
+
+    async def _wait_for(
+        self, predicate: Callable[[], bool], seconds: float, what: str
+    ) -> list[ApiCall]:
+        async with self._changed:
+            try:
+                await asyncio.wait_for(self._changed.wait_for(predicate), seconds)
+            except TimeoutError:
+                raise AssertionError(
+                    f"expected {what} within {seconds}s: "
+                    f"{len(self.calls)} calls, {len(self.sent)} sent"
+                ) from None
+        return self.sent
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        token = request.match_info["token"]
+        method = request.match_info["method"]
+        params = await _params(request)
+        call = ApiCall(method, token, params.get("chat_id"), params.get("text"), params)
+        await self._record(call, sent=False)
+        if self.delay:
+            # The hang is the fault itself, not a test wait; `stop` cuts it short.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), self.delay)
+            if self._stopping.is_set():
+                raise web.HTTPServiceUnavailable
+        if self._forced:
+            return _answer(self._forced.popleft())
+        if token != self.token:
+            return _error(401, "Unauthorized")
+        if method == "getMe":
+            return web.json_response({"ok": True, "result": BOT_USER})
+        if method == "sendMessage":
+            return await self._send_message(call)
+        return _error(404, "Not Found")
+
+    async def _send_message(self, call: ApiCall) -> web.Response:
+        chat_id = _as_int(call.chat_id)
+        if chat_id is None or chat_id not in self.chats | self.blocked:
+            return _error(400, "Bad Request: chat not found")
+        if chat_id in self.blocked:
+            return _error(403, "Forbidden: bot was blocked by the user")
+        text = call.text if isinstance(call.text, str) else ""
+        if not text.strip():
+            return _error(400, "Bad Request: message text is empty")
+        if len(text) > MAX_TEXT_LENGTH:
+            return _error(400, "Bad Request: message is too long")
+        result = {
+            "message_id": next(self._message_ids),
+            "from": BOT_USER,
+            "chat": {"id": chat_id, "type": "private"},
+            "date": int(time.time()),
+            "text": text,
+        }
+        await self._record(call, sent=True)
+        return web.json_response({"ok": True, "result": result})
+
+    async def _record(self, call: ApiCall, *, sent: bool) -> None:
+        async with self._changed:
+            (self.sent if sent else self.calls).append(call)
+            self._changed.notify_all()
+
+
+async def _params(request: web.Request) -> dict[str, Any]:
+    """The call's parameters from the query string, a JSON body or a form body."""
+    params: dict[str, Any] = dict(request.query)
+    if request.content_type == "application/json":
+        try:
+            body = await request.json()
+        except ValueError:
+            body = None
+        if isinstance(body, dict):
+            params.update(body)
+    elif request.content_type in {"application/x-www-form-urlencoded", "multipart/form-data"}:
+        params.update({key: value for key, value in (await request.post()).items()})
+    return params
+
+
+def _as_int(value: object) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str):
+        try:
+            return int(value)
+        except ValueError:
+            return None
+    return None
+
+
+def _error(status: int, description: str) -> web.Response:
+    body = {"ok": False, "error_code": status, "description": description}
+    return web.json_response(body, status=status)
+
+
+def _answer(forced: ForcedAnswer) -> web.Response:
+    if isinstance(forced.body, str):
+        return web.Response(
+            status=forced.status, text=forced.body, content_type="text/html", headers=forced.headers
+        )
+    return web.json_response(forced.body, status=forced.status, headers=forced.headers)

@@ -1,0 +1,135 @@
+"""Test helpers: a daemon running in-process, and waiting on conditions with a deadline."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+
+from notifyd.app import SERVICE, create_app
+from notifyd.config import Settings
+from tests.fakes.smtp import FakeSmtpServer
+from tests.fakes.telegram import FakeTelegramApi
+
+T = TypeVar("T")
+
+TERMINAL = {"sent", "failed"}
+
+
+async def wait_until(
+    check: Callable[[], Awaitable[T]],
+    *,
+    deadline: float = 10.0,
+    interval: float = 0.02,
+    what: str = "condition",
+) -> T:
+    """Poll `check` until it returns something truthy; fail after `deadline` seconds."""
+    give_up = time.monotonic() + deadline
+    while True:
+        result = await check()
+        if result:
+            return result
+        if time.monotonic() > give_up:
+            raise AssertionError(f"timed out after {deadline}s waiting for {what}")
+        await asyncio.sleep(interval)
+
+
+def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def make_settings(
+    database_url: str,
+    smtp: FakeSmtpServer | None = None,
+    telegram: FakeTelegramApi | None = None,
+    **overrides: Any,
+) -> Settings:
+    """Settings for tests: fast retries, the fakes as vendors; sections as dict overrides."""
+    data: dict[str, Any] = {
+        "database": {"url": database_url, "pool_min_size": 1, "pool_max_size": 5},
+        "dispatcher": {"poll_interval": 0.5, "listen_check_interval": 1.0},
+        "delivery": {"backoff_initial": 0.01, "backoff_max": 0.05, "lease_seconds": 30},
+        "shutdown": {"grace_seconds": 2},
+        "channels": {
+            "email": {"timeout": 2, "concurrency": 4},
+            "sms": {"concurrency": 4},
+            "telegram": {"timeout": 2, "concurrency": 4},
+        },
+    }
+    if smtp is not None:
+        data["channels"]["email"].update({"host": smtp.host, "port": smtp.port})
+    if telegram is not None:
+        data["channels"]["telegram"].update({"api_url": telegram.url, "bot_token": telegram.token})
+    return Settings(**_merge(data, overrides))
+
+
+@dataclass
+class Daemon:
+    """An in-process notifyd (API and delivery) with an HTTP client pointed at it."""
+
+    client: TestClient[web.Request, web.Application]
+    settings: Settings
+
+    @property
+    def app(self) -> web.Application:
+        return self.client.app  # type: ignore[return-value]
+
+    async def close(self) -> None:
+        await self.client.close()
+
+    def service_stats(self) -> dict[str, int]:
+        service = self.app[SERVICE]
+        return {"in_flight": len(service.in_flight), "reconnects": service.listener.reconnects}
+
+    async def create_user(self, **contacts: Any) -> int:
+        response = await self.client.post("/api/users/", json=contacts)
+        assert response.status == 201, await response.text()
+        user_id: int = (await response.json())["id"]
+        return user_id
+
+    async def notify(self, **body: Any) -> dict[str, Any]:
+        response = await self.client.post("/api/notify/", json=body)
+        assert response.status == 200, await response.text()
+        data: dict[str, Any] = await response.json()
+        return data
+
+    async def notification(self, notification_id: int) -> dict[str, Any]:
+        response = await self.client.get(f"/api/notifications/{notification_id}")
+        assert response.status == 200, await response.text()
+        data: dict[str, Any] = await response.json()
+        return data
+
+    async def wait_finished(self, notification_id: int, deadline: float = 10.0) -> dict[str, Any]:
+        """Wait until the notification is sent or failed; return it with its attempts."""
+
+        async def finished() -> dict[str, Any] | None:
+            data = await self.notification(notification_id)
+            return data if data["status"] in TERMINAL else None
+
+        return await wait_until(
+            finished, deadline=deadline, what=f"notification {notification_id} to finish"
+        )
+
+
+async def start_daemon(
+    database_url: str,
+    smtp: FakeSmtpServer | None,
+    telegram: FakeTelegramApi | None,
+    **overrides: Any,
+) -> Daemon:
+    settings = make_settings(database_url, smtp, telegram, **overrides)
+    app = create_app(settings, database_url)
+    client: TestClient[web.Request, web.Application] = TestClient(TestServer(app))
+    await client.start_server()
+    return Daemon(client=client, settings=settings)
