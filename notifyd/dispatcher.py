@@ -48,6 +48,13 @@ class Dispatcher:
         self._max_attempts = max_attempts
         self._wake = asyncio.Event()
         self._stopping = False
+        self._claiming = False
+        # Completed claim rounds, for readiness checks and tests.
+        self.rounds = 0
+
+    def idle(self) -> bool:
+        """True after at least one claim round, with no round running or requested."""
+        return self.rounds > 0 and not self._claiming and not self._wake.is_set()
 
     def wake(self) -> None:
         self._wake.set()
@@ -63,7 +70,12 @@ class Dispatcher:
             self._wake.clear()
             if self._stopping:
                 return
-            await self.claim_available()
+            self._claiming = True
+            try:
+                await self.claim_available()
+            finally:
+                self._claiming = False
+                self.rounds += 1
 
     async def claim_available(self) -> int:
         """Claim until the table has nothing ready or there is no room; return the count."""

@@ -88,9 +88,15 @@ class Daemon:
     async def close(self) -> None:
         await self.client.close()
 
-    def service_stats(self) -> dict[str, int]:
+    async def app_ready(self, deadline: float = 10.0) -> None:
+        """Wait until the listener is connected and its first claim has come and gone."""
         service = self.app[SERVICE]
-        return {"in_flight": len(service.in_flight), "reconnects": service.listener.reconnects}
+        await asyncio.wait_for(service.listener.connected.wait(), deadline)
+
+        async def idle() -> bool:
+            return service.dispatcher.idle()
+
+        await wait_until(idle, deadline=deadline, what="the dispatcher's first claim")
 
     async def create_user(self, **contacts: Any) -> int:
         response = await self.client.post("/api/users/", json=contacts)

@@ -24,13 +24,16 @@ if TYPE_CHECKING:
 log = get_logger(__name__)
 
 _REDACTED = "***"
+# Everything str.splitlines() breaks on: a header generator might fold or split there.
+_LINE_BREAKS = frozenset("\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029")
 
 
 class EmailProvider(Provider):
     """Sends each message as a UTF-8 plain-text e-mail.
 
-    One SMTP connection per message for now; `_connection` is the only place that opens
-    one, so a pool can replace it (opened in `start`, drained in `close`).
+    One SMTP connection per message for now. Connections are only obtained through
+    `_acquire` and given back through `_release` (healthy) or `_discard` (after a
+    failure), so a pool can replace these three (filled in `start`, drained in `close`).
     """
 
     channel = "email"
@@ -46,9 +49,10 @@ class EmailProvider(Provider):
         if not message.recipient.email:
             raise PermanentProviderError("user has no email address")
         mail = self._build(message, message.recipient.email)
+        sender, recipient = _addr_spec(mail, "From"), _addr_spec(mail, "To")
         error: ProviderError | None = None
         try:
-            answer = await self._deliver(mail, _addr_spec(mail, "From"), _addr_spec(mail, "To"))
+            answer = await self._deliver(mail, sender, recipient)
         except (aiosmtplib.SMTPException, OSError, TimeoutError, ValueError) as exc:
             error = self._translate(exc)
             if not self._leaks_password(exc):
@@ -57,10 +61,9 @@ class EmailProvider(Provider):
             # The library's exception quotes the password (a server echoed it back): raised
             # out here the error has no __context__, which `from None` would keep.
             raise error from None
-        log.debug(
-            "email_accepted", notification_id=message.notification_id, message_id=mail["Message-ID"]
-        )
-        return {"smtp_code": 250, "smtp_message": answer, "message_id": mail["Message-ID"]}
+        message_id = str(mail["Message-ID"])  # a plain str, not the header object
+        log.debug("email_accepted", notification_id=message.notification_id, message_id=message_id)
+        return {"smtp_code": 250, "smtp_message": answer, "message_id": message_id}
 
     async def _deliver(self, mail: EmailMessage, sender: str, recipient: str) -> str:
         """Hand the message to the server; return its answer to DATA."""
@@ -80,9 +83,9 @@ class EmailProvider(Provider):
 
     def _build(self, message: OutgoingMessage, to: str) -> EmailMessage:
         """The MIME message; refuses anything that could smuggle in extra headers."""
-        if any(c in message.subject for c in "\r\n"):
+        if _LINE_BREAKS.intersection(message.subject):
             raise PermanentProviderError("subject contains a line break (header injection)")
-        if any(c in to for c in "\r\n"):
+        if _LINE_BREAKS.intersection(to):
             raise PermanentProviderError("email address contains a line break")
         mail = EmailMessage()
         try:
@@ -167,7 +170,12 @@ class EmailProvider(Provider):
 
     def _leaks_password(self, exc: BaseException) -> bool:
         password = self._settings.password.get_secret_value()
-        return bool(password) and password in f"{exc!s} {exc!r}"
+        chain: BaseException | None = exc
+        while password and chain is not None:
+            if password in f"{chain!s} {chain!r}":
+                return True
+            chain = chain.__cause__ or chain.__context__
+        return False
 
 
 def _addr_spec(mail: EmailMessage, header: str) -> str:

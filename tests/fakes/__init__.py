@@ -1,5 +1,6 @@
 """Fake vendor servers for tests: real servers on loopback that answer like the vendor."""
 
+from tests.fakes.leaks import error_texts
 from tests.fakes.smtp import FakeSmtpServer, ReceivedMail, unused_port
 from tests.fakes.telegram import ApiCall, FakeTelegramApi, ForcedAnswer
 
@@ -9,5 +10,6 @@ __all__ = [
     "FakeTelegramApi",
     "ForcedAnswer",
     "ReceivedMail",
+    "error_texts",
     "unused_port",
 ]

@@ -265,7 +265,13 @@ async def test_missing_email_is_permanent(server: FakeSmtpServer, email: str | N
 
 @pytest.mark.parametrize(
     "subject",
-    ["Hi\r\nBcc: victim@example.net", "Hi\nBcc: victim@example.net", "Hi\rX-Evil: 1"],
+    [
+        "Hi\r\nBcc: victim@example.net",
+        "Hi\nBcc: victim@example.net",
+        "Hi\rX-Evil: 1",
+        "Hi\u2028Bcc: victim@example.net",
+        "Hi\x0bBcc: victim@example.net",
+    ],
 )
 async def test_header_injection_in_subject_is_refused(server: FakeSmtpServer, subject: str) -> None:
     with pytest.raises(PermanentProviderError, match="line break"):
