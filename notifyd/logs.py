@@ -62,6 +62,10 @@ def configure_logging(level: str = "info") -> None:
 
 
 def get_logger(name: str) -> structlog.typing.FilteringBoundLogger:
-    """A logger whose lines carry `logger=name`."""
-    logger: structlog.typing.FilteringBoundLogger = structlog.get_logger().bind(logger=name)
+    """A logger whose lines carry `module=name`.
+
+    Lazy: modules call this at import time, before `configure_logging` runs, and the
+    configuration in force at the first log call is the one used.
+    """
+    logger: structlog.typing.FilteringBoundLogger = structlog.get_logger(module=name)
     return logger

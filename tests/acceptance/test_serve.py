@@ -1,0 +1,175 @@
+"""`notifyd serve` as a user runs it: a subprocess driven over HTTP and SQL."""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import aiohttp
+import asyncpg
+import pytest
+
+from tests.acceptance.daemon_process import DaemonProcess, free_port
+from tests.fakes.smtp import FakeSmtpServer
+from tests.support import wait_until
+
+pytestmark = pytest.mark.acceptance
+
+Launcher = Callable[..., Awaitable[DaemonProcess]]
+CURL_BODY = {
+    "user_id": 1,
+    "subject": "Привет!",
+    "message": "Тестовое уведомление",
+    "channels": ["email", "sms", "telegram"],
+}
+
+
+@pytest.fixture
+async def launch(tmp_path: Path) -> AsyncIterator[Launcher]:
+    started: list[DaemonProcess] = []
+
+    async def launcher(*args: str, env: dict[str, str], ready: bool = True) -> DaemonProcess:
+        daemon = DaemonProcess(list(args) or ["serve"], env, cwd=tmp_path)
+        started.append(daemon)
+        await daemon.start()
+        if ready:
+            await daemon.wait_for_event("notifyd_started", deadline=60)
+        return daemon
+
+    yield launcher
+    for daemon in started:
+        await daemon.stop()
+
+
+async def get_json(session: aiohttp.ClientSession, url: str) -> dict[str, object]:
+    async with session.get(url) as response:
+        assert response.status == 200, await response.text()
+        data: dict[str, object] = await response.json()
+        return data
+
+
+async def test_serve_answers_the_curl_example_and_logs_json(
+    launch: Launcher, database_url: str, smtp_server: FakeSmtpServer
+) -> None:
+    port = free_port()
+    daemon = await launch(
+        "serve",
+        env={
+            "DATABASE_URL": database_url,
+            "NOTIFYD_HTTP__PORT": str(port),
+            "EMAIL_HOST": smtp_server.host,
+            "EMAIL_PORT": str(smtp_server.port),
+            "TELEGRAM_BOT_TOKEN": "123:secret-token-never-logged",
+        },
+    )
+    base = f"http://127.0.0.1:{port}"
+    async with aiohttp.ClientSession() as session:
+        async with session.post(f"{base}/api/users/", json={"email": "ivan@example.com"}) as r:
+            assert r.status == 201
+            assert (await r.json())["id"] == 1
+        async with session.post(f"{base}/api/notify/", json=CURL_BODY) as r:
+            assert r.status == 200
+            created = await r.json()
+        assert created["status"] == "pending"
+
+        async def finished() -> dict[str, object] | None:
+            data = await get_json(session, f"{base}/api/notifications/{created['id']}")
+            return data if data["status"] in {"sent", "failed"} else None
+
+        notification = await wait_until(finished, deadline=20, what="delivery")
+    assert notification["status"] == "sent"
+    (mail,) = await smtp_server.wait_for_messages(1)
+    assert mail["Subject"] == "Привет!"
+
+    attempt = await daemon.wait_for_event("attempt_finished")
+    assert attempt["notification_id"] == created["id"]
+    assert attempt["channel"] == "email"
+    assert attempt["attempt"] == 1
+    assert attempt["status"] == "success"
+    assert "duration_ms" in attempt
+    await daemon.wait_for_event("notification_sent")
+
+    await daemon.signal(signal.SIGTERM)
+    assert await daemon.wait() == 0
+    events = daemon.events()  # every stdout line is a JSON object
+    assert events[-1]["event"] == "notifyd_stopped"
+    assert not any("secret-token-never-logged" in line for line in daemon.lines)
+
+
+async def test_serve_without_a_database_starts_an_embedded_one_that_keeps_its_data(
+    launch: Launcher, tmp_path: Path
+) -> None:
+    port = free_port()
+    env = {
+        "NOTIFYD_HTTP__PORT": str(port),
+        "NOTIFYD_DATABASE__EMBEDDED_DIR": str(tmp_path / "pgdata"),
+    }
+    base = f"http://127.0.0.1:{port}"
+    daemon = await launch("serve", env=env)
+    async with aiohttp.ClientSession() as session:
+        async with session.post(f"{base}/api/users/", json={"phone": "+15551234567"}) as r:
+            assert r.status == 201
+            user = await r.json()
+        body = {"user_id": user["id"], "message": "hello", "channels": ["sms"]}
+        async with session.post(f"{base}/api/notify/", json=body) as r:
+            created = await r.json()
+
+        async def sent() -> bool:
+            data = await get_json(session, f"{base}/api/notifications/{created['id']}")
+            return data["status"] == "sent"
+
+        await wait_until(sent, deadline=20, what="delivery over the embedded database")
+        await daemon.signal(signal.SIGTERM)
+        assert await daemon.wait() == 0
+
+        restarted = await launch("serve", env=env)
+        assert (await get_json(session, f"{base}/api/users/{user['id']}"))["phone"] == (
+            "+15551234567"
+        )
+        await restarted.signal(signal.SIGTERM)
+        assert await restarted.wait() == 0
+
+
+async def test_migrate_command_applies_the_schema(launch: Launcher, pg_server_url: str) -> None:
+    from tests.conftest import database_url_for
+
+    name = "notifyd_migrate_" + str(free_port())
+    admin = await asyncpg.connect(pg_server_url)
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        url = database_url_for(pg_server_url, name)
+        daemon = await launch("migrate", env={"DATABASE_URL": url}, ready=False)
+        assert await daemon.wait() == 0
+        connection = await asyncpg.connect(url)
+        try:
+            versions = await connection.fetch("SELECT version FROM notifyd.schema_migrations")
+            assert [row["version"] for row in versions] == [1]
+        finally:
+            await connection.close()
+        again = await launch("migrate", env={"DATABASE_URL": url}, ready=False)
+        assert await again.wait() == 0
+        assert (await again.wait_for_event("migrations_done"))["applied"] == []
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+
+
+@pytest.mark.parametrize(
+    ("env", "key"),
+    [
+        ({"NOTIFYD_HTTP__PORT": "eighty"}, "http.port"),
+        ({"NOTIFYD_DELIVERY__MAX_ATTEMPTS": "0"}, "delivery.max_attempts"),
+        ({"EMAIL_PORT": "smtp"}, "EMAIL_PORT"),
+        ({"DATABASE_URL": "mysql://db/notifyd"}, "database.url"),
+    ],
+)
+async def test_a_bad_setting_stops_the_daemon_naming_the_key(
+    launch: Launcher, env: dict[str, str], key: str
+) -> None:
+    daemon = await launch("serve", env=env, ready=False)
+    assert await daemon.wait() == 2
+    assert key in daemon.stderr.decode()
+    (event,) = daemon.events()
+    assert event["event"] == "config_invalid"
+    assert key in event["error"]
