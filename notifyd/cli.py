@@ -110,7 +110,21 @@ async def _serve(settings: Settings, url: str) -> int:
     await runner.setup()
     try:
         site = web.TCPSite(runner, settings.http.host, settings.http.port)
-        await site.start()
+        try:
+            await site.start()
+        except OSError as exc:
+            log.error(
+                "http_bind_failed",
+                host=settings.http.host,
+                port=settings.http.port,
+                error=exc.strerror or str(exc),
+            )
+            print(
+                f"notifyd: cannot listen on {settings.http.host}:{settings.http.port}: "
+                f"{exc.strerror or exc}",
+                file=sys.stderr,
+            )
+            return EXIT_FAILURE
         log.info(
             "notifyd_started",
             version=__version__,

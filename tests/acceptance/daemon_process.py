@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -57,7 +58,8 @@ class DaemonProcess:
         self._reader = asyncio.create_task(self._read())
 
     async def _read(self) -> None:
-        assert self._process is not None and self._process.stdout is not None
+        assert self._process is not None
+        assert self._process.stdout is not None
         async for raw in self._process.stdout:
             async with self._changed:
                 self.lines.append(raw.decode("utf-8").rstrip("\n"))
@@ -92,10 +94,8 @@ class DaemonProcess:
                 remaining = give_up - time.monotonic()
                 if remaining <= 0:
                     raise AssertionError(f"no {name} within {deadline}s: {self.tail()}")
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._changed.wait(), min(remaining, 0.5))
-                except TimeoutError:
-                    pass
         return event
 
     async def signal(self, signum: signal.Signals) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
@@ -173,3 +174,20 @@ async def test_a_bad_setting_stops_the_daemon_naming_the_key(
     (event,) = daemon.events()
     assert event["event"] == "config_invalid"
     assert key in event["error"]
+
+
+async def test_a_port_in_use_stops_the_daemon_with_a_clear_error(
+    launch: Launcher, database_url: str
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        daemon = await launch(
+            "serve",
+            env={"DATABASE_URL": database_url, "NOTIFYD_HTTP__PORT": str(port)},
+            ready=False,
+        )
+        assert await daemon.wait() == 1
+    assert f"127.0.0.1:{port}" in daemon.stderr.decode()
+    assert "http_bind_failed" in {event["event"] for event in daemon.events()}
