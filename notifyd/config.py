@@ -214,7 +214,7 @@ def load_settings(path: Path | None = None, environ: Mapping[str, str] | None = 
     try:
         return Settings(**merged)
     except ValidationError as exc:
-        raise ConfigError(_describe(exc)) from None
+        raise ConfigError(_describe(exc, env)) from None
 
 
 def legacy_env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
@@ -235,9 +235,8 @@ def redact_url(url: str) -> str:
     parts = urlsplit(url)
     if parts.password is None:
         return url
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
+    # The raw host part keeps IPv6 brackets that `hostname` would strip.
+    host = parts.netloc.rpartition("@")[2]
     user = parts.username or ""
     return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
 
@@ -256,8 +255,9 @@ def _read_toml(path: Path | None) -> dict[str, Any]:
         raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
 
 
-def _describe(exc: ValidationError) -> str:
-    reverse = {".".join(key): name for name, key in LEGACY_ENV.items()}
+def _describe(exc: ValidationError, environ: Mapping[str, str]) -> str:
+    # Name the old-style variable only when it is the one that set the bad value.
+    reverse = {".".join(key): name for name, key in LEGACY_ENV.items() if environ.get(name)}
     problems = []
     for error in exc.errors(include_url=False, include_input=False):
         key = ".".join(str(part) for part in error["loc"]) or "(root)"

@@ -95,7 +95,7 @@ class _UserFields(_Body):
         if value is None:
             return None
         storable_text(value)
-        if len(value) > 254 or not _EMAIL.match(value):
+        if len(value) > 254 or not _EMAIL.fullmatch(value):
             raise ValueError("must be an e-mail address like name@example.com")
         return value
 
@@ -104,7 +104,7 @@ class _UserFields(_Body):
     def _phone(cls, value: str | None) -> str | None:
         if value is None:
             return None
-        if not _PHONE.match(value):
+        if not _PHONE.fullmatch(value):
             raise ValueError("must be an E.164 phone number like +15551234567")
         return value
 
@@ -114,7 +114,7 @@ class _UserFields(_Body):
         if value is None:
             return None
         text = str(value)
-        if not _CHAT_ID.match(text):
+        if not _CHAT_ID.fullmatch(text):
             raise ValueError("must be a Telegram chat id (an integer) or @channelusername")
         return text
 
