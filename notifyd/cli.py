@@ -1,4 +1,4 @@
-"""The `notifyd` command: serve, migrate."""
+"""The `notifyd` command: serve, migrate, psql."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import os
 import signal
+import subprocess
 import sys
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from aiohttp import web
 from notifyd import __version__
 from notifyd.app import FATAL, create_app
 from notifyd.config import Settings, load_settings
-from notifyd.embedded import EmbeddedPostgres, start_embedded_postgres
+from notifyd.embedded import EmbeddedPostgres, psql_executable, start_embedded_postgres
 from notifyd.exceptions import ConfigError, DatabaseUnavailableError
 from notifyd.logs import configure_logging, get_logger
 from notifyd.migrations import migrate
@@ -29,7 +30,10 @@ EXIT_CONFIG = 2
 
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
-    args = parser.parse_args(argv)
+    # Whatever follows `notifyd psql` goes to psql itself (e.g. -c "SELECT ...").
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.command != "psql":
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if args.command is None:
         parser.print_help()
         return EXIT_CONFIG
@@ -48,7 +52,10 @@ def main(argv: list[str] | None = None) -> int:
         else:
             embedded = start_embedded_postgres(settings.database.embedded_dir)
             url = embedded.url
-            log.info("embedded_postgres_started", data_dir=str(embedded.data_dir))
+            if args.command != "psql":  # psql's own output must stay clean
+                log.info("embedded_postgres_started", data_dir=str(embedded.data_dir), url=url)
+        if args.command == "psql":
+            return _psql(url, extra)
         if args.command == "migrate":
             return asyncio.run(_migrate(settings, url))
         return asyncio.run(_serve(settings, url))
@@ -68,6 +75,7 @@ def _parser() -> argparse.ArgumentParser:
     for name, help_text in (
         ("serve", "run the API and deliver notifications"),
         ("migrate", "apply database migrations and exit"),
+        ("psql", "open psql on notifyd's database (the embedded one if none is configured)"),
     ):
         command = commands.add_parser(name, help=help_text)
         command.add_argument(
@@ -77,6 +85,14 @@ def _parser() -> argparse.ArgumentParser:
             help="TOML configuration file (default: ./notifyd.toml if present)",
         )
     return parser
+
+
+def _psql(url: str, psql_args: list[str]) -> int:
+    executable = psql_executable()
+    if executable is None:
+        print("notifyd: psql is not installed", file=sys.stderr)
+        return EXIT_FAILURE
+    return subprocess.run([executable, url, *psql_args], check=False).returncode  # noqa: S603
 
 
 async def _migrate(settings: Settings, url: str) -> int:

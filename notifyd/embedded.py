@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import shutil
 import subprocess
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,7 +37,11 @@ def start_embedded_postgres(data_dir: Path) -> EmbeddedPostgres:
     processes on one data directory share one server.
     """
     # Imported here: only the embedded mode needs it, and it is slow to import.
-    from pgserver.postgres_server import get_server
+    with warnings.catch_warnings():
+        # platformdirs warns when XDG_RUNTIME_DIR is unset (containers, CI); its fallback
+        # under /tmp is fine for a socket directory.
+        warnings.simplefilter("ignore")
+        from pgserver.postgres_server import get_server
 
     # pgserver narrates every step at INFO; its failures still come through.
     logging.getLogger("pgserver").setLevel(logging.WARNING)
@@ -52,3 +58,15 @@ def start_embedded_postgres(data_dir: Path) -> EmbeddedPostgres:
             f"could not start the embedded PostgreSQL in {data_dir}: {exc}"
         ) from exc
     return EmbeddedPostgres(url=server.get_uri(DATABASE_NAME), data_dir=data_dir, _server=server)
+
+
+def psql_executable() -> str | None:
+    """The psql shipped with the embedded PostgreSQL, else the one on PATH."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            from pgserver._commands import POSTGRES_BIN_PATH
+    except ImportError:
+        return shutil.which("psql")
+    bundled = Path(POSTGRES_BIN_PATH) / "psql"
+    return str(bundled) if bundled.is_file() else shutil.which("psql")

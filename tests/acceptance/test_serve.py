@@ -191,3 +191,19 @@ async def test_a_port_in_use_stops_the_daemon_with_a_clear_error(
         assert await daemon.wait() == 1
     assert f"127.0.0.1:{port}" in daemon.stderr.decode()
     assert "http_bind_failed" in {event["event"] for event in daemon.events()}
+
+
+async def test_psql_command_runs_sql_on_the_configured_database(
+    launch: Launcher, database_url: str
+) -> None:
+    daemon = await launch(
+        "psql",
+        "-At",
+        "-c",
+        "WITH u AS (INSERT INTO notifyd.users (phone) VALUES ('+15551234567') RETURNING id)"
+        " SELECT notifyd.enqueue(u.id, 'hi') FROM u",
+        env={"DATABASE_URL": database_url},
+        ready=False,
+    )
+    assert await daemon.wait() == 0
+    assert daemon.lines == ["1"]
