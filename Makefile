@@ -1,0 +1,95 @@
+# Development tasks. A fresh machine needs only Python 3.11+ and make: every target that
+# runs project code first builds .venv from the hash-pinned lock files.
+#
+#   make serve                     install, then run the daemon (embedded PostgreSQL)
+#   make test                      install, then run the whole test suite
+#   make PYTHON=python3.12 install build .venv with another interpreter (`make clean` first
+#                                  if .venv already exists)
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# A different uv (say one already on PATH) may be passed as `make lock UV=uv`.
+UV ?= $(BIN)/uv
+# Extra arguments: `make test PYTEST_ARGS="-k email -x"`, `make lock LOCK_ARGS=--upgrade`.
+PYTEST_ARGS ?=
+LOCK_ARGS ?=
+BENCH_ARGS ?=
+# Locks are resolved against PyPI whatever index this machine is configured with, so that
+# they hold no local paths or mirrors.
+LOCK_INDEX ?= https://pypi.org/simple
+
+# bench/ may not exist yet; ruff fails on a missing path.
+LINT_PATHS := $(wildcard notifyd tests bench)
+STAMP := $(VENV)/.installed
+
+# One resolution for every platform and every supported Python (3.11 is the floor).
+UV_COMPILE = $(UV) pip compile pyproject.toml --universal --python-version 3.11 \
+	--generate-hashes --no-config --index-url $(LOCK_INDEX) --no-emit-index-url \
+	--no-emit-find-links --custom-compile-command "make lock" --quiet $(LOCK_ARGS)
+
+.DEFAULT_GOAL := help
+.PHONY: help install serve test lint format typecheck check lock bench clean
+
+help:
+	@echo "make install    create $(VENV) and install notifyd with its dev tools (PYTHON=$(PYTHON))"
+	@echo "make serve      run the daemon with an embedded PostgreSQL"
+	@echo "make test       run the whole test suite"
+	@echo "make lint       ruff check and ruff format --check"
+	@echo "make format     ruff format and ruff check --fix"
+	@echo "make typecheck  mypy --strict on the package"
+	@echo "make check      lint, typecheck and test"
+	@echo "make lock       regenerate requirements.lock and requirements-dev.lock"
+	@echo "make bench      run the benchmarks"
+	@echo "make clean      remove $(VENV) and caches (not the embedded database in .notifyd/)"
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+# Reinstall only when the locks or the project metadata change.
+$(STAMP): requirements-dev.lock pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --require-hashes -r requirements-dev.lock
+	$(BIN)/python -m pip install --no-deps -e .
+	@touch $@
+
+install: $(STAMP)
+
+serve: install
+	$(BIN)/notifyd serve
+
+test: install
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+lint: install
+	$(BIN)/ruff check $(LINT_PATHS)
+	$(BIN)/ruff format --check $(LINT_PATHS)
+
+format: install
+	$(BIN)/ruff format $(LINT_PATHS)
+	$(BIN)/ruff check --fix $(LINT_PATHS)
+
+typecheck: install
+	$(BIN)/mypy
+
+check: lint typecheck test
+
+lock:
+	@if [ "$(UV)" = "$(BIN)/uv" ] && [ ! -x "$(UV)" ]; then \
+		[ -x $(BIN)/python ] || $(PYTHON) -m venv $(VENV); \
+		$(BIN)/python -m pip install uv; \
+	fi
+	$(UV_COMPILE) --extra dev -o requirements-dev.lock
+	$(UV_COMPILE) -o requirements.lock
+
+bench: install
+	@if [ -f bench/__main__.py ]; then \
+		$(BIN)/python -m bench $(BENCH_ARGS); \
+	elif [ -f bench/run.py ]; then \
+		$(BIN)/python -m bench.run $(BENCH_ARGS); \
+	else \
+		echo "no benchmarks yet: bench/run.py does not exist"; \
+	fi
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache build dist *.egg-info
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +
