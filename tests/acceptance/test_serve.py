@@ -207,3 +207,28 @@ async def test_psql_command_runs_sql_on_the_configured_database(
     )
     assert await daemon.wait() == 0
     assert daemon.lines == ["1"]
+
+
+async def test_serve_reads_the_file_given_with_config(
+    launch: Launcher, database_url: str, tmp_path: Path
+) -> None:
+    port = free_port()
+    config = tmp_path / "custom.toml"
+    config.write_text(f'[http]\nport = {port}\n\n[log]\nlevel = "warning"\n', "utf-8")
+    daemon = await launch(
+        "serve", "--config", str(config), env={"DATABASE_URL": database_url}, ready=False
+    )
+    async with aiohttp.ClientSession() as session:
+
+        async def answering() -> bool:
+            try:
+                async with session.get(f"http://127.0.0.1:{port}/healthz") as response:
+                    return response.status == 200
+            except aiohttp.ClientConnectionError:
+                return False
+
+        await wait_until(answering, deadline=30, what="the port from the config file")
+    await daemon.signal(signal.SIGTERM)
+    assert await daemon.wait() == 0
+    # log.level = warning from the file: the info-level start event is not printed.
+    assert "notifyd_started" not in {event["event"] for event in daemon.events()}

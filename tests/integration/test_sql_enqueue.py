@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable
 import asyncpg
 import pytest
 
+from notifyd.app import SERVICE
 from tests.support import Daemon, wait_until
 
 DaemonFactory = Callable[..., Awaitable[Daemon]]
@@ -129,3 +130,27 @@ async def test_database_refuses_an_unknown_user(db: asyncpg.Connection) -> None:
         await db.execute("SELECT notifyd.enqueue(424242, 'hello')")
     with pytest.raises(asyncpg.NotNullViolationError):
         await db.execute("INSERT INTO notifyd.notifications (user_id) VALUES (NULL)")
+
+
+async def test_listener_killed_by_the_server_is_replaced_and_nothing_is_missed(
+    daemon_factory: DaemonFactory, db: asyncpg.Connection
+) -> None:
+    daemon = await daemon_factory(dispatcher={"poll_interval": 60, "listen_check_interval": 0.2})
+    user_id = await make_user(db)
+    await daemon.app_ready()
+    listener = daemon.app[SERVICE].listener
+    old_pid = listener.backend_pid
+    assert await db.fetchval("SELECT pg_terminate_backend($1)", old_pid)
+    # Inserted while the listener is down: only the claim after reconnecting can see it.
+    missed = await db.fetchval(
+        "SELECT notifyd.enqueue($1, 'while down', '', ARRAY['sms'])", user_id
+    )
+
+    async def reconnected() -> bool:
+        return listener.reconnects >= 1 and listener.backend_pid not in (None, old_pid)
+
+    await wait_until(reconnected, deadline=10, what="the listener to reconnect")
+    assert (await daemon.wait_finished(missed, deadline=10))["status"] == "sent"
+    await daemon.app_ready()
+    after = await db.fetchval("SELECT notifyd.enqueue($1, 'after', '', ARRAY['sms'])", user_id)
+    assert (await daemon.wait_finished(after, deadline=10))["status"] == "sent"

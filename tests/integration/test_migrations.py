@@ -1,0 +1,57 @@
+"""Migrations: applied once, in order, even by instances starting at the same moment."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+
+import asyncpg
+import pytest
+
+from notifyd.migrations import load_migrations, migrate
+from notifyd.store import Store
+from tests.conftest import database_url_for
+
+
+@pytest.fixture
+async def empty_database_url(pg_server_url: str) -> AsyncIterator[str]:
+    name = f"notifyd_empty_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(pg_server_url)
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield database_url_for(pg_server_url, name)
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+
+
+async def test_instances_migrating_at_once_apply_each_migration_once(
+    empty_database_url: str,
+) -> None:
+    stores = [await Store.connect(empty_database_url, min_size=1, max_size=1) for _ in range(4)]
+    try:
+        results = await asyncio.gather(*(migrate(store) for store in stores))
+    finally:
+        for store in stores:
+            await store.close()
+    expected = [m.name for m in load_migrations()]
+    # Exactly one instance applied everything; the others waited on the lock and found
+    # nothing left to do.
+    assert sorted(results, key=len) == [[], [], [], expected]
+    connection = await asyncpg.connect(empty_database_url)
+    try:
+        versions = [
+            r["version"]
+            for r in await connection.fetch(
+                "SELECT version FROM notifyd.schema_migrations ORDER BY version"
+            )
+        ]
+    finally:
+        await connection.close()
+    assert versions == [m.version for m in load_migrations()]
+
+
+def test_migration_files_are_numbered_without_gaps() -> None:
+    versions = [m.version for m in load_migrations()]
+    assert versions == list(range(1, len(versions) + 1))
