@@ -12,6 +12,7 @@ import asyncio
 import os
 import tempfile
 import uuid
+import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -43,7 +44,10 @@ def pg_server_url() -> Iterator[str]:
     if external:
         yield external
         return
-    from pgserver.postgres_server import get_server
+    with warnings.catch_warnings():
+        # platformdirs warns when XDG_RUNTIME_DIR is unset; its /tmp fallback is fine.
+        warnings.simplefilter("ignore")
+        from pgserver.postgres_server import get_server
 
     data_dir = Path(tempfile.mkdtemp(prefix="notifyd-test-pg-"))
     server = get_server(data_dir, cleanup_mode="delete")
