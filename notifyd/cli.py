@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import os
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -58,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
             return _psql(url, extra)
         if args.command == "migrate":
             return asyncio.run(_migrate(settings, url))
-        return asyncio.run(_serve(settings, url))
+        return asyncio.run(_serve(settings, url, embedded))
     except DatabaseUnavailableError as exc:
         log.error("database_unavailable", error=str(exc))
         print(f"notifyd: {exc}", file=sys.stderr)
@@ -106,7 +107,32 @@ async def _migrate(settings: Settings, url: str) -> int:
     return EXIT_OK
 
 
-async def _serve(settings: Settings, url: str) -> int:
+def _bind(host: str, port: int) -> socket.socket:
+    """Bind the HTTP port before anything else starts, so a taken port fails fast.
+
+    Not listening yet: connections are refused until the API is ready to answer.
+    """
+    address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    family, kind, proto, _, sockaddr = address[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(sockaddr)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+async def _serve(settings: Settings, url: str, embedded: EmbeddedPostgres | None) -> int:
+    http = settings.http
+    try:
+        sock = _bind(http.host, http.port)
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        log.error("http_bind_failed", host=http.host, port=http.port, error=reason)
+        print(f"notifyd: cannot listen on {http.host}:{http.port}: {reason}", file=sys.stderr)
+        return EXIT_FAILURE
     app = create_app(settings, url)
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     stop = asyncio.Event()
@@ -115,7 +141,11 @@ async def _serve(settings: Settings, url: str) -> int:
     def on_signal(signum: signal.Signals) -> None:
         if stop.is_set():
             # A second signal: the operator does not want to wait for the grace period.
+            # Unfinished work is left to lease expiry; the embedded server is still
+            # stopped, since os._exit skips the handlers that would stop it.
             log.warning("shutdown_forced", signal=signum.name)
+            if embedded is not None:
+                embedded.stop()
             os._exit(EXIT_FAILURE)
         log.info("shutdown_requested", signal=signum.name)
         stop.set()
@@ -125,22 +155,8 @@ async def _serve(settings: Settings, url: str) -> int:
 
     await runner.setup()
     try:
-        site = web.TCPSite(runner, settings.http.host, settings.http.port)
-        try:
-            await site.start()
-        except OSError as exc:
-            log.error(
-                "http_bind_failed",
-                host=settings.http.host,
-                port=settings.http.port,
-                error=exc.strerror or str(exc),
-            )
-            print(
-                f"notifyd: cannot listen on {settings.http.host}:{settings.http.port}: "
-                f"{exc.strerror or exc}",
-                file=sys.stderr,
-            )
-            return EXIT_FAILURE
+        site = web.SockSite(runner, sock)
+        await site.start()
         log.info(
             "notifyd_started",
             version=__version__,

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import shutil
 import subprocess
 import warnings
@@ -37,16 +39,24 @@ def start_embedded_postgres(data_dir: Path) -> EmbeddedPostgres:
     processes on one data directory share one server.
     """
     # Imported here: only the embedded mode needs it, and it is slow to import.
-    with warnings.catch_warnings():
-        # platformdirs warns when XDG_RUNTIME_DIR is unset (containers, CI); its fallback
-        # under /tmp is fine for a socket directory.
-        warnings.simplefilter("ignore")
-        from pgserver.postgres_server import get_server
+    try:
+        with warnings.catch_warnings():
+            # platformdirs warns when XDG_RUNTIME_DIR is unset (containers, CI); its
+            # fallback under /tmp is fine for a socket directory.
+            warnings.simplefilter("ignore")
+            from pgserver.postgres_server import get_server
+    except ImportError:
+        raise DatabaseUnavailableError(
+            "no database is configured and the embedded PostgreSQL is not installed: set "
+            "DATABASE_URL, or install notifyd[embedded] (CPython 3.11-3.12 on x86_64 Linux, "
+            "macOS or Windows)"
+        ) from None
 
     # pgserver narrates every step at INFO; its failures still come through.
     logging.getLogger("pgserver").setLevel(logging.WARNING)
     data_dir = data_dir.absolute()
     data_dir.mkdir(parents=True, exist_ok=True)
+    _forget_dead_handles(data_dir)
     try:
         server = get_server(data_dir, cleanup_mode="stop")
         # Two processes starting at once may both try to create it: the loser's error is
@@ -58,6 +68,34 @@ def start_embedded_postgres(data_dir: Path) -> EmbeddedPostgres:
             f"could not start the embedded PostgreSQL in {data_dir}: {exc}"
         ) from exc
     return EmbeddedPostgres(url=server.get_uri(DATABASE_NAME), data_dir=data_dir, _server=server)
+
+
+def _forget_dead_handles(data_dir: Path) -> None:
+    """Drop processes that died without releasing the server from pgserver's handle list.
+
+    pgserver stops the server when its last handle goes; a handle left by a process that
+    was killed would keep it running after every later clean exit.
+    """
+    handles = data_dir / ".handle_pids.json"
+    try:
+        pids = json.loads(handles.read_text("utf-8"))
+    except (OSError, ValueError):
+        return
+    if not isinstance(pids, list):
+        return
+    alive = [pid for pid in pids if isinstance(pid, int) and _alive(pid)]
+    if alive != pids:
+        handles.write_text(json.dumps(alive), "utf-8")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def psql_executable() -> str | None:

@@ -16,6 +16,8 @@ from notifyd.logs import get_logger
 log = get_logger(__name__)
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
+# RFC 9110 names; Python's http.HTTPStatus has older ones for these before 3.13.
+_TITLES = {413: "Content Too Large", 422: "Unprocessable Content"}
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -59,7 +61,7 @@ def problem_response(
 ) -> web.Response:
     body: dict[str, Any] = {
         "type": "about:blank",
-        "title": HTTPStatus(status).phrase,
+        "title": _TITLES.get(status) or HTTPStatus(status).phrase,
         "status": status,
         "detail": detail,
     }
