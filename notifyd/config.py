@@ -210,7 +210,7 @@ def load_settings(path: Path | None = None, environ: Mapping[str, str] | None = 
     if path is None and env.get("NOTIFYD_CONFIG"):
         path = Path(env["NOTIFYD_CONFIG"])
     file_data = _read_toml(path)
-    merged = _deep_merge(file_data, legacy_env_overrides(env))
+    merged = deep_merge(file_data, legacy_env_overrides(env))
     try:
         return Settings(**merged)
     except ValidationError as exc:
@@ -272,11 +272,12 @@ def _set_nested(target: dict[str, Any], key: tuple[str, ...], value: Any) -> Non
     target[key[-1]] = value
 
 
-def _deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """`base` with `override` laid over it, nested tables merged key by key."""
     merged = dict(base)
     for key, value in override.items():
         if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = _deep_merge(merged[key], value)
+            merged[key] = deep_merge(merged[key], value)
         else:
             merged[key] = value
     return merged

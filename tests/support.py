@@ -12,7 +12,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from notifyd.app import SERVICE, create_app
-from notifyd.config import Settings
+from notifyd.config import Settings, deep_merge
 from tests.fakes.smtp import FakeSmtpServer
 from tests.fakes.telegram import FakeTelegramApi
 
@@ -39,16 +39,6 @@ async def wait_until(
         await asyncio.sleep(interval)
 
 
-def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
-    merged = dict(base)
-    for key, value in override.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = _merge(merged[key], value)
-        else:
-            merged[key] = value
-    return merged
-
-
 def make_settings(
     database_url: str,
     smtp: FakeSmtpServer | None = None,
@@ -71,7 +61,7 @@ def make_settings(
         data["channels"]["email"].update({"host": smtp.host, "port": smtp.port})
     if telegram is not None:
         data["channels"]["telegram"].update({"api_url": telegram.url, "bot_token": telegram.token})
-    return Settings(**_merge(data, overrides))
+    return Settings(**deep_merge(data, overrides))
 
 
 @dataclass
