@@ -8,6 +8,8 @@ import os
 import shutil
 import subprocess
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,6 +34,18 @@ class EmbeddedPostgres:
         self._server.cleanup()
 
 
+@contextmanager
+def quiet_pgserver_import() -> Iterator[None]:
+    """Import pgserver without its import-time warning.
+
+    platformdirs warns when XDG_RUNTIME_DIR is unset (containers, CI); its fallback under
+    /tmp is fine for a socket directory.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield
+
+
 def start_embedded_postgres(data_dir: Path) -> EmbeddedPostgres:
     """Start (or join) the PostgreSQL server whose data lives in `data_dir`.
 
@@ -40,10 +54,7 @@ def start_embedded_postgres(data_dir: Path) -> EmbeddedPostgres:
     """
     # Imported here: only the embedded mode needs it, and it is slow to import.
     try:
-        with warnings.catch_warnings():
-            # platformdirs warns when XDG_RUNTIME_DIR is unset (containers, CI); its
-            # fallback under /tmp is fine for a socket directory.
-            warnings.simplefilter("ignore")
+        with quiet_pgserver_import():
             from pgserver.postgres_server import get_server
     except ImportError:
         raise DatabaseUnavailableError(
@@ -101,8 +112,7 @@ def _alive(pid: int) -> bool:
 def psql_executable() -> str | None:
     """The psql shipped with the embedded PostgreSQL, else the one on PATH."""
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+        with quiet_pgserver_import():
             from pgserver._commands import POSTGRES_BIN_PATH
     except ImportError:
         return shutil.which("psql")

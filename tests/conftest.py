@@ -12,7 +12,6 @@ import asyncio
 import os
 import tempfile
 import uuid
-import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ import asyncpg
 import pytest
 
 from notifyd.config import LEGACY_EMAIL_SECURITY, LEGACY_ENV
+from notifyd.embedded import quiet_pgserver_import
 from notifyd.migrations import migrate
 from notifyd.store import Store
 from tests.fakes.smtp import FakeSmtpServer
@@ -44,9 +44,7 @@ def pg_server_url() -> Iterator[str]:
     if external:
         yield external
         return
-    with warnings.catch_warnings():
-        # platformdirs warns when XDG_RUNTIME_DIR is unset; its /tmp fallback is fine.
-        warnings.simplefilter("ignore")
+    with quiet_pgserver_import():
         from pgserver.postgres_server import get_server
 
     data_dir = Path(tempfile.mkdtemp(prefix="notifyd-test-pg-"))
