@@ -23,6 +23,10 @@ ATTEMPT_FAILED: Final = "failed"
 # Advisory lock key that serialises migrations across instances ("notifyd" in ASCII).
 MIGRATION_LOCK_KEY: Final = 0x6E6F746966796400
 
+# First key of the session advisory lock each running instance holds ("noti" in ASCII); the
+# second is derived from the instance id (sql/0002_reliability.sql).
+PRESENCE_LOCK_NAMESPACE: Final = 0x6E6F7469
+
 # Limits the API and the database both enforce.
 MAX_SUBJECT_LENGTH: Final = 998
 MAX_MESSAGE_LENGTH: Final = 65536

@@ -23,7 +23,8 @@ class Dispatcher:
     """Claims in batches whenever woken (NOTIFY, a freed slot) or every `poll_interval`.
 
     NOTIFY only wakes it: the table is the truth, and the poll catches whatever a lost
-    notification would have missed.
+    notification would have missed. It claims only while `may_claim()` (the instance holds
+    its presence lock), since other instances take over leases held without one.
     """
 
     def __init__(
@@ -33,6 +34,7 @@ class Dispatcher:
         in_flight: InFlight,
         route: Callable[[Delivery], None],
         *,
+        may_claim: Callable[[], bool],
         poll_interval: float,
         batch_size: int,
         lease_seconds: float,
@@ -42,6 +44,7 @@ class Dispatcher:
         self._owner = owner
         self._in_flight = in_flight
         self._route = route
+        self._may_claim = may_claim
         self._poll_interval = poll_interval
         self._batch_size = batch_size
         self._lease_seconds = lease_seconds
@@ -80,6 +83,8 @@ class Dispatcher:
     async def claim_available(self) -> int:
         """Claim until the table has nothing ready or there is no room; return the count."""
         total = 0
+        if not self._may_claim():
+            return total
         while not self._stopping and (room := self._in_flight.free()) > 0:
             limit = min(self._batch_size, room)
             started = time.perf_counter()

@@ -68,25 +68,32 @@ class DeliveryService:
             )
             for name, provider in providers.items()
         }
+        self.listener = Listener(
+            database_url,
+            self.owner,
+            self._wake_dispatcher,
+            check_interval=dispatcher_settings.listen_check_interval,
+            connect_timeout=settings.database.connect_timeout,
+            backoff_max=dispatcher_settings.reconnect_backoff_max,
+        )
         self.dispatcher = Dispatcher(
             store,
             self.owner,
             self.in_flight,
             self.route,
+            may_claim=self.listener.present.is_set,
             poll_interval=dispatcher_settings.poll_interval,
             batch_size=dispatcher_settings.batch_size,
             lease_seconds=delivery.lease_seconds,
             max_attempts=delivery.max_attempts,
         )
-        self.listener = Listener(
-            database_url,
-            self.dispatcher.wake,
-            check_interval=dispatcher_settings.listen_check_interval,
-            connect_timeout=settings.database.connect_timeout,
-            backoff_max=dispatcher_settings.reconnect_backoff_max,
-        )
         self.lease_keeper = LeaseKeeper(
-            store, self.owner, self.in_flight, lease_seconds=delivery.lease_seconds
+            store,
+            self.owner,
+            self.in_flight,
+            lease_seconds=delivery.lease_seconds,
+            present=self.listener.present,
+            peers_settled=self.listener.peers_settled,
         )
         self.supervisor = Supervisor(on_failure)
 
@@ -114,7 +121,6 @@ class DeliveryService:
         """Stop claiming, let running attempts finish, release everything else."""
         self.dispatcher.stop_claiming()
         await self.supervisor.stop("dispatcher")
-        await self.supervisor.stop("listener")
         self._draining = True
         unfinished: list[tuple[int, datetime]] = []
         for channel_actors in self.actors.values():
@@ -134,6 +140,8 @@ class DeliveryService:
         now = datetime.now(UTC)
         unfinished.extend((notification_id, now) for notification_id in self.in_flight.ids())
         await self._release(unfinished)
+        # Last: until the release, the presence lock must keep others off these leases.
+        await self.supervisor.stop("listener")
 
     async def _release(self, unfinished: list[tuple[int, datetime]]) -> None:
         if not unfinished:

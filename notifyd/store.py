@@ -17,7 +17,7 @@ import asyncpg
 import orjson
 from asyncpg.pool import PoolConnectionProxy
 
-from notifyd.constants import FAILED, WAKE_CHANNEL
+from notifyd.constants import FAILED, PRESENCE_LOCK_NAMESPACE, WAKE_CHANNEL
 from notifyd.exceptions import (
     ConstraintViolationError,
     DatabaseUnavailableError,
@@ -164,6 +164,24 @@ REQUEUE_EXPIRED: Final = """
         FOR UPDATE SKIP LOCKED
     )
 """
+# Leases held by instances that are gone: their presence lock is free (the session died with
+# the process). Only rows claimed before this statement began are taken, so before the lock
+# list was read: an instance takes its lock before it claims anything.
+REQUEUE_ORPHANED: Final = """
+    UPDATE notifyd.notifications
+    SET status = 'pending', locked_by = NULL, lease_expires_at = NULL, updated_at = now()
+    WHERE id IN (
+        SELECT id FROM notifyd.notifications
+        WHERE status = 'processing'
+          AND locked_by <> $1
+          AND updated_at < statement_timestamp()
+          AND notifyd.instance_lock_key(locked_by) NOT IN (SELECT notifyd.live_instance_keys())
+        ORDER BY id
+        LIMIT $2
+        FOR UPDATE SKIP LOCKED
+    )
+"""
+TAKE_PRESENCE: Final = "SELECT pg_try_advisory_lock($1, notifyd.instance_lock_key($2))"
 WAKE: Final = "SELECT pg_notify($1, '')"
 IS_LISTENING: Final = "SELECT $1 = ANY(ARRAY(SELECT pg_listening_channels()))"
 
@@ -424,8 +442,15 @@ class Store:
 
     async def requeue_expired(self, limit: int = 1000) -> int:
         """Make notifications whose lease ran out claimable again; wake the dispatchers."""
+        return await self._requeue(REQUEUE_EXPIRED, limit)
+
+    async def requeue_orphaned(self, owner: UUID, limit: int = 1000) -> int:
+        """Make claimable again what instances that are gone held; wake the dispatchers."""
+        return await self._requeue(REQUEUE_ORPHANED, owner, limit)
+
+    async def _requeue(self, query: str, *args: Any) -> int:
         async with translate_errors():
-            status = await self._pool.execute(REQUEUE_EXPIRED, limit)
+            status = await self._pool.execute(query, *args)
             count = int(status.split()[-1])
             if count:
                 await self._pool.execute(WAKE, WAKE_CHANNEL)
@@ -433,16 +458,22 @@ class Store:
 
 
 class ListenConnection:
-    """A dedicated connection that LISTENs for the dispatcher's wake-up channel."""
+    """A dedicated connection: LISTENs for wake-ups and holds this instance's presence lock.
 
-    def __init__(self, connection: asyncpg.Connection) -> None:
+    The presence lock is what tells other instances this one is alive; PostgreSQL drops it
+    when the session ends, whether the process exited, crashed or lost its connection.
+    """
+
+    def __init__(self, connection: asyncpg.Connection, owner: UUID) -> None:
         self._connection = connection
+        self._owner = owner
+        self.present = False
         self.terminated = asyncio.Event()
         connection.add_termination_listener(lambda _conn: self.terminated.set())
 
     @classmethod
     async def open(
-        cls, url: str, on_notify: Callable[[], None], connect_timeout: float
+        cls, url: str, owner: UUID, on_notify: Callable[[], None], connect_timeout: float
     ) -> ListenConnection:
         async with translate_errors():
             connection = await asyncpg.connect(
@@ -450,13 +481,27 @@ class ListenConnection:
                 timeout=connect_timeout,
                 server_settings={"application_name": "notifyd-listener"},
             )
-            listen = cls(connection)
+            listen = cls(connection, owner)
             try:
                 await connection.add_listener(WAKE_CHANNEL, lambda *_: on_notify())
+                await listen.take_presence(connect_timeout)
             except BaseException:
                 connection.terminate()
                 raise
         return listen
+
+    async def take_presence(self, query_timeout: float) -> bool:
+        """Take the presence lock unless this session holds it already; return whether held.
+
+        It can be held by an older session of this instance that the server has not yet
+        noticed is gone; then it is tried again at the next check.
+        """
+        if not self.present:
+            async with translate_errors():
+                self.present = await self._connection.fetchval(
+                    TAKE_PRESENCE, PRESENCE_LOCK_NAMESPACE, self._owner, timeout=query_timeout
+                )
+        return self.present
 
     async def is_listening(self, query_timeout: float) -> bool:
         """Ask the server whether this session still listens (catches a silent death)."""

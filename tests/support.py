@@ -79,9 +79,9 @@ class Daemon:
         await self.client.close()
 
     async def app_ready(self, deadline: float = 10.0) -> None:
-        """Wait until the listener is connected and its first claim has come and gone."""
+        """Wait until the instance is present and its first claim has come and gone."""
         service = self.app[SERVICE]
-        await asyncio.wait_for(service.listener.connected.wait(), deadline)
+        await asyncio.wait_for(service.listener.present.wait(), deadline)
 
         async def idle() -> bool:
             return service.dispatcher.idle()
