@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any, TypeVar
 
 import orjson
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
-from notifyd.exceptions import ConstraintViolationError, NotFoundError, UnknownUserError
+from notifyd.exceptions import (
+    ConstraintViolationError,
+    IdempotencyKeyReusedError,
+    NotFoundError,
+    UnknownUserError,
+)
+from notifyd.models import IdempotencyKey, Notification, StoredResponse
 from notifyd.problems import ApiError, field_errors
 from notifyd.schemas import (
     BIGINT_MAX,
@@ -22,6 +29,10 @@ from notifyd.schemas import (
 from notifyd.store import Store
 
 STORE: web.AppKey[Store] = web.AppKey("store", Store)
+# How long an Idempotency-Key is remembered.
+IDEMPOTENCY_KEY_SECONDS: web.AppKey[float] = web.AppKey("idempotency_key_seconds", float)
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+MAX_IDEMPOTENCY_KEY_LENGTH = 255
 Body = TypeVar("Body", bound=BaseModel)
 
 # Database constraint -> the request field it guards, for the rare write that gets past
@@ -92,11 +103,23 @@ def _constraint_error(exc: ConstraintViolationError) -> ApiError:
 
 
 async def notify(request: web.Request) -> web.Response:
-    """POST /api/notify/: enqueue a notification."""
+    """POST /api/notify/: enqueue a notification (once per Idempotency-Key, if one is sent)."""
+    key = _idempotency_key(request)
     body = await read_body(request, NotifyRequest)
+    store = request.app[STORE]
     try:
-        notification = await request.app[STORE].enqueue(
-            body.user_id, body.subject, body.message, body.channels
+        if key is None:
+            notification = await store.enqueue(
+                body.user_id, body.subject, body.message, body.channels
+            )
+            return json_response(enqueued_json(notification))
+        answer, replayed = await store.enqueue_once(
+            IdempotencyKey(key, _fingerprint(body), request.app[IDEMPOTENCY_KEY_SECONDS]),
+            body.user_id,
+            body.subject,
+            body.message,
+            body.channels,
+            _enqueued_answer,
         )
     except UnknownUserError as exc:
         raise ApiError(
@@ -104,7 +127,52 @@ async def notify(request: web.Request) -> web.Response:
         ) from None
     except ConstraintViolationError as exc:
         raise _constraint_error(exc) from None
-    return json_response(enqueued_json(notification))
+    except IdempotencyKeyReusedError as exc:
+        # 422, as draft-ietf-httpapi-idempotency-key-header asks for a reused key.
+        raise ApiError(
+            422,
+            "The Idempotency-Key was already used for a different request.",
+            [{"field": IDEMPOTENCY_HEADER, "message": str(exc)}],
+        ) from None
+    response = json_response(answer.body, status=answer.status_code)
+    if replayed:
+        response.headers["Idempotent-Replayed"] = "true"
+    return response
+
+
+def _enqueued_answer(notification: Notification) -> StoredResponse:
+    return StoredResponse(200, enqueued_json(notification))
+
+
+def _idempotency_key(request: web.Request) -> str | None:
+    """The Idempotency-Key header: a plain token or a quoted string, printable ASCII."""
+    values = request.headers.getall(IDEMPOTENCY_HEADER, [])
+    if not values:
+        return None
+    if len(values) > 1:
+        raise _bad_key("send the header once")
+    key = values[0]
+    if len(key) >= 2 and key[0] == key[-1] == '"':  # a quoted sf-string (RFC 8941)
+        key = key[1:-1]
+    if not 1 <= len(key) <= MAX_IDEMPOTENCY_KEY_LENGTH:
+        raise _bad_key(f"must be 1 to {MAX_IDEMPOTENCY_KEY_LENGTH} characters")
+    if not all(" " <= char <= "~" for char in key):
+        raise _bad_key("must be printable ASCII")
+    return key
+
+
+def _bad_key(message: str) -> ApiError:
+    return ApiError(
+        400,
+        "The Idempotency-Key header is invalid.",
+        [{"field": IDEMPOTENCY_HEADER, "message": message}],
+    )
+
+
+def _fingerprint(body: NotifyRequest) -> bytes:
+    """The same request, however its JSON was spelled, has the same fingerprint."""
+    canonical = orjson.dumps(body.model_dump(mode="json"), option=orjson.OPT_SORT_KEYS)
+    return hashlib.sha256(canonical).digest()
 
 
 async def get_notification(request: web.Request) -> web.Response:

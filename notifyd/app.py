@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
 
-from notifyd.api import STORE, add_routes
+from notifyd.api import IDEMPOTENCY_KEY_SECONDS, STORE, add_routes
 from notifyd.config import Settings
 from notifyd.logs import get_logger
 from notifyd.migrations import migrate
@@ -33,6 +33,7 @@ def create_app(settings: Settings, database_url: str, *, deliver: bool = True) -
     )
     app[SETTINGS] = settings
     app[FATAL] = asyncio.Event()
+    app[IDEMPOTENCY_KEY_SECONDS] = settings.retention.idempotency_key_hours * 3600
     add_routes(app)
     app.cleanup_ctx.append(_database(database_url))
     if deliver:

@@ -162,6 +162,16 @@ class ShutdownSettings(_Section):
     grace_seconds: float = Field(default=10.0, ge=0)
 
 
+class RetentionSettings(_Section):
+    # Finished notifications (and their attempts) older than this are deleted; 0 keeps all.
+    days: float = Field(default=30.0, ge=0)
+    # How long an Idempotency-Key is remembered.
+    idempotency_key_hours: float = Field(default=24.0, gt=0)
+    # Seconds between pruning rounds, and rows deleted per statement.
+    prune_interval: float = Field(default=300.0, gt=0)
+    batch_size: int = Field(default=1000, ge=1, le=100_000)
+
+
 class LogSettings(_Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
 
@@ -188,6 +198,7 @@ class Settings(BaseSettings):
     delivery: DeliverySettings = DeliverySettings()
     channels: ChannelsSettings = ChannelsSettings()
     shutdown: ShutdownSettings = ShutdownSettings()
+    retention: RetentionSettings = RetentionSettings()
     log: LogSettings = LogSettings()
 
     @classmethod

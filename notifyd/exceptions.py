@@ -6,6 +6,7 @@
     ├── UnknownUserError             a notification names a user that does not exist
     ├── ConstraintViolationError     the database refused a row (a CHECK or foreign key)
     ├── NotFoundError                a requested row does not exist
+    ├── IdempotencyKeyReusedError    an Idempotency-Key came back with a different request
     └── ProviderError                a provider could not deliver one message
         ├── TransientProviderError   worth retrying (timeouts, 4xx SMTP, 5xx/429 HTTP, refused)
         └── PermanentProviderError   retrying cannot help (no contact, 5xx SMTP, 400/401/403 HTTP)
@@ -49,6 +50,10 @@ class ConstraintViolationError(NotifydError):
 
 class NotFoundError(NotifydError):
     """A requested row does not exist."""
+
+
+class IdempotencyKeyReusedError(NotifydError):
+    """An Idempotency-Key was sent before with a different request body."""
 
 
 class ProviderError(NotifydError):

@@ -94,3 +94,21 @@ class Delivery:
         if following < len(self.notification.channels):
             return self.notification.channels[following]
         return None
+
+
+@dataclass(frozen=True, slots=True)
+class IdempotencyKey:
+    """An Idempotency-Key with the fingerprint of the request it came with."""
+
+    key: str
+    fingerprint: bytes
+    # Older keys are forgotten: the same key then starts over.
+    keep_seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class StoredResponse:
+    """An HTTP answer kept with its idempotency key, to be given again to a replay."""
+
+    status_code: int
+    body: dict[str, Any]

@@ -21,10 +21,19 @@ from notifyd.constants import FAILED, PRESENCE_LOCK_NAMESPACE, WAKE_CHANNEL
 from notifyd.exceptions import (
     ConstraintViolationError,
     DatabaseUnavailableError,
+    IdempotencyKeyReusedError,
     NotFoundError,
     UnknownUserError,
 )
-from notifyd.models import Attempt, AttemptRecord, ClaimedNotification, Notification, User
+from notifyd.models import (
+    Attempt,
+    AttemptRecord,
+    ClaimedNotification,
+    IdempotencyKey,
+    Notification,
+    StoredResponse,
+    User,
+)
 from notifyd.providers.base import Recipient
 
 # Errors that mean "the database is not there right now", as opposed to a bad query.
@@ -72,6 +81,25 @@ INSERT_NOTIFICATION: Final = """
     VALUES ($1, $2, $3, $4)
     RETURNING id, user_id, subject, message, channels, status, created_at, updated_at,
            finished_at
+"""
+# The key is taken in the enqueueing transaction: a concurrent request with the same key
+# waits here until the first one commits, then finds its answer. A key older than its
+# retention is taken over as if new.
+TAKE_IDEMPOTENCY_KEY: Final = """
+    INSERT INTO notifyd.idempotency_keys (key, fingerprint) VALUES ($1, $2)
+    ON CONFLICT (key) DO UPDATE
+        SET fingerprint = EXCLUDED.fingerprint, notification_id = NULL, status_code = NULL,
+            response = NULL, created_at = now()
+        WHERE idempotency_keys.created_at < now() - make_interval(secs => $3)
+    RETURNING key
+"""
+SELECT_IDEMPOTENCY_KEY: Final = """
+    SELECT fingerprint, status_code, response FROM notifyd.idempotency_keys WHERE key = $1
+"""
+SAVE_IDEMPOTENT_RESPONSE: Final = """
+    UPDATE notifyd.idempotency_keys
+    SET notification_id = $2, status_code = $3, response = $4
+    WHERE key = $1
 """
 SELECT_NOTIFICATION: Final = """
     SELECT id, user_id, subject, message, channels, status, created_at, updated_at,
@@ -278,6 +306,17 @@ async def translate_errors() -> AsyncIterator[None]:
         raise DatabaseUnavailableError(f"database unavailable: {type(exc).__name__}") from exc
 
 
+@asynccontextmanager
+async def _unknown_user(user_id: int) -> AsyncIterator[None]:
+    """Turn the foreign key violation of a notification into `UnknownUserError`."""
+    try:
+        yield
+    except ConstraintViolationError as exc:
+        if exc.constraint.endswith("user_id_fkey"):
+            raise UnknownUserError(user_id) from exc
+        raise
+
+
 async def _init_connection(connection: asyncpg.Connection) -> None:
     await connection.set_type_codec(
         "jsonb",
@@ -362,17 +401,51 @@ class Store:
     async def enqueue(
         self, user_id: int, subject: str, message: str, channels: Sequence[str]
     ) -> Notification:
-        try:
-            async with translate_errors():
-                row = await self._pool.fetchrow(
+        async with _unknown_user(user_id), translate_errors():
+            row = await self._pool.fetchrow(
+                INSERT_NOTIFICATION, user_id, subject, message, list(channels)
+            )
+        return _notification(_returned(row))
+
+    async def enqueue_once(
+        self,
+        key: IdempotencyKey,
+        user_id: int,
+        subject: str,
+        message: str,
+        channels: Sequence[str],
+        respond: Callable[[Notification], StoredResponse],
+    ) -> tuple[StoredResponse, bool]:
+        """Enqueue unless `key` was seen; return the first answer and whether it is a replay.
+
+        Raises `IdempotencyKeyReusedError` when the key came with another request.
+        """
+        async with (
+            _unknown_user(user_id),
+            translate_errors(),
+            self._pool.acquire() as connection,
+            connection.transaction(),
+        ):
+            taken = await connection.fetchval(
+                TAKE_IDEMPOTENCY_KEY, key.key, key.fingerprint, key.keep_seconds
+            )
+            if taken is None:
+                stored = _returned(await connection.fetchrow(SELECT_IDEMPOTENCY_KEY, key.key))
+                if stored["fingerprint"] != key.fingerprint:
+                    raise IdempotencyKeyReusedError(
+                        "this Idempotency-Key was used with a different request"
+                    )
+                return StoredResponse(stored["status_code"], stored["response"]), True
+            row = _returned(
+                await connection.fetchrow(
                     INSERT_NOTIFICATION, user_id, subject, message, list(channels)
                 )
-                row = _returned(row)
-        except ConstraintViolationError as exc:
-            if exc.constraint.endswith("user_id_fkey"):
-                raise UnknownUserError(user_id) from exc
-            raise
-        return _notification(row)
+            )
+            answer = respond(_notification(row))
+            await connection.execute(
+                SAVE_IDEMPOTENT_RESPONSE, key.key, row["id"], answer.status_code, answer.body
+            )
+        return answer, False
 
     async def get_notification(self, notification_id: int) -> Notification:
         async with translate_errors():
