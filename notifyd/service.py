@@ -17,6 +17,7 @@ from notifyd.listener import Listener
 from notifyd.logs import get_logger
 from notifyd.models import Delivery
 from notifyd.providers.base import Provider
+from notifyd.retention import Pruner
 from notifyd.retry import RetryPolicy
 from notifyd.store import Store
 from notifyd.supervisor import Supervisor
@@ -95,6 +96,14 @@ class DeliveryService:
             present=self.listener.present,
             peers_settled=self.listener.peers_settled,
         )
+        retention = settings.retention
+        self.pruner = Pruner(
+            store,
+            days=retention.days,
+            idempotency_key_seconds=retention.idempotency_key_hours * 3600,
+            interval=retention.prune_interval,
+            batch_size=retention.batch_size,
+        )
         self.supervisor = Supervisor(on_failure)
 
     def _wake_dispatcher(self) -> None:
@@ -115,6 +124,7 @@ class DeliveryService:
         self.supervisor.spawn("lease-keeper", self.lease_keeper.run)
         self.supervisor.spawn("dispatcher", self.dispatcher.run)
         self.supervisor.spawn("listener", self.listener.run)
+        self.supervisor.spawn("pruner", self.pruner.run)
         log.info("delivery_started", instance=str(self.owner))
 
     async def stop(self, grace_seconds: float) -> None:
@@ -134,6 +144,7 @@ class DeliveryService:
             log.warning("shutdown_grace_expired", in_flight=len(self.in_flight))
         await self.supervisor.stop("actor:")
         await self.supervisor.stop("lease-keeper")
+        await self.supervisor.stop("pruner")
         for channel_actors in self.actors.values():
             unfinished.extend(channel_actors.parked)
         unfinished.extend(self._parked)

@@ -209,6 +209,27 @@ REQUEUE_ORPHANED: Final = """
         FOR UPDATE SKIP LOCKED
     )
 """
+# Retention: oldest first, in batches; another instance pruning at once skips these rows.
+PRUNE_NOTIFICATIONS: Final = """
+    DELETE FROM notifyd.notifications
+    WHERE id IN (
+        SELECT id FROM notifyd.notifications
+        WHERE finished_at < now() - make_interval(secs => $1)
+        ORDER BY finished_at
+        LIMIT $2
+        FOR UPDATE SKIP LOCKED
+    )
+"""
+PRUNE_IDEMPOTENCY_KEYS: Final = """
+    DELETE FROM notifyd.idempotency_keys
+    WHERE key IN (
+        SELECT key FROM notifyd.idempotency_keys
+        WHERE created_at < now() - make_interval(secs => $1)
+        ORDER BY created_at
+        LIMIT $2
+        FOR UPDATE SKIP LOCKED
+    )
+"""
 TAKE_PRESENCE: Final = "SELECT pg_try_advisory_lock($1, notifyd.instance_lock_key($2))"
 WAKE: Final = "SELECT pg_notify($1, '')"
 IS_LISTENING: Final = "SELECT $1 = ANY(ARRAY(SELECT pg_listening_channels()))"
@@ -520,6 +541,21 @@ class Store:
     async def requeue_orphaned(self, owner: UUID, limit: int = 1000) -> int:
         """Make claimable again what instances that are gone held; wake the dispatchers."""
         return await self._requeue(REQUEUE_ORPHANED, owner, limit)
+
+    # Retention
+
+    async def prune_notifications(self, older_than: float, limit: int) -> int:
+        """Delete up to `limit` notifications finished `older_than` seconds ago."""
+        return await self._delete(PRUNE_NOTIFICATIONS, older_than, limit)
+
+    async def prune_idempotency_keys(self, older_than: float, limit: int) -> int:
+        """Delete up to `limit` idempotency keys taken `older_than` seconds ago."""
+        return await self._delete(PRUNE_IDEMPOTENCY_KEYS, older_than, limit)
+
+    async def _delete(self, query: str, *args: Any) -> int:
+        async with translate_errors():
+            status = await self._pool.execute(query, *args)
+        return int(status.split()[-1])
 
     async def _requeue(self, query: str, *args: Any) -> int:
         async with translate_errors():
