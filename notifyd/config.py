@@ -124,6 +124,12 @@ class EmailSettings(_ChannelSettings):
     security: Literal["none", "starttls", "tls"] = "none"
     validate_certs: bool = True
     from_address: str = "webmaster@localhost"
+    # Idle connections kept for reuse (0: a new connection per message).
+    pool_size: int = Field(default=4, ge=0, le=1000)
+    # Seconds an idle connection is kept; below the usual server idle timeouts (60-300 s).
+    pool_idle_timeout: float = Field(default=30.0, gt=0)
+    # Messages sent over one connection before it is replaced (servers cap it too).
+    max_messages_per_connection: int = Field(default=100, ge=1)
 
     @field_validator("from_address")
     @classmethod

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import time
+from collections import deque
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.errors import HeaderParseError
 from email.message import EmailMessage
@@ -28,12 +31,23 @@ _REDACTED = "***"
 _LINE_BREAKS = frozenset("\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029")
 
 
-class EmailProvider(Provider):
-    """Sends each message as a UTF-8 plain-text e-mail.
+@dataclass(slots=True)
+class _Connection:
+    """A connected, logged-in SMTP client and how much it has been used."""
 
-    One SMTP connection per message for now. Connections are only obtained through
-    `_acquire` and given back through `_release` (healthy) or `_discard` (after a
-    failure), so a pool can replace these three (filled in `start`, drained in `close`).
+    smtp: aiosmtplib.SMTP
+    messages: int = 0
+    idle_since: float = 0.0
+
+
+class EmailProvider(Provider):
+    """Sends each message as a UTF-8 plain-text e-mail, over a small pool of connections.
+
+    A healthy connection goes back to the pool (up to `pool_size` idle ones) instead of a
+    new TCP, TLS and login handshake per message. Idle ones older than `pool_idle_timeout`
+    are closed before a server times them out, and each carries at most
+    `max_messages_per_connection` messages. A pooled connection the server dropped anyway
+    is replaced once, on the spot, by a fresh one.
     """
 
     channel = "email"
@@ -41,6 +55,14 @@ class EmailProvider(Provider):
     def __init__(self, settings: EmailSettings) -> None:
         self._settings = settings
         self._local_hostname: str | None = None
+        # Most recently used last: reuse the warmest, let the coldest time out.
+        self._idle: deque[_Connection] = deque()
+        self.connections_opened = 0
+
+    async def close(self) -> None:
+        """Say QUIT on every idle connection."""
+        idle, self._idle = list(self._idle), deque()
+        await asyncio.gather(*(self._quit(connection) for connection in idle))
 
     async def send(self, message: OutgoingMessage) -> dict[str, Any]:
         """Deliver one message; return the SMTP server's answer to DATA."""
@@ -69,16 +91,36 @@ class EmailProvider(Provider):
         """Hand the message to the server; return its answer to DATA."""
         # aiosmtplib's timeout bounds each network operation; this one bounds the attempt.
         async with asyncio.timeout(self._settings.timeout):
-            smtp = await self._acquire()
+            connection, reused = await self._acquire()
             try:
-                # One recipient: if it is refused, aiosmtplib raises SMTPRecipientsRefused
-                # rather than returning a partial-failure dict.
-                _, answer = await smtp.send_message(mail, sender=sender, recipients=[recipient])
+                answer = await self._send(connection, mail, sender, recipient)
+            except aiosmtplib.SMTPServerDisconnected:
+                self._discard(connection)
+                if not reused:
+                    raise
+                # The server closed a pooled connection while it sat idle: once more on a
+                # fresh one, which fails for real if the server is really gone.
+                connection = await self._connect()
+                try:
+                    answer = await self._send(connection, mail, sender, recipient)
+                except BaseException:
+                    self._discard(connection)
+                    raise
             except BaseException:
-                self._discard(smtp)
+                self._discard(connection)
                 raise
         # Outside the deadline: the message is accepted, a slow goodbye must not fail it.
-        await self._release(smtp)
+        await self._release(connection)
+        return answer
+
+    @staticmethod
+    async def _send(
+        connection: _Connection, mail: EmailMessage, sender: str, recipient: str
+    ) -> str:
+        # One recipient: if it is refused, aiosmtplib raises SMTPRecipientsRefused rather
+        # than returning a partial-failure dict.
+        _, answer = await connection.smtp.send_message(mail, sender=sender, recipients=[recipient])
+        connection.messages += 1
         return answer
 
     def _build(self, message: OutgoingMessage, to: str) -> EmailMessage:
@@ -102,8 +144,19 @@ class EmailProvider(Provider):
             raise PermanentProviderError(f"cannot build the e-mail: {exc}") from exc
         return mail
 
-    async def _acquire(self) -> aiosmtplib.SMTP:
-        """A connected, logged-in SMTP client (a pool would hand out an idle one)."""
+    async def _acquire(self) -> tuple[_Connection, bool]:
+        """An idle pooled connection, else a new one; and whether it was pooled."""
+        now = time.monotonic()
+        while self._idle:
+            connection = self._idle.pop()
+            if connection.smtp.is_connected and (
+                now - connection.idle_since < self._settings.pool_idle_timeout
+            ):
+                return connection, True
+            self._discard(connection)
+        return await self._connect(), False
+
+    async def _connect(self) -> _Connection:
         settings = self._settings
         if self._local_hostname is None:
             # aiosmtplib resolves the FQDN in a thread on every connect; do it once.
@@ -121,20 +174,33 @@ class EmailProvider(Provider):
             local_hostname=self._local_hostname,
         )
         await smtp.connect()  # closes the client itself when it fails
-        return smtp
+        self.connections_opened += 1
+        return _Connection(smtp)
 
-    async def _release(self, smtp: aiosmtplib.SMTP) -> None:
-        """Done with a healthy client: say QUIT (a pool would keep it instead)."""
+    async def _release(self, connection: _Connection) -> None:
+        """Done with a healthy connection: back to the pool, or QUIT if it has no room."""
+        settings = self._settings
+        if (
+            connection.smtp.is_connected
+            and len(self._idle) < settings.pool_size
+            and connection.messages < settings.max_messages_per_connection
+        ):
+            connection.idle_since = time.monotonic()
+            self._idle.append(connection)
+            return
+        await self._quit(connection)
+
+    async def _quit(self, connection: _Connection) -> None:
         try:
-            await smtp.quit()
+            await connection.smtp.quit()
         except (aiosmtplib.SMTPException, OSError, TimeoutError):
-            pass  # the message was accepted already; only the goodbye failed
+            pass  # the messages were accepted already; only the goodbye failed
         finally:
-            smtp.close()
+            connection.smtp.close()
 
-    def _discard(self, smtp: aiosmtplib.SMTP) -> None:
-        """Drop a client whose state is unknown after a failure, without talking to it."""
-        smtp.close()
+    def _discard(self, connection: _Connection) -> None:
+        """Drop a connection whose state is unknown after a failure, without talking to it."""
+        connection.smtp.close()
 
     def _translate(self, exc: BaseException) -> ProviderError:
         """The provider error for a failure of aiosmtplib or the network."""

@@ -133,6 +133,7 @@ async def test_serve_without_a_database_starts_an_embedded_one_that_keeps_its_da
 
 
 async def test_migrate_command_applies_the_schema(launch: Launcher, pg_server_url: str) -> None:
+    from notifyd.migrations import load_migrations
     from tests.conftest import database_url_for
 
     name = "notifyd_migrate_" + str(free_port())
@@ -144,8 +145,12 @@ async def test_migrate_command_applies_the_schema(launch: Launcher, pg_server_ur
         assert await daemon.wait() == 0
         connection = await asyncpg.connect(url)
         try:
-            versions = await connection.fetch("SELECT version FROM notifyd.schema_migrations")
-            assert [row["version"] for row in versions] == [1]
+            versions = await connection.fetch(
+                "SELECT version FROM notifyd.schema_migrations ORDER BY version"
+            )
+            expected = [migration.version for migration in load_migrations()]
+            assert [row["version"] for row in versions] == expected
+            assert expected[:2] == [1, 2]
         finally:
             await connection.close()
         again = await launch("migrate", env={"DATABASE_URL": url}, ready=False)

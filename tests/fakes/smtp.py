@@ -77,6 +77,9 @@ class FakeSmtpServer:
         self.logins: list[str] = []  # usernames that authenticated successfully
         self.failed_logins = 0
         self.connection_count = 0  # connections accepted since creation
+        # Connections to drop, without a word, on their next MAIL: what a server that closed
+        # an idle connection looks like to a client that had not noticed yet.
+        self.drop_on_next_mail = 0
         self._server: asyncio.Server | None = None
         self._connections: set[SMTP] = set()
         self._changed = asyncio.Condition()
@@ -208,6 +211,11 @@ class _Handler:
     ) -> str:
         if self._server.username is not None and not session.authenticated:
             return "530 5.7.0 Authentication required"
+        if self._server.drop_on_next_mail > 0:
+            self._server.drop_on_next_mail -= 1
+            assert server.transport is not None
+            server.transport.abort()
+            return "421 4.4.2 dropped"  # never reaches the client
         envelope.mail_from = address
         envelope.mail_options.extend(mail_options)
         return "250 OK"
