@@ -54,6 +54,7 @@ class Dispatcher:
         self._claiming = False
         # Completed claim rounds, for readiness checks and tests.
         self.rounds = 0
+        self._failing_since: float | None = None
 
     def idle(self) -> bool:
         """True after at least one claim round, with no round running or requested."""
@@ -91,8 +92,17 @@ class Dispatcher:
             try:
                 claimed = await self._store.claim(limit, self._owner, self._lease_seconds)
             except DatabaseUnavailableError as exc:
-                log.warning("claim_failed", error=str(exc))
+                # Once per outage, not once per poll.
+                if self._failing_since is None:
+                    self._failing_since = time.monotonic()
+                    log.warning("claim_failed", error=str(exc))
                 return total
+            if self._failing_since is not None:
+                log.info(
+                    "claim_recovered",
+                    outage_s=round(time.monotonic() - self._failing_since, 3),
+                )
+                self._failing_since = None
             self._in_flight.backlog = len(claimed) == limit
             if claimed:
                 log.debug(
