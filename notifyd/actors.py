@@ -13,21 +13,23 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from uuid import UUID
 
 from notifyd.constants import ATTEMPT_FAILED, ATTEMPT_SUCCESS, FAILED, SENT
-from notifyd.exceptions import DatabaseUnavailableError, ProviderError
+from notifyd.deadlines import Deadlines
+from notifyd.exceptions import ProviderError
 from notifyd.inflight import InFlight
 from notifyd.logs import get_logger
 from notifyd.models import AttemptRecord, Delivery
-from notifyd.providers.base import OutgoingMessage, Provider
-from notifyd.retry import FallBack, RetryLater, RetryPolicy, decide
-from notifyd.store import Store
+from notifyd.providers.base import Provider
+from notifyd.recorder import Recorder
+from notifyd.retry import Decision, FallBack, RetryLater, RetryPolicy, decide
 
 log = get_logger(__name__)
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: one is made per attempt, and a frozen dataclass takes several times as long
+# to build.
+@dataclass(slots=True)
 class Outcome:
     """The result of one attempt, before it is written."""
 
@@ -42,11 +44,9 @@ class Outcome:
 class ActorContext:
     """What every actor of this instance shares."""
 
-    store: Store
-    owner: UUID
+    recorder: Recorder
     policy: RetryPolicy
     in_flight: InFlight
-    lease_seconds: float
     hand_off: Callable[[Delivery], None]
 
 
@@ -69,6 +69,7 @@ class ChannelActors:
         self._context = context
         self._concurrency = concurrency
         self._timeout = timeout
+        self._deadlines = Deadlines(timeout)
         # Deliveries waiting out a backoff: notification id -> (timer, due time, delivery).
         self._scheduled: dict[int, tuple[asyncio.TimerHandle, datetime, Delivery]] = {}
         # While draining for shutdown, retries are parked here to be released, not run.
@@ -77,7 +78,8 @@ class ChannelActors:
 
     def task_specs(self) -> list[tuple[str, Callable[[], Any]]]:
         """Name and coroutine factory of each actor task, for the supervisor."""
-        return [(f"actor:{self.channel}#{n}", self.run) for n in range(1, self._concurrency + 1)]
+        actors = [(f"actor:{self.channel}#{n}", self.run) for n in range(1, self._concurrency + 1)]
+        return [*actors, (f"deadlines:{self.channel}", self._deadlines.run)]
 
     async def run(self) -> None:
         while True:
@@ -120,7 +122,7 @@ class ChannelActors:
         return taken
 
     async def deliver(self, delivery: Delivery) -> None:
-        """Make one attempt and act on its outcome."""
+        """Make one attempt and hand it to the recorder; act on it once it is written."""
         notification = delivery.notification
         attempt = delivery.attempts_on_channel + 1
         started_at = datetime.now(UTC)
@@ -129,7 +131,7 @@ class ChannelActors:
         duration_ms = round((time.perf_counter() - started) * 1000, 3)
         finished_at = datetime.now(UTC)
 
-        decision = None
+        decision: Decision | None = None
         final_status = SENT if outcome.ok else None
         if not outcome.ok:
             decision = decide(
@@ -152,7 +154,6 @@ class ChannelActors:
             started_at=started_at,
             finished_at=max(finished_at, started_at),
         )
-        recorded = await self._record(record, final_status)
         log.info(
             "attempt_finished",
             notification_id=notification.id,
@@ -162,10 +163,24 @@ class ChannelActors:
             error=outcome.error,
             duration_ms=duration_ms,
         )
-        if not recorded:
-            self._context.in_flight.done(notification.id)
-            return
-        if final_status is not None:
+        self._context.recorder.submit(
+            record,
+            final_status,
+            lambda owned: self._recorded(delivery, attempt, decision, final_status, owned),
+        )
+
+    def _recorded(
+        self,
+        delivery: Delivery,
+        attempt: int,
+        decision: Decision | None,
+        final_status: str | None,
+        owned: bool,
+    ) -> None:
+        """The attempt is written (or the lease was lost): finish, retry or fall back."""
+        if not owned:
+            self._context.in_flight.done(delivery.notification.id)
+        elif final_status is not None:
             self._finish(delivery, final_status, attempt)
         elif isinstance(decision, RetryLater):
             delivery.attempts_on_channel = attempt
@@ -177,14 +192,16 @@ class ChannelActors:
 
     async def _attempt(self, delivery: Delivery) -> Outcome:
         notification = delivery.notification
-        message = OutgoingMessage(
-            notification_id=notification.id,
-            recipient=notification.recipient,
-            subject=notification.subject,
-            body=notification.message,
-        )
+        message = delivery.message
+        task = asyncio.current_task()
+        assert task is not None
+        self._deadlines.arm(task)
         try:
-            response = await asyncio.wait_for(self.provider.send(message), self._timeout)
+            response = await self.provider.send(message)
+        except asyncio.CancelledError:
+            if not self._deadlines.disarm(task):
+                raise  # the daemon is stopping
+            return Outcome(ok=False, error=f"timed out after {self._timeout:g}s", transient=True)
         except ProviderError as exc:
             return Outcome(
                 ok=False,
@@ -193,8 +210,6 @@ class ChannelActors:
                 response=exc.response,
                 retry_after=exc.retry_after,
             )
-        except TimeoutError:
-            return Outcome(ok=False, error=f"timed out after {self._timeout:g}s", transient=True)
         except Exception as exc:
             # A provider bug, not a vendor answer. Only the type is logged: the text of an
             # untranslated library error may carry a secret (a token in a URL).
@@ -205,41 +220,10 @@ class ChannelActors:
                 error_type=f"{type(exc).__module__}.{type(exc).__qualname__}",
             )
             return Outcome(ok=False, error=f"internal error: {type(exc).__name__}", transient=True)
+        finally:
+            # A provider that swallowed the deadline's cancellation still gets it taken back.
+            self._deadlines.disarm(task)
         return Outcome(ok=True, response=response)
-
-    async def _record(self, record: AttemptRecord, final_status: str | None) -> bool:
-        """Write the attempt, riding out a short database outage.
-
-        Gives up when the lease would have expired anyway: the notification is then
-        reclaimed and this attempt made again.
-        """
-        context = self._context
-        deadline = time.monotonic() + context.lease_seconds
-        delay = 0.1
-        while True:
-            try:
-                owned = await context.store.record_attempt(record, context.owner, final_status)
-            except DatabaseUnavailableError as exc:
-                if time.monotonic() + delay > deadline:
-                    log.error(
-                        "attempt_not_recorded",
-                        notification_id=record.notification_id,
-                        channel=record.channel,
-                        attempt=record.attempt,
-                        error=str(exc),
-                    )
-                    return False
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 2.0)
-                continue
-            if not owned:
-                log.warning(
-                    "lease_lost",
-                    notification_id=record.notification_id,
-                    channel=record.channel,
-                    attempt=record.attempt,
-                )
-            return owned
 
     def _finish(self, delivery: Delivery, status: str, attempt: int) -> None:
         notification = delivery.notification

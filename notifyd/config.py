@@ -96,6 +96,9 @@ class DispatcherSettings(_Section):
     max_in_flight: int = Field(default=1000, ge=1)
     listen_check_interval: float = Field(default=5.0, gt=0)
     reconnect_backoff_max: float = Field(default=10.0, gt=0)
+    # Attempts written per statement at most, and statements written at once.
+    write_batch_size: int = Field(default=500, ge=1, le=10_000)
+    writers: int = Field(default=2, ge=1, le=32)
 
 
 class DeliverySettings(_Section):

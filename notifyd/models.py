@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from notifyd.providers.base import Recipient
+from notifyd.providers.base import OutgoingMessage, Recipient
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,7 +60,9 @@ class ClaimedNotification:
     claims: int
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: one is made per attempt, and a frozen dataclass takes several times as long
+# to build.
+@dataclass(slots=True)
 class AttemptRecord:
     """One finished attempt, to be written to the attempt log."""
 
@@ -83,6 +85,17 @@ class Delivery:
     channel_index: int = 0
     # Attempts already made on the current channel.
     attempts_on_channel: int = 0
+    # What every attempt sends, built once.
+    message: OutgoingMessage = field(init=False)
+
+    def __post_init__(self) -> None:
+        notification = self.notification
+        self.message = OutgoingMessage(
+            notification_id=notification.id,
+            recipient=notification.recipient,
+            subject=notification.subject,
+            body=notification.message,
+        )
 
     @property
     def channel(self) -> str:

@@ -17,6 +17,7 @@ from notifyd.listener import Listener
 from notifyd.logs import get_logger
 from notifyd.models import Delivery
 from notifyd.providers.base import Provider
+from notifyd.recorder import Recorder
 from notifyd.retention import Pruner
 from notifyd.retry import RetryPolicy
 from notifyd.store import Store
@@ -48,14 +49,18 @@ class DeliveryService:
             refill_threshold=dispatcher_settings.batch_size,
             on_room=self._wake_dispatcher,
         )
+        self.recorder = Recorder(
+            store,
+            self.owner,
+            give_up_after=delivery.lease_seconds,
+            max_batch=dispatcher_settings.write_batch_size,
+        )
         context = ActorContext(
-            store=store,
-            owner=self.owner,
+            recorder=self.recorder,
             policy=RetryPolicy(
                 delivery.max_attempts, delivery.backoff_initial, delivery.backoff_max
             ),
             in_flight=self.in_flight,
-            lease_seconds=delivery.lease_seconds,
             hand_off=self.route,
         )
         channel_settings = settings.channels
@@ -121,6 +126,8 @@ class DeliveryService:
         for channel_actors in self.actors.values():
             for name, factory in channel_actors.task_specs():
                 self.supervisor.spawn(name, factory)
+        for n in range(1, self._settings.dispatcher.writers + 1):
+            self.supervisor.spawn(f"recorder#{n}", self.recorder.run)
         self.supervisor.spawn("lease-keeper", self.lease_keeper.run)
         self.supervisor.spawn("dispatcher", self.dispatcher.run)
         self.supervisor.spawn("listener", self.listener.run)
@@ -143,6 +150,13 @@ class DeliveryService:
         except TimeoutError:
             log.warning("shutdown_grace_expired", in_flight=len(self.in_flight))
         await self.supervisor.stop("actor:")
+        await self.supervisor.stop("deadlines:")
+        # Attempts already made are written before anything is released.
+        try:
+            await asyncio.wait_for(self.recorder.wait_idle(), max(grace_seconds, 1.0))
+        except TimeoutError:
+            log.warning("shutdown_writes_pending", pending=len(self.recorder))
+        await self.supervisor.stop("recorder#")
         await self.supervisor.stop("lease-keeper")
         await self.supervisor.stop("pruner")
         for channel_actors in self.actors.values():

@@ -135,32 +135,38 @@ CLAIM: Final = """
               u.email, u.phone, u.telegram_chat_id
 """
 
-# An attempt is written only while this instance still holds the lease; no row back means
-# the lease was lost and the delivery must stop here.
-INSERT_ATTEMPT: Final = """
-    INSERT INTO notifyd.notification_attempts
-        (notification_id, channel, attempt, status, error, transient, provider_response,
-         started_at, finished_at)
-    SELECT n.id, $2, $3, $4, $5, $6, $7, $8, $9
-    FROM notifyd.notifications AS n
-    WHERE n.id = $1 AND n.locked_by = $10 AND n.status = 'processing'
-    RETURNING id
-"""
-# The last attempt and the final status in one statement: both or neither.
-INSERT_FINAL_ATTEMPT: Final = """
+# A batch of attempts in one statement (one row per notification: an actor waits for its
+# attempt to be written before it makes the next). Final statuses are set, and their
+# attempts written, only where this instance still holds the lease; so are other attempts.
+# Leases are looked up by primary key (`= ANY`), never by joining the unnested batch,
+# whose row count the planner cannot know.
+RECORD_ATTEMPTS: Final = """
     WITH finished AS (
-        UPDATE notifyd.notifications
-        SET status = $11, locked_by = NULL, lease_expires_at = NULL,
+        UPDATE notifyd.notifications AS n
+        SET status = f.status, locked_by = NULL, lease_expires_at = NULL,
             finished_at = now(), updated_at = now()
-        WHERE id = $1 AND locked_by = $10 AND status = 'processing'
-        RETURNING id
+        FROM unnest($11::bigint[], $12::text[]) AS f (id, status)
+        WHERE n.id = f.id AND n.locked_by = $1 AND n.status = 'processing'
+        RETURNING n.id
+    ),
+    held AS (
+        SELECT id FROM notifyd.notifications
+        WHERE id = ANY($13::bigint[]) AND locked_by = $1 AND status = 'processing'
+    ),
+    written AS (
+        SELECT id FROM finished UNION ALL SELECT id FROM held
     )
     INSERT INTO notifyd.notification_attempts
         (notification_id, channel, attempt, status, error, transient, provider_response,
          started_at, finished_at)
-    SELECT finished.id, $2, $3, $4, $5, $6, $7, $8, $9
-    FROM finished
-    RETURNING id
+    SELECT b.notification_id, b.channel, b.attempt, b.status, b.error, b.transient,
+           b.provider_response, b.started_at, b.finished_at
+    FROM unnest($2::bigint[], $3::text[], $4::integer[], $5::text[], $6::text[],
+                $7::boolean[], $8::jsonb[], $9::timestamptz[], $10::timestamptz[])
+            AS b (notification_id, channel, attempt, status, error, transient,
+                  provider_response, started_at, finished_at)
+        JOIN written ON written.id = b.notification_id
+    RETURNING notification_id
 """
 FINISH_WITHOUT_ATTEMPT: Final = """
     UPDATE notifyd.notifications
@@ -299,20 +305,6 @@ def _claimed(row: asyncpg.Record) -> ClaimedNotification:
     )
 
 
-def _attempt_args(record: AttemptRecord) -> tuple[Any, ...]:
-    return (
-        record.notification_id,
-        record.channel,
-        record.attempt,
-        record.status,
-        record.error,
-        record.transient,
-        record.provider_response,
-        record.started_at,
-        record.finished_at,
-    )
-
-
 @asynccontextmanager
 async def translate_errors() -> AsyncIterator[None]:
     """Turn asyncpg's errors into notifyd's."""
@@ -336,6 +328,15 @@ async def _unknown_user(user_id: int) -> AsyncIterator[None]:
         if exc.constraint.endswith("user_id_fkey"):
             raise UnknownUserError(user_id) from exc
         raise
+
+
+async def _keep_session(_connection: asyncpg.Connection) -> None:
+    """Return a connection to the pool as it is, without asyncpg's reset query.
+
+    The default reset costs a round trip per query. notifyd's queries leave a session as
+    they found it: no SET, LISTEN or cursors on pooled connections, and the migration lock
+    is released in a `finally`. asyncpg still rolls back a transaction left open.
+    """
 
 
 async def _init_connection(connection: asyncpg.Connection) -> None:
@@ -372,6 +373,7 @@ class Store:
                 command_timeout=command_timeout,
                 server_settings=SERVER_SETTINGS,
                 init=_init_connection,
+                reset=_keep_session,
             )
         return cls(pool)
 
@@ -496,20 +498,35 @@ class Store:
         claimed.sort(key=lambda c: c.id)
         return claimed
 
-    async def record_attempt(
-        self, record: AttemptRecord, owner: UUID, final_status: str | None = None
-    ) -> bool:
-        """Write an attempt (and the final status, if given) while `owner` holds the lease.
+    async def record_attempts(
+        self, owner: UUID, entries: Sequence[tuple[AttemptRecord, str | None]]
+    ) -> set[int]:
+        """Write attempts (with final statuses where given) while `owner` holds the leases.
 
-        Returns False, writing nothing, when the lease is no longer `owner`'s.
+        At most one entry per notification. Returns the notification ids written; the
+        others' leases are no longer `owner`'s, and nothing was written for them.
         """
-        query = INSERT_ATTEMPT if final_status is None else INSERT_FINAL_ATTEMPT
-        args = (*_attempt_args(record), owner)
-        if final_status is not None:
-            args = (*args, final_status)
+        records = [record for record, _ in entries]
+        finals = [(r.notification_id, status) for r, status in entries if status is not None]
+        others = [r.notification_id for r, status in entries if status is None]
         async with translate_errors():
-            attempt_id = await self._pool.fetchval(query, *args)
-        return attempt_id is not None
+            rows = await self._pool.fetch(
+                RECORD_ATTEMPTS,
+                owner,
+                [r.notification_id for r in records],
+                [r.channel for r in records],
+                [r.attempt for r in records],
+                [r.status for r in records],
+                [r.error for r in records],
+                [r.transient for r in records],
+                [r.provider_response for r in records],
+                [r.started_at for r in records],
+                [r.finished_at for r in records],
+                [notification_id for notification_id, _ in finals],
+                [status for _, status in finals],
+                others,
+            )
+        return {row[0] for row in rows}
 
     async def finish_without_attempt(
         self, notification_id: int, owner: UUID, status: str = FAILED

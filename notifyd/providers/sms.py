@@ -43,7 +43,9 @@ class StubSmsProvider(Provider):
 
 def mask_phone(phone: str) -> str:
     """The phone number with all but its last four digits hidden, for logs."""
-    digits = [c for c in phone if c.isdigit()]
+    digits = phone.removeprefix("+")
+    if not digits.isdigit():
+        digits = "".join(c for c in phone if c.isdigit())
     if len(digits) <= 4:
         return "*" * len(digits)
-    return "*" * (len(digits) - 4) + "".join(digits[-4:])
+    return "*" * (len(digits) - 4) + digits[-4:]

@@ -5,6 +5,7 @@ Real PostgreSQL, a real SMTP server (aiosmtpd) and a fake Telegram Bot API serve
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
@@ -12,6 +13,7 @@ from typing import Any
 import asyncpg
 
 from notifyd.app import SERVICE
+from notifyd.providers.base import OutgoingMessage, Provider
 from tests.fakes.smtp import FakeSmtpServer, unused_port
 from tests.fakes.telegram import FakeTelegramApi
 from tests.support import Daemon, wait_until
@@ -257,3 +259,33 @@ async def test_backoff_waits_do_not_occupy_actors(
 
     await wait_until(first_attempts_done, deadline=15, what="40 first attempts")
     assert daemon.app[SERVICE].actors["email"].busy == 0
+
+
+class HangingSms(Provider):
+    """An SMS vendor that never answers, and a provider that sets no timeout of its own."""
+
+    channel = "sms"
+
+    async def send(self, message: OutgoingMessage) -> dict[str, Any]:
+        await asyncio.get_running_loop().create_future()
+        raise AssertionError("unreachable")
+
+
+async def test_a_provider_that_hangs_is_cut_at_the_channel_timeout(
+    daemon_factory: DaemonFactory, smtp_server: FakeSmtpServer
+) -> None:
+    daemon = await daemon_factory(channels={"sms": {"timeout": 0.2}})
+    daemon.app[SERVICE].actors["sms"].provider = HangingSms()
+    user_id = await full_user(daemon)
+    answer = await daemon.notify(user_id=user_id, message="m", channels=["sms", "email"])
+    finished = await daemon.wait_finished(answer["id"])
+    assert trail(finished) == [
+        ("sms", 1, "failed"),
+        ("sms", 2, "failed"),
+        ("sms", 3, "failed"),
+        ("email", 1, "success"),
+    ]
+    sms_attempts = finished["attempts"][:3]
+    assert {a["error"] for a in sms_attempts} == {"timed out after 0.2s"}
+    for a in sms_attempts:
+        assert a["duration_ms"] >= 200

@@ -1,0 +1,151 @@
+"""The attempt recorder: writes finished attempts (and final statuses) in batches.
+
+Actors hand each finished attempt to the recorder and go on with the next delivery; the
+recorder's writers each take everything waiting (up to `max_batch`) and write it in one
+statement, so under load one round trip carries hundreds of attempts while an idle daemon
+still writes each attempt at once. What happens next to a notification (finish, retry,
+fall back) is decided only after its attempt is in the database: an attempt nobody has
+seen recorded yet may be lost in a crash only together with its lease, and is then made
+again, never silently dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from uuid import UUID
+
+from notifyd.exceptions import DatabaseUnavailableError
+from notifyd.logs import get_logger
+from notifyd.models import AttemptRecord
+from notifyd.store import Store
+
+log = get_logger(__name__)
+
+# Called once the write is decided: True if written (the lease was still held).
+Recorded = Callable[[bool], None]
+
+
+@dataclass(slots=True)
+class _Entry:
+    record: AttemptRecord
+    final_status: str | None
+    on_recorded: Recorded
+    # Monotonic time after which retrying the write is pointless: the lease has lapsed.
+    give_up_at: float
+
+
+class Recorder:
+    """Batches attempt writes; `writers` tasks write concurrently, each a whole batch."""
+
+    def __init__(
+        self,
+        store: Store,
+        owner: UUID,
+        *,
+        give_up_after: float,
+        max_batch: int = 500,
+        retry_delay_max: float = 2.0,
+    ) -> None:
+        self._store = store
+        self._owner = owner
+        self._give_up_after = give_up_after
+        self._max_batch = max_batch
+        self._retry_delay_max = retry_delay_max
+        self._waiting: deque[_Entry] = deque()
+        self._has_work = asyncio.Event()
+        self._writing = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+        # Statements written and attempts carried, for benchmarks and tests.
+        self.batches = 0
+        self.records = 0
+
+    def __len__(self) -> int:
+        return len(self._waiting)
+
+    def submit(
+        self, record: AttemptRecord, final_status: str | None, on_recorded: Recorded
+    ) -> None:
+        """Queue an attempt (and the final status, if any) to be written."""
+        give_up_at = time.monotonic() + self._give_up_after
+        self._waiting.append(_Entry(record, final_status, on_recorded, give_up_at))
+        self._idle.clear()
+        self._has_work.set()
+
+    async def wait_idle(self) -> None:
+        """Wait until everything submitted so far has been written or given up."""
+        await self._idle.wait()
+
+    async def run(self) -> None:
+        """One writer: take what is waiting, write it, repeat."""
+        delay = 0.05
+        while True:
+            await self._has_work.wait()
+            batch = self._take()
+            if not batch:
+                continue
+            self._writing += 1
+            try:
+                failed = await self._write(batch)
+            finally:
+                self._writing -= 1
+            if failed:
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self._retry_delay_max)
+            else:
+                delay = 0.05
+            self._update_idle()
+
+    def _take(self) -> list[_Entry]:
+        batch: list[_Entry] = []
+        waiting = self._waiting
+        while waiting and len(batch) < self._max_batch:
+            batch.append(waiting.popleft())
+        if not waiting:
+            self._has_work.clear()
+        return batch
+
+    def _update_idle(self) -> None:
+        if not self._waiting and self._writing == 0:
+            self._idle.set()
+
+    async def _write(self, batch: list[_Entry]) -> bool:
+        """Write one batch; on an outage put back what is still worth retrying."""
+        try:
+            written = await self._store.record_attempts(
+                self._owner, [(entry.record, entry.final_status) for entry in batch]
+            )
+        except DatabaseUnavailableError as exc:
+            now = time.monotonic()
+            retry = [entry for entry in batch if entry.give_up_at > now]
+            for entry in batch:
+                if entry.give_up_at <= now:
+                    log.error(
+                        "attempt_not_recorded",
+                        notification_id=entry.record.notification_id,
+                        channel=entry.record.channel,
+                        attempt=entry.record.attempt,
+                        error=str(exc),
+                    )
+                    entry.on_recorded(False)
+            self._waiting.extendleft(reversed(retry))
+            if retry:
+                self._has_work.set()
+            return True
+        self.batches += 1
+        self.records += len(batch)
+        for entry in batch:
+            owned = entry.record.notification_id in written
+            if not owned:
+                log.warning(
+                    "lease_lost",
+                    notification_id=entry.record.notification_id,
+                    channel=entry.record.channel,
+                    attempt=entry.record.attempt,
+                )
+            entry.on_recorded(owned)
+        return False

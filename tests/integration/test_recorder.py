@@ -1,0 +1,161 @@
+"""The attempt recorder: batched writes, lease checks, and riding out an outage."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+import asyncpg
+
+from notifyd.models import AttemptRecord, ClaimedNotification
+from notifyd.recorder import Recorder
+from notifyd.store import Store
+from tests.support import wait_until
+
+
+async def claimed(
+    db: asyncpg.Connection, store: Store, owner: uuid.UUID, count: int
+) -> list[ClaimedNotification]:
+    user_id = await db.fetchval(
+        "INSERT INTO notifyd.users (phone) VALUES ('+79001234567') RETURNING id"
+    )
+    await db.execute(
+        "INSERT INTO notifyd.notifications (user_id, message, channels) "
+        "SELECT $1, 'm' || n, ARRAY['sms', 'email'] FROM generate_series(1, $2) AS n",
+        user_id,
+        count,
+    )
+    return await store.claim(count, owner, 30)
+
+
+def attempt(notification_id: int, status: str = "success") -> AttemptRecord:
+    now = datetime.now(UTC)
+    return AttemptRecord(
+        notification_id=notification_id,
+        channel="sms",
+        attempt=1,
+        status=status,
+        error=None if status == "success" else "down",
+        transient=None if status == "success" else True,
+        provider_response={"provider": "stub"},
+        started_at=now,
+        finished_at=now,
+    )
+
+
+class Outcomes:
+    """Collects what the recorder reports for each notification."""
+
+    def __init__(self) -> None:
+        self.by_id: dict[int, bool] = {}
+
+    def callback(self, notification_id: int) -> Callable[[bool], None]:
+        def recorded(owned: bool) -> None:
+            self.by_id[notification_id] = owned
+
+        return recorded
+
+    async def wait(self, count: int) -> None:
+        async def all_in() -> bool:
+            return len(self.by_id) >= count
+
+        await wait_until(all_in, deadline=10, what=f"{count} recorder outcomes")
+
+
+async def test_many_attempts_are_written_by_few_statements(
+    db: asyncpg.Connection, store: Store
+) -> None:
+    owner = uuid.uuid4()
+    notifications = await claimed(db, store, owner, 300)
+    recorder = Recorder(store, owner, give_up_after=30, max_batch=500)
+    outcomes = Outcomes()
+    for n in notifications:
+        recorder.submit(attempt(n.id), "sent", outcomes.callback(n.id))
+    writer = asyncio.create_task(recorder.run())
+    await outcomes.wait(300)
+    writer.cancel()
+    assert set(outcomes.by_id.values()) == {True}
+    assert recorder.records == 300
+    assert recorder.batches == 1
+    assert await db.fetchval("SELECT count(*) FROM notifyd.notification_attempts") == 300
+    statuses = await db.fetch("SELECT DISTINCT status, locked_by FROM notifyd.notifications")
+    assert [(r["status"], r["locked_by"]) for r in statuses] == [("sent", None)]
+
+
+async def test_batches_are_capped(db: asyncpg.Connection, store: Store) -> None:
+    owner = uuid.uuid4()
+    notifications = await claimed(db, store, owner, 25)
+    recorder = Recorder(store, owner, give_up_after=30, max_batch=10)
+    outcomes = Outcomes()
+    for n in notifications:
+        recorder.submit(attempt(n.id), "sent", outcomes.callback(n.id))
+    writer = asyncio.create_task(recorder.run())
+    await outcomes.wait(25)
+    await recorder.wait_idle()
+    writer.cancel()
+    assert recorder.batches == 3
+
+
+async def test_a_retry_attempt_keeps_the_lease_and_a_final_one_ends_it(
+    db: asyncpg.Connection, store: Store
+) -> None:
+    owner = uuid.uuid4()
+    retried, finished = await claimed(db, store, owner, 2)
+    recorder = Recorder(store, owner, give_up_after=30)
+    outcomes = Outcomes()
+    recorder.submit(attempt(retried.id, "failed"), None, outcomes.callback(retried.id))
+    recorder.submit(attempt(finished.id, "failed"), "failed", outcomes.callback(finished.id))
+    writer = asyncio.create_task(recorder.run())
+    await outcomes.wait(2)
+    writer.cancel()
+    assert outcomes.by_id == {retried.id: True, finished.id: True}
+    rows = await db.fetch("SELECT id, status, locked_by FROM notifyd.notifications ORDER BY id")
+    assert [(r["status"], r["locked_by"]) for r in rows] == [
+        ("processing", owner),
+        ("failed", None),
+    ]
+    assert await db.fetchval("SELECT count(*) FROM notifyd.notification_attempts") == 2
+
+
+async def test_nothing_is_written_for_a_lease_lost_to_another_instance(
+    db: asyncpg.Connection, store: Store
+) -> None:
+    owner = uuid.uuid4()
+    kept, lost_final, lost_retry = await claimed(db, store, owner, 3)
+    await db.execute(
+        "UPDATE notifyd.notifications SET locked_by = $1 WHERE id = ANY($2::bigint[])",
+        uuid.uuid4(),
+        [lost_final.id, lost_retry.id],
+    )
+    recorder = Recorder(store, owner, give_up_after=30)
+    outcomes = Outcomes()
+    recorder.submit(attempt(kept.id), "sent", outcomes.callback(kept.id))
+    recorder.submit(attempt(lost_final.id), "sent", outcomes.callback(lost_final.id))
+    recorder.submit(attempt(lost_retry.id, "failed"), None, outcomes.callback(lost_retry.id))
+    writer = asyncio.create_task(recorder.run())
+    await outcomes.wait(3)
+    writer.cancel()
+    assert outcomes.by_id == {kept.id: True, lost_final.id: False, lost_retry.id: False}
+    written = await db.fetch("SELECT notification_id FROM notifyd.notification_attempts")
+    assert [r["notification_id"] for r in written] == [kept.id]
+    statuses = await db.fetch("SELECT status FROM notifyd.notifications ORDER BY id")
+    assert [r["status"] for r in statuses] == ["sent", "processing", "processing"]
+
+
+async def test_during_an_outage_writes_are_retried_until_the_lease_would_have_lapsed(
+    database_url: str, db: asyncpg.Connection
+) -> None:
+    owner = uuid.uuid4()
+    store = await Store.connect(database_url, min_size=1, max_size=2)
+    [notification] = await claimed(db, store, owner, 1)
+    await store.close()  # every write now fails as if the database were gone
+    recorder = Recorder(store, owner, give_up_after=0.3, retry_delay_max=0.05)
+    outcomes = Outcomes()
+    recorder.submit(attempt(notification.id), "sent", outcomes.callback(notification.id))
+    writer = asyncio.create_task(recorder.run())
+    await outcomes.wait(1)
+    writer.cancel()
+    assert outcomes.by_id == {notification.id: False}
+    assert await db.fetchval("SELECT count(*) FROM notifyd.notification_attempts") == 0
