@@ -42,9 +42,11 @@ ENV PATH=/opt/venv/bin:$PATH \
 
 EXPOSE 8000
 
+# Healthy means ready to work: /readyz answers 200 only while the database answers and
+# delivery runs (urlopen raises on its 503). /healthz (alive) is for liveness probes.
 # No curl in slim images: ask the daemon itself through the standard library.
 HEALTHCHECK --interval=10s --timeout=5s --start-period=20s --retries=3 \
-    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:' + os.environ.get('NOTIFYD_HTTP__PORT', '8000') + '/healthz', timeout=4)"]
+    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:' + os.environ.get('NOTIFYD_HTTP__PORT', '8000') + '/readyz', timeout=4)"]
 
 USER notifyd
 ENTRYPOINT ["notifyd"]

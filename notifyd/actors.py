@@ -19,6 +19,7 @@ from notifyd.deadlines import Deadlines
 from notifyd.exceptions import ProviderError
 from notifyd.inflight import InFlight
 from notifyd.logs import get_logger
+from notifyd.metrics import Metrics
 from notifyd.models import AttemptRecord, Delivery
 from notifyd.providers.base import Provider
 from notifyd.recorder import Recorder
@@ -47,6 +48,7 @@ class ActorContext:
     recorder: Recorder
     policy: RetryPolicy
     in_flight: InFlight
+    metrics: Metrics
     hand_off: Callable[[Delivery], None]
 
 
@@ -67,9 +69,10 @@ class ChannelActors:
         self.inbox: asyncio.Queue[Delivery] = asyncio.Queue()
         self.busy = 0
         self._context = context
-        self._concurrency = concurrency
+        self.concurrency = concurrency
         self._timeout = timeout
         self._deadlines = Deadlines(timeout)
+        self._metrics = context.metrics.channels[channel]
         # Deliveries waiting out a backoff: notification id -> (timer, due time, delivery).
         self._scheduled: dict[int, tuple[asyncio.TimerHandle, datetime, Delivery]] = {}
         # While draining for shutdown, retries are parked here to be released, not run.
@@ -78,7 +81,7 @@ class ChannelActors:
 
     def task_specs(self) -> list[tuple[str, Callable[[], Any]]]:
         """Name and coroutine factory of each actor task, for the supervisor."""
-        actors = [(f"actor:{self.channel}#{n}", self.run) for n in range(1, self._concurrency + 1)]
+        actors = [(f"actor:{self.channel}#{n}", self.run) for n in range(1, self.concurrency + 1)]
         return [*actors, (f"deadlines:{self.channel}", self._deadlines.run)]
 
     async def run(self) -> None:
@@ -128,8 +131,11 @@ class ChannelActors:
         started_at = datetime.now(UTC)
         started = time.perf_counter()
         outcome = await self._attempt(delivery)
-        duration_ms = round((time.perf_counter() - started) * 1000, 3)
+        elapsed = time.perf_counter() - started
         finished_at = datetime.now(UTC)
+        metrics = self._metrics
+        (metrics.attempt_succeeded if outcome.ok else metrics.attempt_failed).inc()
+        metrics.attempt_duration.observe(elapsed)
 
         decision: Decision | None = None
         final_status = SENT if outcome.ok else None
@@ -161,7 +167,7 @@ class ChannelActors:
             attempt=attempt,
             status=record.status,
             error=outcome.error,
-            duration_ms=duration_ms,
+            duration_ms=round(elapsed * 1000, 3),
         )
         self._context.recorder.submit(
             record,
@@ -227,7 +233,11 @@ class ChannelActors:
 
     def _finish(self, delivery: Delivery, status: str, attempt: int) -> None:
         notification = delivery.notification
-        self._context.in_flight.done(notification.id)
+        context = self._context
+        context.in_flight.done(notification.id)
+        metrics = context.metrics
+        (metrics.finished_sent if status == SENT else metrics.finished_failed).inc()
+        metrics.latency.observe((datetime.now(UTC) - notification.created_at).total_seconds())
         if status == SENT:
             log.info(
                 "notification_sent",

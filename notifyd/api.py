@@ -7,6 +7,7 @@ from typing import Any, TypeVar
 
 import orjson
 from aiohttp import web
+from prometheus_client import Counter
 from pydantic import BaseModel, ValidationError
 
 from notifyd.exceptions import (
@@ -29,6 +30,8 @@ from notifyd.schemas import (
 from notifyd.store import Store
 
 STORE: web.AppKey[Store] = web.AppKey("store", Store)
+# Counts what the API accepts (the rest of the metrics live with the delivery service).
+ENQUEUED: web.AppKey[Counter] = web.AppKey("enqueued", Counter)
 # How long an Idempotency-Key is remembered.
 IDEMPOTENCY_KEY_SECONDS: web.AppKey[float] = web.AppKey("idempotency_key_seconds", float)
 IDEMPOTENCY_HEADER = "Idempotency-Key"
@@ -112,6 +115,7 @@ async def notify(request: web.Request) -> web.Response:
             notification = await store.enqueue(
                 body.user_id, body.subject, body.message, body.channels
             )
+            request.app[ENQUEUED].inc()
             return json_response(enqueued_json(notification))
         answer, replayed = await store.enqueue_once(
             IdempotencyKey(key, _fingerprint(body), request.app[IDEMPOTENCY_KEY_SECONDS]),
@@ -137,6 +141,8 @@ async def notify(request: web.Request) -> web.Response:
     response = json_response(answer.body, status=answer.status_code)
     if replayed:
         response.headers["Idempotent-Replayed"] = "true"
+    else:
+        request.app[ENQUEUED].inc()
     return response
 
 
@@ -222,11 +228,6 @@ async def update_user(request: web.Request) -> web.Response:
     return json_response(user_json(user))
 
 
-async def healthz(_request: web.Request) -> web.Response:
-    """GET /healthz: the process is alive and serving HTTP."""
-    return json_response({"status": "ok"})
-
-
 def add_routes(app: web.Application) -> None:
     app.router.add_post("/api/notify/", notify)
     app.router.add_post("/api/notify", notify)
@@ -235,4 +236,3 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/api/users", create_user)
     app.router.add_get(r"/api/users/{id:\d{1,20}}", get_user)
     app.router.add_patch(r"/api/users/{id:\d{1,20}}", update_user)
-    app.router.add_get("/healthz", healthz)

@@ -7,9 +7,11 @@ from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
 
-from notifyd.api import IDEMPOTENCY_KEY_SECONDS, STORE, add_routes
+from notifyd.api import ENQUEUED, IDEMPOTENCY_KEY_SECONDS, STORE, add_routes
 from notifyd.config import Settings
+from notifyd.health import METRICS, SERVICE, add_probe_routes
 from notifyd.logs import get_logger
+from notifyd.metrics import Metrics
 from notifyd.migrations import migrate
 from notifyd.problems import problem_middleware
 from notifyd.providers import build_providers
@@ -19,7 +21,6 @@ from notifyd.store import Store, wait_for_database
 log = get_logger(__name__)
 
 SETTINGS: web.AppKey[Settings] = web.AppKey("settings", Settings)
-SERVICE: web.AppKey[DeliveryService] = web.AppKey("service", DeliveryService)
 # Set when a supervised task died: the daemon must stop and exit non-zero.
 FATAL: web.AppKey[asyncio.Event] = web.AppKey("fatal", asyncio.Event)
 
@@ -34,7 +35,10 @@ def create_app(settings: Settings, database_url: str, *, deliver: bool = True) -
     app[SETTINGS] = settings
     app[FATAL] = asyncio.Event()
     app[IDEMPOTENCY_KEY_SECONDS] = settings.retention.idempotency_key_hours * 3600
+    app[METRICS] = Metrics()
+    app[ENQUEUED] = app[METRICS].enqueued
     add_routes(app)
+    add_probe_routes(app)
     app.cleanup_ctx.append(_database(database_url))
     if deliver:
         app.cleanup_ctx.append(_delivery(database_url))
@@ -78,6 +82,7 @@ def _delivery(database_url: str) -> Callable[[web.Application], AsyncIterator[No
             app[STORE],
             database_url,
             providers,
+            app[METRICS],
             on_failure=lambda _name: app[FATAL].set(),
         )
         app[SERVICE] = service

@@ -15,6 +15,7 @@ from notifyd.inflight import InFlight
 from notifyd.leases import LeaseKeeper
 from notifyd.listener import Listener
 from notifyd.logs import get_logger
+from notifyd.metrics import Metrics
 from notifyd.models import Delivery
 from notifyd.providers.base import Provider
 from notifyd.recorder import Recorder
@@ -35,6 +36,7 @@ class DeliveryService:
         store: Store,
         database_url: str,
         providers: Mapping[str, Provider],
+        metrics: Metrics,
         on_failure: Callable[[str], None],
     ) -> None:
         self.owner = uuid.uuid4()
@@ -61,6 +63,7 @@ class DeliveryService:
                 delivery.max_attempts, delivery.backoff_initial, delivery.backoff_max
             ),
             in_flight=self.in_flight,
+            metrics=metrics,
             hand_off=self.route,
         )
         channel_settings = settings.channels
@@ -110,6 +113,62 @@ class DeliveryService:
             batch_size=retention.batch_size,
         )
         self.supervisor = Supervisor(on_failure)
+        self._watch(metrics)
+
+    def _watch(self, metrics: Metrics) -> None:
+        """Export the state of the pipeline, read at each scrape."""
+        actors = self.actors
+        metrics.watch(
+            "notifyd_inbox_depth",
+            "Deliveries waiting for an actor, by channel.",
+            lambda: [(name, a.inbox.qsize()) for name, a in actors.items()],
+            label="channel",
+        )
+        metrics.watch(
+            "notifyd_busy_actors",
+            "Actors making an attempt right now, by channel.",
+            lambda: [(name, a.busy) for name, a in actors.items()],
+            label="channel",
+        )
+        metrics.watch(
+            "notifyd_in_flight",
+            "Notifications this instance holds (claimed, not yet finished).",
+            lambda: [("", len(self.in_flight))],
+        )
+        metrics.watch(
+            "notifyd_unwritten_attempts",
+            "Attempts made and waiting to be written.",
+            lambda: [("", len(self.recorder))],
+        )
+        metrics.watch(
+            "notifyd_listener_reconnects",
+            "Times the LISTEN connection was re-established.",
+            lambda: [("", self.listener.reconnects)],
+            counter=True,
+        )
+        metrics.watch(
+            "notifyd_listener_connected",
+            "1 while the LISTEN connection is up and holds the presence lock.",
+            lambda: [("", float(self.listener.present.is_set()))],
+        )
+
+    def readiness(self) -> dict[str, str]:
+        """Each part of delivery: "ok", or why it cannot work right now."""
+        listener = "ok"
+        if not self.listener.connected.is_set():
+            listener = "not connected"
+        elif not self.listener.present.is_set():
+            listener = "connected, waiting for the presence lock"
+        expected = sum(actors.concurrency for actors in self.actors.values())
+        running = self.supervisor.running("actor:")
+        delivery = "ok"
+        if self._draining:
+            delivery = "stopping"
+        elif running < expected or not self.supervisor.running("dispatcher"):
+            delivery = f"{running} of {expected} actors running, dispatcher " + (
+                "running" if self.supervisor.running("dispatcher") else "stopped"
+            )
+        return {"listener": listener, "delivery": delivery}
 
     def _wake_dispatcher(self) -> None:
         self.dispatcher.wake()

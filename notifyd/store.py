@@ -36,7 +36,9 @@ from notifyd.models import (
 )
 from notifyd.providers.base import Recipient
 
-# Errors that mean "the database is not there right now", as opposed to a bad query.
+# Errors that mean "the database is not there right now", as opposed to a bad query. The
+# server refusing a new session counts: it is not accepting connections (being dropped,
+# restored or switched over), the database or role is gone, the password was rotated.
 CONNECTION_ERRORS: Final = (
     OSError,
     asyncio.TimeoutError,
@@ -46,6 +48,9 @@ CONNECTION_ERRORS: Final = (
     asyncpg.AdminShutdownError,
     asyncpg.CrashShutdownError,
     asyncpg.TooManyConnectionsError,
+    asyncpg.ObjectNotInPrerequisiteStateError,
+    asyncpg.InvalidCatalogNameError,
+    asyncpg.InvalidAuthorizationSpecificationError,
 )
 
 SERVER_SETTINGS: Final = {
@@ -238,6 +243,8 @@ PRUNE_IDEMPOTENCY_KEYS: Final = """
 """
 TAKE_PRESENCE: Final = "SELECT pg_try_advisory_lock($1, notifyd.instance_lock_key($2))"
 WAKE: Final = "SELECT pg_notify($1, '')"
+PING: Final = "SELECT 1"
+COUNT_PENDING: Final = "SELECT count(*) FROM notifyd.notifications WHERE status = 'pending'"
 IS_LISTENING: Final = "SELECT $1 = ANY(ARRAY(SELECT pg_listening_channels()))"
 
 
@@ -316,7 +323,10 @@ async def translate_errors() -> AsyncIterator[None]:
         constraint = getattr(exc, "constraint_name", None) or ""
         raise ConstraintViolationError(constraint, str(exc)) from exc
     except CONNECTION_ERRORS as exc:
-        raise DatabaseUnavailableError(f"database unavailable: {type(exc).__name__}") from exc
+        reason = type(exc).__name__
+        if isinstance(exc, asyncpg.PostgresError):
+            reason = f"{reason}: {exc}"  # the server's words, which never quote a password
+        raise DatabaseUnavailableError(f"database unavailable: {reason}") from exc
 
 
 @asynccontextmanager
@@ -385,6 +395,17 @@ class Store:
         """A pooled connection, for the migration runner."""
         async with translate_errors(), self._pool.acquire() as connection:
             yield connection
+
+    async def ping(self, query_timeout: float) -> None:
+        """Raise `DatabaseUnavailableError` unless the database answers in time."""
+        async with translate_errors():
+            await self._pool.fetchval(PING, timeout=query_timeout)
+
+    async def count_pending(self, query_timeout: float) -> int:
+        """Notifications waiting in the table, for every instance."""
+        async with translate_errors():
+            count: int = await self._pool.fetchval(COUNT_PENDING, timeout=query_timeout)
+        return count
 
     # Users
 

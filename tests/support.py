@@ -11,7 +11,8 @@ from typing import Any, TypeVar
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from notifyd.app import SERVICE, create_app
+from notifyd.app import create_app
+from notifyd.health import SERVICE
 from notifyd.config import Settings, deep_merge
 from tests.fakes.smtp import FakeSmtpServer
 from tests.fakes.telegram import FakeTelegramApi

@@ -12,7 +12,7 @@ from typing import Any
 
 import asyncpg
 
-from notifyd.app import SERVICE
+from notifyd.health import SERVICE
 from notifyd.providers.base import OutgoingMessage, Provider
 from tests.fakes.smtp import FakeSmtpServer, unused_port
 from tests.fakes.telegram import FakeTelegramApi

@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 
 import asyncpg
 
-from notifyd.app import SERVICE
+from notifyd.health import SERVICE
 from notifyd.constants import PRESENCE_LOCK_NAMESPACE
 from tests.fakes.smtp import FakeSmtpServer
 from tests.support import Daemon, wait_until
