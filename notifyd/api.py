@@ -10,6 +10,7 @@ from aiohttp import web
 from prometheus_client import Counter
 from pydantic import BaseModel, ValidationError
 
+from notifyd.auth import CALLER
 from notifyd.exceptions import (
     ConstraintViolationError,
     IdempotencyKeyReusedError,
@@ -118,7 +119,12 @@ async def notify(request: web.Request) -> web.Response:
             request.app[ENQUEUED].inc()
             return json_response(enqueued_json(notification))
         answer, replayed = await store.enqueue_once(
-            IdempotencyKey(key, _fingerprint(body), request.app[IDEMPOTENCY_KEY_SECONDS]),
+            IdempotencyKey(
+                request.get(CALLER, ""),
+                key,
+                _fingerprint(body),
+                request.app[IDEMPOTENCY_KEY_SECONDS],
+            ),
             body.user_id,
             body.subject,
             body.message,

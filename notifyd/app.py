@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
 
 from notifyd.api import ENQUEUED, IDEMPOTENCY_KEY_SECONDS, STORE, add_routes
+from notifyd.auth import Authenticator, RateLimiter, auth_middleware
 from notifyd.config import Settings
 from notifyd.health import METRICS, SERVICE, add_probe_routes
 from notifyd.logs import get_logger
@@ -29,9 +31,17 @@ STARTUP_DATABASE_WAIT = 30.0
 
 def create_app(settings: Settings, database_url: str, *, deliver: bool = True) -> web.Application:
     """Build the daemon. With `deliver=False` only the API runs (no dispatcher, no actors)."""
-    app = web.Application(
-        client_max_size=settings.http.max_body_bytes, middlewares=[problem_middleware]
+    api = settings.api
+    authenticator = Authenticator([token.get_secret_value() for token in api.tokens])
+    limiter = (
+        RateLimiter(api.rate_limit, burst=max(1.0, api.rate_limit)) if api.rate_limit else None
     )
+    app = web.Application(
+        client_max_size=settings.http.max_body_bytes,
+        middlewares=[problem_middleware, auth_middleware(authenticator, limiter)],
+    )
+    if not authenticator.enabled:
+        _warn_open_api(settings.http.host)
     app[SETTINGS] = settings
     app[FATAL] = asyncio.Event()
     app[IDEMPOTENCY_KEY_SECONDS] = settings.retention.idempotency_key_hours * 3600
@@ -43,6 +53,24 @@ def create_app(settings: Settings, database_url: str, *, deliver: bool = True) -
     if deliver:
         app.cleanup_ctx.append(_delivery(database_url))
     return app
+
+
+def _warn_open_api(host: str) -> None:
+    hint = "set api.tokens (NOTIFYD_API__TOKENS) to require a bearer token"
+    if _is_loopback(host):
+        log.warning("api_open", host=host, hint=hint)
+    else:
+        # Anyone on the network can enqueue messages to every user.
+        log.error("api_open_on_network", host=host, hint=hint)
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a host name: assume it is reachable from elsewhere
 
 
 def _database(

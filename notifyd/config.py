@@ -46,6 +46,8 @@ LEGACY_ENV: dict[str, tuple[str, ...]] = {
 # Django's EMAIL_USE_TLS means STARTTLS and EMAIL_USE_SSL means implicit TLS.
 LEGACY_EMAIL_SECURITY = {"EMAIL_USE_TLS": "starttls", "EMAIL_USE_SSL": "tls"}
 _TRUE = {"1", "true", "yes", "on", "t", "y"}
+# A shorter API token can be guessed; `openssl rand -hex 32` gives 64 characters.
+MIN_TOKEN_LENGTH = 16
 
 
 class _Section(BaseModel):
@@ -56,6 +58,24 @@ class HttpSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+
+
+class ApiSettings(_Section):
+    # Bearer tokens for /api/; empty: the API is open to whoever reaches the port.
+    tokens: tuple[SecretStr, ...] = ()
+    # Requests per second per token, in bursts of as many; 0: no limit.
+    rate_limit: float = Field(default=0.0, ge=0)
+
+    @field_validator("tokens")
+    @classmethod
+    def _strong(cls, value: tuple[SecretStr, ...]) -> tuple[SecretStr, ...]:
+        for token in value:
+            secret = token.get_secret_value()
+            if len(secret) < MIN_TOKEN_LENGTH or secret != secret.strip() or " " in secret:
+                raise ValueError(
+                    f"each token needs at least {MIN_TOKEN_LENGTH} characters and no spaces"
+                )
+        return value
 
 
 class DatabaseSettings(_Section):
@@ -202,6 +222,7 @@ class Settings(BaseSettings):
     )
 
     http: HttpSettings = HttpSettings()
+    api: ApiSettings = ApiSettings()
     database: DatabaseSettings = DatabaseSettings()
     dispatcher: DispatcherSettings = DispatcherSettings()
     delivery: DeliverySettings = DeliverySettings()

@@ -113,6 +113,8 @@ class Delivery:
 class IdempotencyKey:
     """An Idempotency-Key with the fingerprint of the request it came with."""
 
+    # Whose key: the caller's id ("" when the API is open).
+    scope: str
     key: str
     fingerprint: bytes
     # Older keys are forgotten: the same key then starts over.

@@ -91,20 +91,21 @@ INSERT_NOTIFICATION: Final = """
 # waits here until the first one commits, then finds its answer. A key older than its
 # retention is taken over as if new.
 TAKE_IDEMPOTENCY_KEY: Final = """
-    INSERT INTO notifyd.idempotency_keys (key, fingerprint) VALUES ($1, $2)
-    ON CONFLICT (key) DO UPDATE
+    INSERT INTO notifyd.idempotency_keys (scope, key, fingerprint) VALUES ($1, $2, $3)
+    ON CONFLICT (scope, key) DO UPDATE
         SET fingerprint = EXCLUDED.fingerprint, notification_id = NULL, status_code = NULL,
             response = NULL, created_at = now()
-        WHERE idempotency_keys.created_at < now() - make_interval(secs => $3)
+        WHERE idempotency_keys.created_at < now() - make_interval(secs => $4)
     RETURNING key
 """
 SELECT_IDEMPOTENCY_KEY: Final = """
-    SELECT fingerprint, status_code, response FROM notifyd.idempotency_keys WHERE key = $1
+    SELECT fingerprint, status_code, response FROM notifyd.idempotency_keys
+    WHERE scope = $1 AND key = $2
 """
 SAVE_IDEMPOTENT_RESPONSE: Final = """
     UPDATE notifyd.idempotency_keys
-    SET notification_id = $2, status_code = $3, response = $4
-    WHERE key = $1
+    SET notification_id = $3, status_code = $4, response = $5
+    WHERE scope = $1 AND key = $2
 """
 SELECT_NOTIFICATION: Final = """
     SELECT id, user_id, subject, message, channels, status, created_at, updated_at,
@@ -233,8 +234,8 @@ PRUNE_NOTIFICATIONS: Final = """
 """
 PRUNE_IDEMPOTENCY_KEYS: Final = """
     DELETE FROM notifyd.idempotency_keys
-    WHERE key IN (
-        SELECT key FROM notifyd.idempotency_keys
+    WHERE (scope, key) IN (
+        SELECT scope, key FROM notifyd.idempotency_keys
         WHERE created_at < now() - make_interval(secs => $1)
         ORDER BY created_at
         LIMIT $2
@@ -471,10 +472,12 @@ class Store:
             connection.transaction(),
         ):
             taken = await connection.fetchval(
-                TAKE_IDEMPOTENCY_KEY, key.key, key.fingerprint, key.keep_seconds
+                TAKE_IDEMPOTENCY_KEY, key.scope, key.key, key.fingerprint, key.keep_seconds
             )
             if taken is None:
-                stored = _returned(await connection.fetchrow(SELECT_IDEMPOTENCY_KEY, key.key))
+                stored = _returned(
+                    await connection.fetchrow(SELECT_IDEMPOTENCY_KEY, key.scope, key.key)
+                )
                 if stored["fingerprint"] != key.fingerprint:
                     raise IdempotencyKeyReusedError(
                         "this Idempotency-Key was used with a different request"
@@ -487,7 +490,12 @@ class Store:
             )
             answer = respond(_notification(row))
             await connection.execute(
-                SAVE_IDEMPOTENT_RESPONSE, key.key, row["id"], answer.status_code, answer.body
+                SAVE_IDEMPOTENT_RESPONSE,
+                key.scope,
+                key.key,
+                row["id"],
+                answer.status_code,
+                answer.body,
             )
         return answer, False
 

@@ -25,13 +25,17 @@ CREATE FUNCTION notifyd.live_instance_keys() RETURNS SETOF integer
 -- POST /api/notify/ with an Idempotency-Key header: the first request's answer is stored,
 -- and a replay of the same request gets it back instead of enqueueing again.
 CREATE TABLE notifyd.idempotency_keys (
-    key             text PRIMARY KEY,
+    -- Whose key it is: a digest prefix of the caller's API token ('' when the API is open),
+    -- so two clients' keys never collide.
+    scope           text NOT NULL DEFAULT '',
+    key             text NOT NULL,
     -- SHA-256 of the canonical request body: the same key with another body is refused.
     fingerprint     bytea NOT NULL,
     notification_id bigint REFERENCES notifyd.notifications (id) ON DELETE CASCADE,
     status_code     integer,
     response        jsonb,
     created_at      timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (scope, key),
     CONSTRAINT idempotency_keys_key_format
         CHECK (length(key) BETWEEN 1 AND 255)
 );

@@ -12,8 +12,8 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from notifyd.app import create_app
-from notifyd.health import SERVICE
 from notifyd.config import Settings, deep_merge
+from notifyd.health import SERVICE
 from tests.fakes.smtp import FakeSmtpServer
 from tests.fakes.telegram import FakeTelegramApi
 
