@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 import asyncpg
 import pytest
@@ -143,7 +142,7 @@ def test_authenticator_names_callers_without_their_token() -> None:
 
 @pytest.mark.parametrize(
     ("host", "event", "level"),
-    [("127.0.0.1", "api_open", "warning"), ("0.0.0.0", "api_open_on_network", "error")],  # noqa: S104
+    [("127.0.0.1", "api_open", "warning"), ("0.0.0.0", "api_open_on_network", "error")],
 )
 def test_an_open_api_is_logged_louder_on_the_network(
     database_url: str, host: str, event: str, level: str
@@ -172,5 +171,3 @@ def test_tokens_come_from_a_json_list_in_the_environment(
     settings = load_settings(None)
     assert [t.get_secret_value() for t in settings.api.tokens] == [TOKEN, OTHER]
     assert TOKEN not in repr(settings)
-
-
