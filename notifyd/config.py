@@ -10,6 +10,7 @@ Precedence, highest first:
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -25,6 +26,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import InitErrorDetails, PydanticCustomError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from notifyd.exceptions import ConfigError
@@ -162,9 +164,81 @@ class EmailSettings(_ChannelSettings):
         return value
 
 
+_TWILIO_ACCOUNT_SID = re.compile(r"AC[0-9a-fA-F]{32}")
+_TWILIO_SERVICE_SID = re.compile(r"MG[0-9a-fA-F]{32}")
+_E164 = re.compile(r"\+[1-9][0-9]{6,14}")
+
+
 class SmsSettings(_ChannelSettings):
-    provider: Literal["stub"] = "stub"
+    provider: Literal["stub", "twilio"] = "stub"
+    # Every attempt fails (transiently), whichever the provider: to exercise fallback.
     fail_always: bool = False
+    # Twilio: the account, its auth token, and the sender (a number or a Messaging Service).
+    account_sid: str = ""
+    auth_token: SecretStr = SecretStr("")
+    from_number: str = ""
+    messaging_service_sid: str = ""
+    api_url: str = "https://api.twilio.com"
+
+    @field_validator("account_sid")
+    @classmethod
+    def _account_sid(cls, value: str) -> str:
+        if value and not _TWILIO_ACCOUNT_SID.fullmatch(value):
+            raise ValueError('must be a Twilio Account SID ("AC" and 32 hex digits)')
+        return value
+
+    @field_validator("messaging_service_sid")
+    @classmethod
+    def _messaging_service_sid(cls, value: str) -> str:
+        if value and not _TWILIO_SERVICE_SID.fullmatch(value):
+            raise ValueError('must be a Twilio Messaging Service SID ("MG" and 32 hex digits)')
+        return value
+
+    @field_validator("from_number")
+    @classmethod
+    def _e164(cls, value: str) -> str:
+        if value and not _E164.fullmatch(value):
+            raise ValueError("must be an E.164 phone number like +15551234567")
+        return value
+
+    @field_validator("api_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in {"http", "https"} or not parts.netloc:
+            raise ValueError("must be an http:// or https:// URL")
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _twilio_complete(self) -> SmsSettings:
+        if self.provider != "twilio":
+            return self
+        required = 'required when provider = "twilio"'
+        missing = [
+            (key, required)
+            for key, value in (
+                ("account_sid", self.account_sid),
+                ("auth_token", self.auth_token.get_secret_value()),
+            )
+            if not value
+        ]
+        if not self.from_number and not self.messaging_service_sid:
+            missing.append(("from_number", f"{required}, unless messaging_service_sid is set"))
+        if missing:
+            # A ValidationError rather than a ValueError, so that each message names its
+            # own key (channels.sms.auth_token) and not only the section.
+            raise ValidationError.from_exception_data(
+                type(self).__name__,
+                [
+                    InitErrorDetails(
+                        type=PydanticCustomError("twilio_setting_missing", message),
+                        loc=(key,),
+                        input="",
+                    )
+                    for key, message in missing
+                ],
+            )
+        return self
 
 
 class TelegramSettings(_ChannelSettings):

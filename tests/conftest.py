@@ -26,6 +26,7 @@ from notifyd.migrations import migrate
 from notifyd.store import Store
 from tests.fakes.smtp import FakeSmtpServer
 from tests.fakes.telegram import FakeTelegramApi
+from tests.fakes.twilio import FakeTwilioApi
 from tests.support import Daemon, start_daemon
 
 TEST_DATABASE_URL_ENV = "NOTIFYD_TEST_DATABASE_URL"
@@ -137,6 +138,13 @@ async def telegram_api() -> AsyncIterator[FakeTelegramApi]:
     await api.start()
     yield api
     await api.stop()
+
+
+@pytest.fixture
+async def twilio_api() -> AsyncIterator[FakeTwilioApi]:
+    """A fake Twilio; `twilio_api.settings()` are `channels.sms` settings that use it."""
+    async with FakeTwilioApi() as api:
+        yield api
 
 
 @pytest.fixture

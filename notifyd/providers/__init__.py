@@ -8,6 +8,7 @@ from notifyd.providers.base import OutgoingMessage, Provider, Recipient
 from notifyd.providers.email import EmailProvider
 from notifyd.providers.sms import StubSmsProvider
 from notifyd.providers.telegram import TelegramProvider
+from notifyd.providers.twilio import TwilioSmsProvider
 
 if TYPE_CHECKING:
     from notifyd.config import ChannelsSettings, SmsSettings
@@ -27,5 +28,7 @@ def build_providers(channels: ChannelsSettings) -> dict[str, Provider]:
 def _sms_provider(settings: SmsSettings) -> Provider:
     if settings.provider == "stub":
         return StubSmsProvider(settings)
+    if settings.provider == "twilio":
+        return TwilioSmsProvider(settings)
     # `provider` is a Literal: adding a vendor there without a branch here fails mypy.
     assert_never(settings.provider)

@@ -1,0 +1,227 @@
+"""SMS through Twilio's Messages API, with aiohttp.
+
+One POST per message to `/2010-04-01/Accounts/{AccountSid}/Messages.json`, form-encoded,
+with HTTP basic auth. Twilio answers 201 with the message resource, or an error object
+`{"code", "message", "more_info", "status"}`. The auth token travels in the Authorization
+header, which aiohttp keeps in the request info of its exceptions: this module never
+chains an aiohttp exception and scrubs the token from every text it builds.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
+
+import aiohttp
+
+from notifyd.exceptions import PermanentProviderError, TransientProviderError
+from notifyd.logs import get_logger
+from notifyd.providers.base import OutgoingMessage, Provider
+from notifyd.providers.sms import mask_phone
+
+if TYPE_CHECKING:
+    from notifyd.config import SmsSettings
+
+log = get_logger(__name__)
+
+API_VERSION = "2010-04-01"
+# Twilio refuses a longer Body (error 21617); it splits shorter ones into segments itself.
+MAX_BODY_LENGTH = 1600
+# Twilio error codes worth retrying although they come with a 4xx status.
+TRANSIENT_CODES = frozenset(
+    {
+        20429,  # too many requests
+        21611,  # the From number's queue is full; it drains as Twilio sends
+    }
+)
+_CREDENTIAL_CODES = frozenset({20003, 20005, 20006})
+_ERROR_KEYS = ("code", "message", "more_info", "detail")
+_REDACTED = "***"
+# How much of a non-JSON answer (an HTML error page from a proxy) to keep.
+_BODY_EXCERPT = 500
+
+
+class TwilioSmsProvider(Provider):
+    """Sends each message as one Twilio Message (Twilio splits it into segments)."""
+
+    channel = "sms"
+
+    def __init__(self, settings: SmsSettings) -> None:
+        self._settings = settings
+        token = settings.auth_token.get_secret_value()
+        # Built by hand: aiohttp 3.14 deprecates BasicAuth, and older ones lack its successor.
+        credentials = base64.b64encode(f"{settings.account_sid}:{token}".encode()).decode()
+        self._authorization = f"Basic {credentials}"
+        self._secrets = sorted(
+            {s for s in (token, quote(token, safe=""), credentials) if s}, key=len, reverse=True
+        )
+        account = quote(settings.account_sid, safe="")
+        self._url = f"{settings.api_url}/{API_VERSION}/Accounts/{account}/Messages.json"
+        self._session: aiohttp.ClientSession | None = None
+
+    async def start(self) -> None:
+        """Open the HTTP session shared by all sends."""
+        self._ensure_session()
+
+    async def close(self) -> None:
+        """Close the HTTP session; a later send opens a new one."""
+        session, self._session = self._session, None
+        if session is not None:
+            await session.close()
+
+    async def send(self, message: OutgoingMessage) -> dict[str, Any]:
+        """Hand one SMS to Twilio; return the message's sid, status and number."""
+        phone = message.recipient.phone
+        if not phone:
+            raise PermanentProviderError("user has no phone number")
+        if self._settings.fail_always:
+            raise TransientProviderError("SMS_FAIL_ALWAYS is set")
+        text = message.as_text()
+        if len(text) > MAX_BODY_LENGTH:
+            raise PermanentProviderError(
+                f"SMS text is {len(text)} characters long; Twilio accepts at most {MAX_BODY_LENGTH}"
+            )
+        form = {"To": phone, "Body": text}
+        if self._settings.messaging_service_sid:
+            form["MessagingServiceSid"] = self._settings.messaging_service_sid
+        else:
+            form["From"] = self._settings.from_number
+        status, retry_header, raw = await self._post(form)
+        answer = self._interpret(status, retry_header, raw, phone)
+        log.debug(
+            "twilio_accepted",
+            notification_id=message.notification_id,
+            sid=answer["sid"],
+            phone=mask_phone(phone),
+        )
+        return answer
+
+    def _ensure_session(self) -> aiohttp.ClientSession:
+        # No await between the check and the assignment, so concurrent sends share one.
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(
+                headers={"Accept": "application/json", "Authorization": self._authorization},
+                timeout=aiohttp.ClientTimeout(total=self._settings.timeout),
+                connector=aiohttp.TCPConnector(limit=self._settings.concurrency),
+            )
+        return self._session
+
+    async def _post(self, form: dict[str, str]) -> tuple[int, str | None, bytes]:
+        """POST the form; return the status, the Retry-After header and the body."""
+        status: int | None = None
+        try:
+            # A redirect would be a wrong api_url; following it would repeat the POST.
+            async with self._ensure_session().post(
+                self._url, data=form, allow_redirects=False
+            ) as response:
+                status = response.status
+                return status, response.headers.get("Retry-After"), await response.read()
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            if status == 201:
+                # Twilio has created the message: retrying would send it twice.
+                log.warning("twilio_answer_lost", error_type=type(exc).__name__)
+                return status, None, b""
+            description = self._describe(exc)
+        # aiohttp exceptions can carry the request's headers, with the credentials.
+        # `from None` inside the except block would only hide them from tracebacks and
+        # keep them reachable as __context__; raised out here, the error has no context.
+        raise TransientProviderError(f"Twilio unreachable: {description}") from None
+
+    def _interpret(
+        self, status: int, retry_header: str | None, raw: bytes, phone: str
+    ) -> dict[str, Any]:
+        """Turn the HTTP answer into a result, or raise the matching provider error."""
+        body = _json_object(raw)
+        if status == 201:
+            body = body or {}
+            return {
+                "provider": "twilio",
+                "sid": body.get("sid"),
+                "status": body.get("status"),
+                "to": body.get("to", phone),
+                "num_segments": _int_or_none(body.get("num_segments")),
+            }
+        transient = status == 429 or status >= 500
+        retry_after = retry_after_seconds(retry_header) if transient else None
+        if body is None or not isinstance(body.get("code"), int):
+            excerpt = raw[:_BODY_EXCERPT].decode("utf-8", errors="replace")
+            response = {"http_status": status, "body": self._scrub(excerpt)}
+            error = f"Twilio answered HTTP {status}"
+            if body is None:
+                error += " without JSON"
+            if transient:
+                raise TransientProviderError(error, response=response, retry_after=retry_after)
+            raise PermanentProviderError(error, response=response)
+
+        response = {"http_status": status} | {k: body[k] for k in _ERROR_KEYS if k in body}
+        response = self._redact(response)
+        code: int = body["code"]
+        text = str(response.get("message") or f"HTTP {status}").replace(phone, mask_phone(phone))
+        error = f"Twilio error {code}: {text}"
+        if code in _CREDENTIAL_CODES or status in {401, 403}:
+            error += " (check channels.sms.account_sid and auth_token)"
+        if transient or code in TRANSIENT_CODES:
+            if status == 429:
+                log.warning("twilio_rate_limited", retry_after=retry_after, code=code)
+            raise TransientProviderError(error, response=response, retry_after=retry_after)
+        raise PermanentProviderError(error, response=response)
+
+    def _describe(self, exc: BaseException) -> str:
+        text = str(exc)
+        return self._scrub(f"{type(exc).__name__}: {text}" if text else type(exc).__name__)
+
+    def _scrub(self, text: str) -> str:
+        for secret in self._secrets:
+            text = text.replace(secret, _REDACTED)
+        return text
+
+    def _redact(self, value: Any) -> Any:
+        """`value` with the secrets scrubbed from every string, however deeply nested."""
+        if isinstance(value, str):
+            return self._scrub(value)
+        if isinstance(value, dict):
+            return {self._redact(k): self._redact(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [self._redact(v) for v in value]
+        return value
+
+
+def retry_after_seconds(header: str | None, now: datetime | None = None) -> float | None:
+    """A Retry-After header in seconds, given as seconds or as an HTTP date."""
+    if header is None:
+        return None
+    try:
+        value = float(header)
+    except ValueError:
+        try:
+            when = parsedate_to_datetime(header)
+        except (TypeError, ValueError):
+            return None
+        if when.tzinfo is None:
+            return None
+        value = max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
+    return value if math.isfinite(value) and value >= 0 else None
+
+
+def _json_object(raw: bytes) -> dict[str, Any] | None:
+    try:
+        body = json.loads(raw)
+    except ValueError:  # also UnicodeDecodeError
+        return None
+    return body if isinstance(body, dict) else None
+
+
+def _int_or_none(value: object) -> int | None:
+    """Twilio sends counts as strings ("1")."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.isdigit():
+        return int(value)
+    return None
