@@ -127,6 +127,8 @@ class DeliverySettings(_Section):
     max_attempts: int = Field(default=3, ge=1, le=100)
     backoff_initial: float = Field(default=1.0, ge=0)
     backoff_max: float = Field(default=60.0, ge=0)
+    # A vendor's Retry-After above this makes the channel fall back instead of waiting.
+    max_retry_after: float = Field(default=300.0, gt=0)
     lease_seconds: float = Field(default=30.0, ge=1)
 
     @model_validator(mode="after")

@@ -16,6 +16,9 @@ class RetryPolicy:
     max_attempts: int = 3
     backoff_initial: float = 1.0
     backoff_max: float = 60.0
+    # A vendor asking to wait longer than this is treated as down: fall back instead of
+    # holding the notification (and its lease) that long.
+    max_retry_after: float = 300.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +62,8 @@ def decide(
         return FallBack("permanent error")
     if attempt >= policy.max_attempts:
         return FallBack(f"{policy.max_attempts} attempts failed")
+    if retry_after is not None and retry_after > policy.max_retry_after:
+        return FallBack(f"the vendor asks to wait {retry_after:g}s")
     delay = backoff_delay(policy, attempt, rng)
     if retry_after is not None and retry_after > delay:
         # The vendor said when to come back (Telegram's retry_after, HTTP Retry-After).

@@ -60,7 +60,10 @@ class DeliveryService:
         context = ActorContext(
             recorder=self.recorder,
             policy=RetryPolicy(
-                delivery.max_attempts, delivery.backoff_initial, delivery.backoff_max
+                delivery.max_attempts,
+                delivery.backoff_initial,
+                delivery.backoff_max,
+                delivery.max_retry_after,
             ),
             in_flight=self.in_flight,
             metrics=metrics,

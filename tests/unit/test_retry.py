@@ -231,3 +231,11 @@ def test_attempts_on_channels_outside_the_order_are_ignored() -> None:
 
 def test_max_attempts_one_uses_a_channel_up_after_one_failure() -> None:
     assert resume_point(CHANNELS, _failures("email", 1), 1) == ResumePoint(1, 0)
+
+
+def test_a_vendor_asking_to_wait_too_long_makes_the_channel_fall_back() -> None:
+    policy = RetryPolicy(max_attempts=3, backoff_initial=1, backoff_max=60, max_retry_after=300)
+    assert decide(policy, 1, transient=True, retry_after=300) == RetryLater(300)
+    decision = decide(policy, 1, transient=True, retry_after=3600)
+    assert isinstance(decision, FallBack)
+    assert "3600s" in decision.reason
