@@ -47,6 +47,7 @@ _CONSTRAINT_FIELDS = {
     "notifications_subject_single_line": "subject",
     "notifications_subject_length": "subject",
     "notifications_channels_valid": "channels",
+    "notifications_priority_range": "priority",
     "users_email_format": "email",
     "users_phone_format": "phone",
     "users_telegram_chat_id_format": "telegram_chat_id",
@@ -113,9 +114,7 @@ async def notify(request: web.Request) -> web.Response:
     store = request.app[STORE]
     try:
         if key is None:
-            notification = await store.enqueue(
-                body.user_id, body.subject, body.message, body.channels
-            )
+            notification = await store.enqueue(body.to_new())
             request.app[ENQUEUED].inc()
             return json_response(enqueued_json(notification))
         answer, replayed = await store.enqueue_once(
@@ -125,10 +124,7 @@ async def notify(request: web.Request) -> web.Response:
                 _fingerprint(body),
                 request.app[IDEMPOTENCY_KEY_SECONDS],
             ),
-            body.user_id,
-            body.subject,
-            body.message,
-            body.channels,
+            body.to_new(),
             _enqueued_answer,
         )
     except UnknownUserError as exc:

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from notifyd.constants import DEFAULT_CHANNELS
 from notifyd.providers.base import OutgoingMessage, Recipient
 
 
@@ -27,9 +28,23 @@ class Notification:
     message: str
     channels: tuple[str, ...]
     status: str
+    send_at: datetime | None
+    priority: int
     created_at: datetime
     updated_at: datetime
     finished_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class NewNotification:
+    """A notification to enqueue."""
+
+    user_id: int
+    message: str
+    subject: str = ""
+    channels: tuple[str, ...] = DEFAULT_CHANNELS
+    send_at: datetime | None = None
+    priority: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal, Self
 
 from pydantic import (
+    AwareDatetime,
     BaseModel,
     ConfigDict,
     Field,
@@ -16,8 +17,8 @@ from pydantic import (
     model_validator,
 )
 
-from notifyd.constants import MAX_MESSAGE_LENGTH, MAX_SUBJECT_LENGTH
-from notifyd.models import Attempt, Notification, User
+from notifyd.constants import MAX_MESSAGE_LENGTH, MAX_PRIORITY, MAX_SUBJECT_LENGTH, MIN_PRIORITY
+from notifyd.models import Attempt, NewNotification, Notification, User
 
 BIGINT_MAX = 2**63 - 1
 ChannelName = Literal["email", "sms", "telegram"]
@@ -56,6 +57,26 @@ class NotifyRequest(_Body):
     channels: Annotated[list[ChannelName], Field(min_length=1)] = Field(
         default_factory=_default_channels
     )
+    send_at: AwareDatetime | None = None
+    priority: Annotated[StrictInt, Field(ge=MIN_PRIORITY, le=MAX_PRIORITY)] = 0
+
+    @field_validator("send_at", mode="before")
+    @classmethod
+    def _iso_text(cls, value: object) -> object:
+        # pydantic would also take a number as a Unix time; a date is only ever written out.
+        if value is not None and not isinstance(value, str):
+            raise ValueError("must be an ISO 8601 date and time with an offset, as a string")
+        return value
+
+    def to_new(self) -> NewNotification:
+        return NewNotification(
+            user_id=self.user_id,
+            message=self.message,
+            subject=self.subject,
+            channels=tuple(self.channels),
+            send_at=self.send_at,
+            priority=self.priority,
+        )
 
     @field_validator("message")
     @classmethod
@@ -175,6 +196,8 @@ def notification_json(notification: Notification, attempts: list[Attempt]) -> di
         "message": notification.message,
         "channels": list(notification.channels),
         "status": notification.status,
+        "send_at": timestamp(notification.send_at),
+        "priority": notification.priority,
         "created_at": timestamp(notification.created_at),
         "updated_at": timestamp(notification.updated_at),
         "finished_at": timestamp(notification.finished_at),

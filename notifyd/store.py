@@ -30,6 +30,7 @@ from notifyd.models import (
     AttemptRecord,
     ClaimedNotification,
     IdempotencyKey,
+    NewNotification,
     Notification,
     StoredResponse,
     User,
@@ -82,10 +83,10 @@ UPDATE_USER: Final = """
 """
 
 INSERT_NOTIFICATION: Final = """
-    INSERT INTO notifyd.notifications (user_id, subject, message, channels)
-    VALUES ($1, $2, $3, $4)
-    RETURNING id, user_id, subject, message, channels, status, created_at, updated_at,
-           finished_at
+    INSERT INTO notifyd.notifications (user_id, subject, message, channels, send_at, priority)
+    VALUES ($1, $2, $3, $4, $5, $6)
+    RETURNING id, user_id, subject, message, channels, status, send_at, priority, created_at,
+              updated_at, finished_at
 """
 # The key is taken in the enqueueing transaction: a concurrent request with the same key
 # waits here until the first one commits, then finds its answer. A key older than its
@@ -108,8 +109,8 @@ SAVE_IDEMPOTENT_RESPONSE: Final = """
     WHERE scope = $1 AND key = $2
 """
 SELECT_NOTIFICATION: Final = """
-    SELECT id, user_id, subject, message, channels, status, created_at, updated_at,
-           finished_at
+    SELECT id, user_id, subject, message, channels, status, send_at, priority, created_at,
+           updated_at, finished_at
     FROM notifyd.notifications WHERE id = $1
 """
 SELECT_ATTEMPTS: Final = """
@@ -120,12 +121,13 @@ SELECT_ATTEMPTS: Final = """
     ORDER BY notification_id, id
 """
 
-# The claim: oldest pending first, skipping rows another instance is claiming right now.
+# The claim: the most urgent due rows first, then the longest due, skipping rows another
+# instance is claiming right now.
 CLAIM: Final = """
     WITH picked AS (
         SELECT id FROM notifyd.notifications
         WHERE status = 'pending' AND run_after <= now()
-        ORDER BY id
+        ORDER BY priority DESC, run_after, id
         LIMIT $1
         FOR UPDATE SKIP LOCKED
     )
@@ -138,7 +140,7 @@ CLAIM: Final = """
     FROM picked, notifyd.users AS u
     WHERE n.id = picked.id AND u.id = n.user_id
     RETURNING n.id, n.user_id, n.subject, n.message, n.channels, n.claims, n.created_at,
-              u.email, u.phone, u.telegram_chat_id
+              n.priority, n.run_after, u.email, u.phone, u.telegram_chat_id
 """
 
 # A batch of attempts in one statement (one row per notification: an actor waits for its
@@ -275,9 +277,22 @@ def _notification(row: asyncpg.Record) -> Notification:
         message=row["message"],
         channels=tuple(row["channels"]),
         status=row["status"],
+        send_at=row["send_at"],
+        priority=row["priority"],
         created_at=row["created_at"],
         updated_at=row["updated_at"],
         finished_at=row["finished_at"],
+    )
+
+
+def _insert_args(new: NewNotification) -> tuple[Any, ...]:
+    return (
+        new.user_id,
+        new.subject,
+        new.message,
+        list(new.channels),
+        new.send_at,
+        new.priority,
     )
 
 
@@ -443,22 +458,15 @@ class Store:
 
     # Notifications
 
-    async def enqueue(
-        self, user_id: int, subject: str, message: str, channels: Sequence[str]
-    ) -> Notification:
-        async with _unknown_user(user_id), translate_errors():
-            row = await self._pool.fetchrow(
-                INSERT_NOTIFICATION, user_id, subject, message, list(channels)
-            )
+    async def enqueue(self, new: NewNotification) -> Notification:
+        async with _unknown_user(new.user_id), translate_errors():
+            row = await self._pool.fetchrow(INSERT_NOTIFICATION, *_insert_args(new))
         return _notification(_returned(row))
 
     async def enqueue_once(
         self,
         key: IdempotencyKey,
-        user_id: int,
-        subject: str,
-        message: str,
-        channels: Sequence[str],
+        new: NewNotification,
         respond: Callable[[Notification], StoredResponse],
     ) -> tuple[StoredResponse, bool]:
         """Enqueue unless `key` was seen; return the first answer and whether it is a replay.
@@ -466,7 +474,7 @@ class Store:
         Raises `IdempotencyKeyReusedError` when the key came with another request.
         """
         async with (
-            _unknown_user(user_id),
+            _unknown_user(new.user_id),
             translate_errors(),
             self._pool.acquire() as connection,
             connection.transaction(),
@@ -483,11 +491,7 @@ class Store:
                         "this Idempotency-Key was used with a different request"
                     )
                 return StoredResponse(stored["status_code"], stored["response"]), True
-            row = _returned(
-                await connection.fetchrow(
-                    INSERT_NOTIFICATION, user_id, subject, message, list(channels)
-                )
-            )
+            row = _returned(await connection.fetchrow(INSERT_NOTIFICATION, *_insert_args(new)))
             answer = respond(_notification(row))
             await connection.execute(
                 SAVE_IDEMPOTENT_RESPONSE,
@@ -520,12 +524,12 @@ class Store:
     async def claim(
         self, limit: int, owner: UUID, lease_seconds: float
     ) -> list[ClaimedNotification]:
-        """Lease up to `limit` pending notifications to `owner`, oldest first."""
+        """Lease up to `limit` due notifications to `owner`, in the order to deliver them."""
         async with translate_errors():
             rows = await self._pool.fetch(CLAIM, limit, owner, lease_seconds)
-        claimed = [_claimed(row) for row in rows]
-        claimed.sort(key=lambda c: c.id)
-        return claimed
+        # UPDATE ... RETURNING does not keep the order the rows were picked in.
+        rows.sort(key=lambda row: (-row["priority"], row["run_after"], row["id"]))
+        return [_claimed(row) for row in rows]
 
     async def record_attempts(
         self, owner: UUID, entries: Sequence[tuple[AttemptRecord, str | None]]

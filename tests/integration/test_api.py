@@ -95,7 +95,7 @@ INVALID_BODIES: list[tuple[str, dict[str, Any], str]] = [
     ),
     ("channels a string", {"user_id": "USER", "message": "hi", "channels": "sms"}, "channels"),
     ("channels null", {"user_id": "USER", "message": "hi", "channels": None}, "channels"),
-    ("unknown field", {"user_id": "USER", "message": "hi", "priority": 1}, "priority"),
+    ("unknown field", {"user_id": "USER", "message": "hi", "urgency": 1}, "urgency"),
 ]
 
 

@@ -205,9 +205,9 @@ def test_channels_must_be_a_list() -> None:
 
 
 def test_extra_fields_are_refused() -> None:
-    [error] = _errors(NotifyRequest, _notify(priority="high"))
+    [error] = _errors(NotifyRequest, _notify(urgency="high"))
 
-    assert error["field"] == "priority"
+    assert error["field"] == "urgency"
     assert "not permitted" in error["message"]
 
 
