@@ -17,15 +17,17 @@ from notifyd.exceptions import (
     NotFoundError,
     UnknownUserError,
 )
-from notifyd.models import IdempotencyKey, Notification, StoredResponse
+from notifyd.models import IdempotencyKey, Notification, NotificationFilter, StoredResponse
 from notifyd.problems import ApiError, field_errors
 from notifyd.schemas import (
     BIGINT_MAX,
+    NotificationQuery,
     NotifyRequest,
     UserCreate,
     UserUpdate,
     enqueued_json,
     notification_json,
+    notification_page,
     user_json,
 )
 from notifyd.store import Store
@@ -38,6 +40,7 @@ IDEMPOTENCY_KEY_SECONDS: web.AppKey[float] = web.AppKey("idempotency_key_seconds
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 MAX_IDEMPOTENCY_KEY_LENGTH = 255
 Body = TypeVar("Body", bound=BaseModel)
+Query = TypeVar("Query", bound=BaseModel)
 
 # Database constraint -> the request field it guards, for the rare write that gets past
 # validation (the two checks are kept in step, but the database has the last word).
@@ -195,6 +198,49 @@ async def get_notification(request: web.Request) -> web.Response:
     return json_response(notification_json(notification, attempts[notification_id]))
 
 
+async def list_notifications(request: web.Request) -> web.Response:
+    """GET /api/notifications: newest first, filtered, a page at a time."""
+    query = read_query(request, NotificationQuery)
+    return await _page(request, query, query.to_filter())
+
+
+async def list_user_notifications(request: web.Request) -> web.Response:
+    """GET /api/users/{id}/notifications: one user's notifications, newest first."""
+    user_id = path_id(request)
+    query = read_query(request, NotificationQuery)
+    try:
+        await request.app[STORE].get_user(user_id)
+    except NotFoundError as exc:
+        raise ApiError(404, str(exc)) from None
+    return await _page(request, query, query.to_filter(user_id=user_id))
+
+
+async def _page(
+    request: web.Request, query: NotificationQuery, where: NotificationFilter
+) -> web.Response:
+    # One row more than the page tells whether another page follows.
+    found = await request.app[STORE].list_notifications(where, query.limit + 1)
+    return json_response(notification_page(found, query.limit))
+
+
+def read_query(request: web.Request, model: type[Query]) -> Query:
+    """Validate the query string, or raise a 422 naming each bad or unknown parameter."""
+    params: dict[str, str] = {}
+    for name in request.query:
+        values = request.query.getall(name)
+        if len(values) > 1:
+            raise ApiError(
+                422,
+                "The query string is invalid.",
+                [{"field": name, "message": "give this parameter once"}],
+            )
+        params[name] = values[0]
+    try:
+        return model.model_validate(params)
+    except ValidationError as exc:
+        raise ApiError(422, "The query string is invalid.", field_errors(exc)) from None
+
+
 async def create_user(request: web.Request) -> web.Response:
     """POST /api/users/: create a user with their contacts."""
     body = await read_body(request, UserCreate)
@@ -233,8 +279,11 @@ async def update_user(request: web.Request) -> web.Response:
 def add_routes(app: web.Application) -> None:
     app.router.add_post("/api/notify/", notify)
     app.router.add_post("/api/notify", notify)
+    app.router.add_get("/api/notifications", list_notifications)
+    app.router.add_get("/api/notifications/", list_notifications)
     app.router.add_get(r"/api/notifications/{id:\d{1,20}}", get_notification)
     app.router.add_post("/api/users/", create_user)
     app.router.add_post("/api/users", create_user)
     app.router.add_get(r"/api/users/{id:\d{1,20}}", get_user)
     app.router.add_patch(r"/api/users/{id:\d{1,20}}", update_user)
+    app.router.add_get(r"/api/users/{id:\d{1,20}}/notifications", list_user_notifications)

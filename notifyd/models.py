@@ -36,6 +36,20 @@ class Notification:
 
 
 @dataclass(frozen=True, slots=True)
+class NotificationFilter:
+    """Which notifications a listing shows; None means any."""
+
+    status: str | None = None
+    user_id: int | None = None
+    # Notifications whose channel list includes this one.
+    channel: str | None = None
+    created_after: datetime | None = None
+    created_before: datetime | None = None
+    # Keyset pagination: only ids below this one (the last of the previous page).
+    before_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class NewNotification:
     """A notification to enqueue."""
 

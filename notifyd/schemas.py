@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import re
 from datetime import datetime
 from typing import Annotated, Any, Literal, Self
@@ -18,9 +19,11 @@ from pydantic import (
 )
 
 from notifyd.constants import MAX_MESSAGE_LENGTH, MAX_PRIORITY, MAX_SUBJECT_LENGTH, MIN_PRIORITY
-from notifyd.models import Attempt, NewNotification, Notification, User
+from notifyd.models import Attempt, NewNotification, Notification, NotificationFilter, User
 
 BIGINT_MAX = 2**63 - 1
+DEFAULT_PAGE_SIZE = 50
+MAX_PAGE_SIZE = 200
 ChannelName = Literal["email", "sms", "telegram"]
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+$")
@@ -161,6 +164,67 @@ class UserUpdate(_UserFields):
         return self
 
 
+class NotificationQuery(BaseModel):
+    """Query string of `GET /api/notifications`: filters, page size and cursor.
+
+    Values arrive as text, so numbers and dates are parsed from it (not strict types).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    status: Literal["pending", "processing", "sent", "failed"] | None = None
+    user_id: Annotated[int, Field(ge=1, le=BIGINT_MAX)] | None = None
+    channel: ChannelName | None = None
+    created_after: AwareDatetime | None = None
+    created_before: AwareDatetime | None = None
+    limit: Annotated[int, Field(ge=1, le=MAX_PAGE_SIZE)] = DEFAULT_PAGE_SIZE
+    cursor: str | None = None
+
+    @field_validator("cursor")
+    @classmethod
+    def _cursor(cls, value: str | None) -> str | None:
+        if value is not None:
+            decode_cursor(value)
+        return value
+
+    def to_filter(self, user_id: int | None = None) -> NotificationFilter:
+        return NotificationFilter(
+            status=self.status,
+            user_id=user_id if user_id is not None else self.user_id,
+            channel=self.channel,
+            created_after=self.created_after,
+            created_before=self.created_before,
+            before_id=None if self.cursor is None else decode_cursor(self.cursor),
+        )
+
+
+def encode_cursor(last_id: int) -> str:
+    """An opaque cursor for the page after the row `last_id`."""
+    return base64.urlsafe_b64encode(f"id:{last_id}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> int:
+    try:
+        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        kind, _, value = text.partition(":")
+        last_id = int(value)
+    except (ValueError, UnicodeDecodeError):
+        raise ValueError("is not a cursor from a previous page") from None
+    if kind != "id" or not 1 <= last_id <= BIGINT_MAX:
+        raise ValueError("is not a cursor from a previous page")
+    return last_id
+
+
+def notification_page(notifications: list[Notification], limit: int) -> dict[str, Any]:
+    """One page of notifications (without attempts), newest first, and the next cursor."""
+    page = notifications[:limit]
+    more = len(notifications) > limit
+    return {
+        "items": [notification_json(n) for n in page],
+        "next_cursor": encode_cursor(page[-1].id) if more and page else None,
+    }
+
+
 def timestamp(value: datetime | None) -> str | None:
     """ISO 8601 with microseconds and the UTC offset, always the same shape."""
     return None if value is None else value.isoformat(timespec="microseconds")
@@ -188,8 +252,11 @@ def attempt_json(attempt: Attempt) -> dict[str, Any]:
     }
 
 
-def notification_json(notification: Notification, attempts: list[Attempt]) -> dict[str, Any]:
-    return {
+def notification_json(
+    notification: Notification, attempts: list[Attempt] | None = None
+) -> dict[str, Any]:
+    """A notification; with its attempts when given (the list view leaves them out)."""
+    data = {
         "id": notification.id,
         "user_id": notification.user_id,
         "subject": notification.subject,
@@ -201,8 +268,10 @@ def notification_json(notification: Notification, attempts: list[Attempt]) -> di
         "created_at": timestamp(notification.created_at),
         "updated_at": timestamp(notification.updated_at),
         "finished_at": timestamp(notification.finished_at),
-        "attempts": [attempt_json(a) for a in attempts],
     }
+    if attempts is not None:
+        data["attempts"] = [attempt_json(a) for a in attempts]
+    return data
 
 
 def user_json(user: User) -> dict[str, Any]:

@@ -32,6 +32,7 @@ from notifyd.models import (
     IdempotencyKey,
     NewNotification,
     Notification,
+    NotificationFilter,
     StoredResponse,
     User,
 )
@@ -112,6 +113,21 @@ SELECT_NOTIFICATION: Final = """
     SELECT id, user_id, subject, message, channels, status, send_at, priority, created_at,
            updated_at, finished_at
     FROM notifyd.notifications WHERE id = $1
+"""
+# Newest first, by id (keyset pagination: no OFFSET, however deep the page). A NULL filter
+# matches everything; with custom plans the planner drops those conditions.
+LIST_NOTIFICATIONS: Final = """
+    SELECT id, user_id, subject, message, channels, status, send_at, priority, created_at,
+           updated_at, finished_at
+    FROM notifyd.notifications
+    WHERE ($1::text IS NULL OR status = $1)
+      AND ($2::bigint IS NULL OR user_id = $2)
+      AND ($3::text IS NULL OR $3 = ANY (channels))
+      AND ($4::timestamptz IS NULL OR created_at >= $4)
+      AND ($5::timestamptz IS NULL OR created_at < $5)
+      AND ($6::bigint IS NULL OR id < $6)
+    ORDER BY id DESC
+    LIMIT $7
 """
 SELECT_ATTEMPTS: Final = """
     SELECT id, notification_id, channel, attempt, status, error, transient, provider_response,
@@ -509,6 +525,21 @@ class Store:
         if row is None:
             raise NotFoundError(f"notification {notification_id} does not exist")
         return _notification(row)
+
+    async def list_notifications(self, where: NotificationFilter, limit: int) -> list[Notification]:
+        """Up to `limit` notifications matching `where`, newest first."""
+        async with translate_errors():
+            rows = await self._pool.fetch(
+                LIST_NOTIFICATIONS,
+                where.status,
+                where.user_id,
+                where.channel,
+                where.created_after,
+                where.created_before,
+                where.before_id,
+                limit,
+            )
+        return [_notification(row) for row in rows]
 
     async def attempts(self, notification_ids: Sequence[int]) -> dict[int, list[Attempt]]:
         """The attempt log of each notification, oldest first."""
