@@ -94,18 +94,17 @@ async def test_filters_combine(daemon: Daemon, db: asyncpg.Connection) -> None:
         ids["ann1"],
         ids["ann0"],
     ]
-    assert await found(
-        user_id=data["ann"], created_after=created.isoformat(), status="sent"
-    ) == [ids["ann3"], ids["ann2"]]
+    assert await found(user_id=data["ann"], created_after=created.isoformat(), status="sent") == [
+        ids["ann3"],
+        ids["ann2"],
+    ]
 
 
 async def test_a_users_notifications(daemon: Daemon, db: asyncpg.Connection) -> None:
     data = await seed(db)
     page = await get(daemon, f"/api/users/{data['bob']}/notifications", limit=2)
     assert [i["user_id"] for i in page["items"]] == [data["bob"]] * 2
-    rest = await get(
-        daemon, f"/api/users/{data['bob']}/notifications", cursor=page["next_cursor"]
-    )
+    rest = await get(daemon, f"/api/users/{data['bob']}/notifications", cursor=page["next_cursor"])
     assert [i["id"] for i in rest["items"]] == [data["ids"]["bob0"]]
     assert rest["next_cursor"] is None
     await assert_problem(await daemon.client.get("/api/users/999999/notifications"), 404)
