@@ -85,7 +85,10 @@ class ChannelActors:
         return [*actors, (f"deadlines:{self.channel}", self._deadlines.run)]
 
     async def run(self) -> None:
+        recorder = self._context.recorder
         while True:
+            # No new attempt while attempts already made cannot be written.
+            await recorder.wait_for_room()
             delivery = await self.inbox.get()
             self.busy += 1
             try:

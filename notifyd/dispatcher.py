@@ -103,18 +103,22 @@ class Dispatcher:
                     outage_s=round(time.monotonic() - self._failing_since, 3),
                 )
                 self._failing_since = None
-            self._in_flight.backlog = len(claimed) == limit
+            full = len(claimed) == limit
+            self._in_flight.backlog = full
             if claimed:
                 log.debug(
                     "claimed",
                     count=len(claimed),
                     duration_ms=round((time.perf_counter() - started) * 1000, 3),
                 )
+            # A notification still held here whose lease lapsed (an outage) and that came
+            # back: the delivery in memory goes on; a second one would send it twice.
+            claimed = [n for n in claimed if n.id not in self._in_flight]
             for notification in claimed:
                 self._in_flight.add(notification.id)
             await self._admit(claimed)
             total += len(claimed)
-            if len(claimed) < limit:
+            if not full:
                 break
         return total
 

@@ -15,13 +15,21 @@ from notifyd.store import Store
 log = get_logger(__name__)
 
 
+# The heartbeat: how often leases are renewed (a third of the lease if that is shorter).
+HEARTBEAT_MAX = 2.0
+# Heartbeats an instance may miss before its leases count as abandoned.
+MISSED_HEARTBEATS = 3
+
+
 class LeaseKeeper:
-    """Every third of a lease: extend the leases held in memory, requeue abandoned ones.
+    """Every heartbeat: extend the leases held in memory, requeue abandoned ones.
 
     Only the ids this instance still holds are renewed, so a delivery dropped from memory
     (a write that never got through) expires and is picked up again. Abandoned means an
-    expired lease, or a lease held by an instance whose presence lock is gone (it died):
-    that is taken back at once, so a restart does not wait out its own old leases.
+    expired lease, or one whose instance is gone: no presence lock (its session ended) and
+    no heartbeat for a few beats. Those are taken back within seconds, so neither a peer
+    nor a restart waits out the lease of a crashed instance; an instance that only lost its
+    session connection keeps its work as long as it keeps renewing.
     """
 
     def __init__(
@@ -43,8 +51,12 @@ class LeaseKeeper:
         # Completed rounds, for tests that wait for one.
         self.ticks = 0
 
+    @property
+    def interval(self) -> float:
+        return min(self._lease_seconds / 3, HEARTBEAT_MAX)
+
     async def run(self) -> None:
-        interval = self._lease_seconds / 3
+        interval = self.interval
         while True:
             # The first round as soon as this instance is present: orphans of a previous
             # run of it are then taken back within moments of a restart.
@@ -61,7 +73,9 @@ class LeaseKeeper:
             expired = await self._store.requeue_expired()
             orphaned = 0
             if self._peers_settled():
-                orphaned = await self._store.requeue_orphaned(self._owner)
+                orphaned = await self._store.requeue_orphaned(
+                    self._owner, silent_for=MISSED_HEARTBEATS * self.interval
+                )
         except DatabaseUnavailableError as exc:
             log.warning("lease_renewal_failed", error=str(exc))
             return

@@ -7,6 +7,10 @@ still writes each attempt at once. What happens next to a notification (finish, 
 fall back) is decided only after its attempt is in the database: an attempt nobody has
 seen recorded yet may be lost in a crash only together with its lease, and is then made
 again, never silently dropped.
+
+Backpressure: while writes fail (the database is away) or too many attempts wait to be
+written, `wait_for_room` holds the actors back, so an outage does not let them send the
+whole claimed backlog with no record of it (which would all be sent again later).
 """
 
 from __future__ import annotations
@@ -48,6 +52,7 @@ class Recorder:
         *,
         give_up_after: float,
         max_batch: int = 500,
+        max_unwritten: int | None = None,
         retry_delay_max: float = 2.0,
     ) -> None:
         self._store = store
@@ -60,9 +65,14 @@ class Recorder:
         self._writing = 0
         self._idle = asyncio.Event()
         self._idle.set()
-        # Statements written and attempts carried, for benchmarks and tests.
+        self._max_unwritten = max_unwritten if max_unwritten is not None else max_batch
+        self._failing = False
+        self._room = asyncio.Event()
+        self._room.set()
+        # Statements written, attempts carried, and writes that failed, for tests and metrics.
         self.batches = 0
         self.records = 0
+        self.failed_writes = 0
 
     def __len__(self) -> int:
         return len(self._waiting)
@@ -75,6 +85,22 @@ class Recorder:
         self._waiting.append(_Entry(record, final_status, on_recorded, give_up_at))
         self._idle.clear()
         self._has_work.set()
+        self._update_room()
+
+    @property
+    def accepting(self) -> bool:
+        """Whether actors may start new attempts (see `wait_for_room`)."""
+        return self._room.is_set()
+
+    async def wait_for_room(self) -> None:
+        """Wait until writes go through and few enough attempts wait to be written."""
+        await self._room.wait()
+
+    def _update_room(self) -> None:
+        if self._failing or len(self._waiting) >= self._max_unwritten:
+            self._room.clear()
+        else:
+            self._room.set()
 
     async def wait_idle(self) -> None:
         """Wait until everything submitted so far has been written or given up."""
@@ -84,6 +110,11 @@ class Recorder:
         """One writer: take what is waiting, write it, repeat."""
         delay = 0.05
         while True:
+            if self._failing and not self._waiting:
+                # Everything unwritten was given up: only a database that answers again
+                # may let the actors go on.
+                await self._probe()
+                continue
             await self._has_work.wait()
             batch = self._take()
             if not batch:
@@ -93,12 +124,26 @@ class Recorder:
                 failed = await self._write(batch)
             finally:
                 self._writing -= 1
+            self._failing = failed
+            self._update_room()
             if failed:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self._retry_delay_max)
             else:
                 delay = 0.05
             self._update_idle()
+
+    async def _probe(self) -> None:
+        delay = 0.05
+        while self._failing and not self._waiting:
+            try:
+                await self._store.ping(query_timeout=self._retry_delay_max)
+            except DatabaseUnavailableError:
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self._retry_delay_max)
+                continue
+            self._failing = False
+            self._update_room()
 
     def _take(self) -> list[_Entry]:
         batch: list[_Entry] = []
@@ -107,6 +152,7 @@ class Recorder:
             batch.append(waiting.popleft())
         if not waiting:
             self._has_work.clear()
+        self._update_room()
         return batch
 
     def _update_idle(self) -> None:
@@ -120,6 +166,7 @@ class Recorder:
                 self._owner, [(entry.record, entry.final_status) for entry in batch]
             )
         except DatabaseUnavailableError as exc:
+            self.failed_writes += 1
             now = time.monotonic()
             retry = [entry for entry in batch if entry.give_up_at > now]
             for entry in batch:

@@ -38,9 +38,7 @@ from notifyd.models import (
 )
 from notifyd.providers.base import Recipient
 
-# Errors that mean "the database is not there right now", as opposed to a bad query. The
-# server refusing a new session counts: it is not accepting connections (being dropped,
-# restored or switched over), the database or role is gone, the password was rotated.
+# Errors that mean "the database is not there right now", as opposed to a bad query.
 CONNECTION_ERRORS: Final = (
     OSError,
     asyncio.TimeoutError,
@@ -50,10 +48,16 @@ CONNECTION_ERRORS: Final = (
     asyncpg.AdminShutdownError,
     asyncpg.CrashShutdownError,
     asyncpg.TooManyConnectionsError,
-    asyncpg.ObjectNotInPrerequisiteStateError,
-    asyncpg.InvalidCatalogNameError,
     asyncpg.InvalidAuthorizationSpecificationError,
 )
+# The server refusing a new session: the database is not accepting connections (being
+# dropped, restored or switched over) or is gone. Matched by exact class: their subclasses
+# (a lock timeout, an object in use) happen while a query runs and are not outages.
+REFUSED_SESSION_ERRORS: Final = (
+    asyncpg.ObjectNotInPrerequisiteStateError,
+    asyncpg.InvalidCatalogNameError,
+)
+
 
 SERVER_SETTINGS: Final = {
     "application_name": "notifyd",
@@ -201,7 +205,7 @@ FINISH_WITHOUT_ATTEMPT: Final = """
 """
 EXTEND_LEASES: Final = """
     UPDATE notifyd.notifications
-    SET lease_expires_at = now() + make_interval(secs => $3)
+    SET lease_expires_at = now() + make_interval(secs => $3), updated_at = now()
     WHERE id = ANY($2::bigint[]) AND locked_by = $1 AND status = 'processing'
 """
 RELEASE: Final = """
@@ -222,9 +226,11 @@ REQUEUE_EXPIRED: Final = """
         FOR UPDATE SKIP LOCKED
     )
 """
-# Leases held by instances that are gone: their presence lock is free (the session died with
-# the process). Only rows claimed before this statement began are taken, so before the lock
-# list was read: an instance takes its lock before it claims anything.
+# Leases held by instances that are gone: their presence lock is free (the session died
+# with the process) and their heartbeat has stopped. The heartbeat (updated_at, refreshed
+# with every lease extension) keeps a live instance that only lost its session connection
+# from being taken over while it still works; rows are taken only if claimed before this
+# statement began, so before the lock list was read (an instance locks before it claims).
 REQUEUE_ORPHANED: Final = """
     UPDATE notifyd.notifications
     SET status = 'pending', locked_by = NULL, lease_expires_at = NULL, updated_at = now()
@@ -232,7 +238,7 @@ REQUEUE_ORPHANED: Final = """
         SELECT id FROM notifyd.notifications
         WHERE status = 'processing'
           AND locked_by <> $1
-          AND updated_at < statement_timestamp()
+          AND updated_at < now() - make_interval(secs => $3)
           AND notifyd.instance_lock_key(locked_by) NOT IN (SELECT notifyd.live_instance_keys())
         ORDER BY id
         LIMIT $2
@@ -354,7 +360,9 @@ async def translate_errors() -> AsyncIterator[None]:
     except asyncpg.IntegrityConstraintViolationError as exc:
         constraint = getattr(exc, "constraint_name", None) or ""
         raise ConstraintViolationError(constraint, str(exc)) from exc
-    except CONNECTION_ERRORS as exc:
+    except (*CONNECTION_ERRORS, *REFUSED_SESSION_ERRORS) as exc:
+        if not isinstance(exc, CONNECTION_ERRORS) and type(exc) not in REFUSED_SESSION_ERRORS:
+            raise
         reason = type(exc).__name__
         if isinstance(exc, asyncpg.PostgresError):
             reason = f"{reason}: {exc}"  # the server's words, which never quote a password
@@ -619,9 +627,12 @@ class Store:
         """Make notifications whose lease ran out claimable again; wake the dispatchers."""
         return await self._requeue(REQUEUE_EXPIRED, limit)
 
-    async def requeue_orphaned(self, owner: UUID, limit: int = 1000) -> int:
-        """Make claimable again what instances that are gone held; wake the dispatchers."""
-        return await self._requeue(REQUEUE_ORPHANED, owner, limit)
+    async def requeue_orphaned(self, owner: UUID, silent_for: float, limit: int = 1000) -> int:
+        """Make claimable again what gone instances held; wake the dispatchers.
+
+        Gone: no presence lock, and no heartbeat for `silent_for` seconds.
+        """
+        return await self._requeue(REQUEUE_ORPHANED, owner, limit, silent_for)
 
     # Retention
 

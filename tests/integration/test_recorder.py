@@ -144,6 +144,54 @@ async def test_nothing_is_written_for_a_lease_lost_to_another_instance(
     assert [r["status"] for r in statuses] == ["sent", "processing", "processing"]
 
 
+async def test_too_many_unwritten_attempts_hold_new_attempts_back(
+    db: asyncpg.Connection, store: Store
+) -> None:
+    owner = uuid.uuid4()
+    notifications = await claimed(db, store, owner, 3)
+    recorder = Recorder(store, owner, give_up_after=30, max_unwritten=3)
+    outcomes = Outcomes()
+    for n in notifications[:2]:
+        recorder.submit(attempt(n.id), "sent", outcomes.callback(n.id))
+    assert recorder.accepting
+    recorder.submit(attempt(notifications[2].id), "sent", outcomes.callback(notifications[2].id))
+    assert not recorder.accepting
+    writer = asyncio.create_task(recorder.run())
+    await asyncio.wait_for(recorder.wait_for_room(), 10)
+    await outcomes.wait(3)
+    writer.cancel()
+    assert recorder.accepting
+
+
+async def test_during_an_outage_no_new_attempt_starts_until_writes_go_through(
+    database_url: str, db: asyncpg.Connection
+) -> None:
+    owner = uuid.uuid4()
+    store = await Store.connect(database_url, min_size=1, max_size=2)
+    notifications = await claimed(db, store, owner, 2)
+    await store.close()
+    recorder = Recorder(store, owner, give_up_after=30, retry_delay_max=0.05)
+    outcomes = Outcomes()
+    recorder.submit(attempt(notifications[0].id), "sent", outcomes.callback(notifications[0].id))
+    writer = asyncio.create_task(recorder.run())
+
+    async def failed_once() -> bool:
+        return recorder.failed_writes >= 1
+
+    await wait_until(failed_once, deadline=10, what="a failed write")
+    assert not recorder.accepting
+    writer.cancel()
+    # The database is back (a fresh pool): the next write succeeds and lets actors go on.
+    fresh = await Store.connect(database_url, min_size=1, max_size=2)
+    recorder._store = fresh
+    writer = asyncio.create_task(recorder.run())
+    await asyncio.wait_for(recorder.wait_for_room(), 10)
+    await outcomes.wait(1)
+    writer.cancel()
+    await fresh.close()
+    assert outcomes.by_id == {notifications[0].id: True}
+
+
 async def test_during_an_outage_writes_are_retried_until_the_lease_would_have_lapsed(
     database_url: str, db: asyncpg.Connection
 ) -> None:
