@@ -11,6 +11,7 @@ from prometheus_client import Counter
 from pydantic import BaseModel, ValidationError
 
 from notifyd.auth import CALLER
+from notifyd.constants import MAX_IDEMPOTENCY_KEY_LENGTH
 from notifyd.exceptions import (
     ConstraintViolationError,
     IdempotencyKeyReusedError,
@@ -18,6 +19,7 @@ from notifyd.exceptions import (
     UnknownUserError,
 )
 from notifyd.models import IdempotencyKey, Notification, NotificationFilter, StoredResponse
+from notifyd.openapi import openapi_document
 from notifyd.problems import ApiError, field_errors
 from notifyd.schemas import (
     BIGINT_MAX,
@@ -38,7 +40,8 @@ ENQUEUED: web.AppKey[Counter] = web.AppKey("enqueued", Counter)
 # How long an Idempotency-Key is remembered.
 IDEMPOTENCY_KEY_SECONDS: web.AppKey[float] = web.AppKey("idempotency_key_seconds", float)
 IDEMPOTENCY_HEADER = "Idempotency-Key"
-MAX_IDEMPOTENCY_KEY_LENGTH = 255
+# The OpenAPI document, serialised once.
+OPENAPI: web.AppKey[bytes] = web.AppKey("openapi", bytes)
 Body = TypeVar("Body", bound=BaseModel)
 Query = TypeVar("Query", bound=BaseModel)
 
@@ -276,7 +279,14 @@ async def update_user(request: web.Request) -> web.Response:
     return json_response(user_json(user))
 
 
+async def openapi_json(request: web.Request) -> web.Response:
+    """GET /api/openapi.json: the OpenAPI 3.1 document of this API."""
+    return web.Response(body=request.app[OPENAPI], content_type="application/json")
+
+
 def add_routes(app: web.Application) -> None:
+    app[OPENAPI] = orjson.dumps(openapi_document())
+    app.router.add_get("/api/openapi.json", openapi_json)
     app.router.add_post("/api/notify/", notify)
     app.router.add_post("/api/notify", notify)
     app.router.add_get("/api/notifications", list_notifications)

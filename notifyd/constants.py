@@ -27,6 +27,9 @@ MIGRATION_LOCK_KEY: Final = 0x6E6F746966796400
 # second is derived from the instance id (sql/0002_reliability.sql).
 PRESENCE_LOCK_NAMESPACE: Final = 0x6E6F7469
 
+# Longest Idempotency-Key header accepted (the database enforces it too).
+MAX_IDEMPOTENCY_KEY_LENGTH: Final = 255
+
 # Limits the API and the database both enforce.
 MIN_PRIORITY: Final = -100
 MAX_PRIORITY: Final = 100

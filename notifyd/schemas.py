@@ -55,11 +55,31 @@ class NotifyRequest(_Body):
     """Body of `POST /api/notify/`."""
 
     user_id: Annotated[StrictInt, Field(ge=1, le=BIGINT_MAX)]
-    message: Annotated[StrictStr, Field(min_length=1, max_length=MAX_MESSAGE_LENGTH)]
-    subject: StrictStr = ""
-    channels: Annotated[list[ChannelName], Field(min_length=1)] = Field(
-        default_factory=_default_channels
-    )
+    message: Annotated[
+        StrictStr,
+        Field(
+            min_length=1,
+            max_length=MAX_MESSAGE_LENGTH,
+            description="Not blank; no NUL characters.",
+            json_schema_extra={"pattern": r"\S"},
+        ),
+    ]
+    subject: Annotated[
+        StrictStr,
+        Field(
+            max_length=MAX_SUBJECT_LENGTH,
+            description=f"One line, at most {MAX_SUBJECT_LENGTH} bytes in UTF-8.",
+            json_schema_extra={"pattern": r"^[^\r\n]*$"},
+        ),
+    ] = ""
+    channels: Annotated[
+        list[ChannelName],
+        Field(
+            min_length=1,
+            description="Delivery order, without repeats.",
+            json_schema_extra={"uniqueItems": True},
+        ),
+    ] = Field(default_factory=_default_channels)
     send_at: AwareDatetime | None = None
     priority: Annotated[StrictInt, Field(ge=MIN_PRIORITY, le=MAX_PRIORITY)] = 0
 
@@ -179,6 +199,19 @@ class NotificationQuery(BaseModel):
     created_before: AwareDatetime | None = None
     limit: Annotated[int, Field(ge=1, le=MAX_PAGE_SIZE)] = DEFAULT_PAGE_SIZE
     cursor: str | None = None
+
+    @field_validator("created_after", "created_before", mode="before")
+    @classmethod
+    def _iso_datetime(cls, value: object) -> object:
+        # pydantic would also read "0.5" as a Unix time; only ISO 8601 is documented.
+        if isinstance(value, str):
+            try:
+                datetime.fromisoformat(value)
+            except ValueError:
+                raise ValueError(
+                    "must be an ISO 8601 date and time with an offset, like 2026-11-30T12:00:00Z"
+                ) from None
+        return value
 
     @field_validator("cursor")
     @classmethod

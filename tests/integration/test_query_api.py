@@ -120,6 +120,7 @@ async def test_a_users_notifications(daemon: Daemon, db: asyncpg.Connection) -> 
         ("limit=0", "limit"),
         ("limit=201", "limit"),
         ("created_after=yesterday", "created_after"),
+        ("created_before=0.5", "created_before"),
         ("created_after=2026-11-30T12:00:00", "created_after"),  # no offset
         ("cursor=bm9wZQ", "cursor"),
         ("cursor=%%%", "cursor"),
