@@ -40,7 +40,7 @@ help:
 	@echo "make typecheck  mypy --strict on the package"
 	@echo "make check      lint, typecheck and test"
 	@echo "make lock       regenerate requirements.lock and requirements-dev.lock"
-	@echo "make bench      run the benchmarks"
+	@echo "make bench      run the benchmarks (BENCH_ARGS=--quick for a short run)"
 	@echo "make clean      remove $(VENV) and caches (not the embedded database in .notifyd/)"
 
 $(BIN)/python:
@@ -81,14 +81,10 @@ lock:
 	$(UV_COMPILE) --extra dev -o requirements-dev.lock
 	$(UV_COMPILE) -o requirements.lock
 
+# Figures, not pass/fail: `make bench BENCH_ARGS=--quick` for a 3-minute run, or e.g.
+# BENCH_ARGS="--only drain --sizes 20000 --profile py-spy" (see bench/README.md).
 bench: install
-	@if [ -f bench/__main__.py ]; then \
-		$(BIN)/python -m bench $(BENCH_ARGS); \
-	elif [ -f bench/run.py ]; then \
-		$(BIN)/python -m bench.run $(BENCH_ARGS); \
-	else \
-		echo "no benchmarks yet: bench/run.py does not exist"; \
-	fi
+	$(BIN)/python -m bench $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache build dist *.egg-info

@@ -1,0 +1,131 @@
+"""Scenario 3: enqueue-to-sent latency by the database's clock, idle and at half load."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import Any, Final
+
+import asyncpg
+
+from bench.drain import cached_drain
+from bench.harness import (
+    COUNT_ALL,
+    INSERT_SERIES,
+    Bench,
+    Who,
+    drain_timeout,
+    percentile,
+    wait_done,
+)
+from bench.procs import Child
+from bench.report import Figure
+
+LATENCIES: Final = """
+    SELECT extract(epoch FROM finished_at - created_at) * 1000 AS ms
+    FROM notifyd.notifications
+    WHERE status = 'sent' AND id > $1
+    ORDER BY 1
+"""
+MAX_ID: Final = "SELECT coalesce(max(id), 0) FROM notifyd.notifications"
+
+
+async def _paced_inserts(
+    connection: asyncpg.Connection, rate: float, duration: float, users: int, tick: float
+) -> int:
+    """Insert `rate` notifications per second, one statement every `tick` seconds."""
+    per_tick = rate * tick
+    owed = 0.0
+    inserted = 0
+    start = time.monotonic()
+    ticks = round(duration / tick)
+    for index in range(ticks):
+        delay = start + index * tick - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        owed += per_tick
+        batch = int(owed)
+        owed -= batch
+        if batch:
+            await connection.execute(INSERT_SERIES, batch, users, ["sms"])
+            inserted += batch
+    return inserted
+
+
+async def _latency_run(bench: Bench, who: Who, rate: float, tick: float) -> dict[str, Any]:
+    params = bench.params
+
+    def makers(url: str) -> list[Callable[[], Child]]:
+        if who == "notifyd":
+            return [bench.daemon("latency", url)]
+        return [bench.bare_loop("latency", url)]
+
+    name, url, (child,) = await bench.setup(f"latency-{who}", makers)
+    try:
+        connection = await asyncpg.connect(url)
+        try:
+            # Warm up (first claims, prepared statements), then measure only what follows.
+            await _paced_inserts(connection, 50, 0.5, params.users, 0.02)
+            await wait_done(connection, 25, [child], deadline=60, interval=0.05)
+            first_id = await connection.fetchval(MAX_ID)
+            inserted = await _paced_inserts(
+                connection, rate, params.latency_duration, params.users, tick
+            )
+            total = await connection.fetchval(COUNT_ALL)
+            await wait_done(
+                connection, total, [child], deadline=drain_timeout(inserted), interval=0.1
+            )
+            values = [float(row["ms"]) for row in await connection.fetch(LATENCIES, first_id)]
+        finally:
+            await connection.close()
+    finally:
+        await child.stop()
+        await bench.pg.drop_database(name)
+    p50, p99 = percentile(values, 50), percentile(values, 99)
+    result = {
+        "rate_per_second": round(rate, 1),
+        "samples": len(values),
+        "p50_ms": None if p50 is None else round(p50, 3),
+        "p99_ms": None if p99 is None else round(p99, 3),
+        "max_ms": round(values[-1], 3) if values else None,
+    }
+    bench.log(
+        f"  latency {who} at {rate:,.0f}/s: p50 {result['p50_ms']} ms, "
+        f"p99 {result['p99_ms']} ms, max {result['max_ms']} ms ({len(values)} samples)"
+    )
+    return result
+
+
+async def scenario_latency(bench: Bench) -> list[Figure]:
+    params = bench.params
+    figures = []
+    idle_rate = 1 / params.idle_interval
+    loads: list[tuple[str, float, float]] = [("idle", idle_rate, params.idle_interval)]
+    maximal = await cached_drain(bench, "notifyd", params.drain_sizes[0])
+    if maximal["per_second"]:
+        loads.append(("half load", maximal["per_second"] / 2, 0.01))
+    for label, rate, tick in loads:
+        ours = await _latency_run(bench, "notifyd", rate, tick)
+        bare = await _latency_run(bench, "bare", rate, tick)
+        name = (
+            f"idle (1 insert / {params.idle_interval * 1000:g} ms)"
+            if label == "idle"
+            else f"half max load ({rate:,.0f}/s)"
+        )
+        for quantile in ("p50", "p99", "max"):
+            is_target = label == "idle" and quantile == "p99"
+            figures.append(
+                Figure(
+                    scenario="3 latency",
+                    name=f"{name} {quantile}",
+                    unit="ms",
+                    value=ours[f"{quantile}_ms"],
+                    reference=bare[f"{quantile}_ms"],
+                    reference_name="bare loop",
+                    target_kind="at_most" if is_target else None,
+                    target=10.0 if is_target else None,
+                    details={"notifyd": ours, "bare": bare} if quantile == "p50" else {},
+                )
+            )
+    return figures
