@@ -7,7 +7,6 @@ from typing import Any, TypeVar
 
 import orjson
 from aiohttp import web
-from prometheus_client import Counter
 from pydantic import BaseModel, ValidationError
 
 from notifyd.auth import CALLER
@@ -18,6 +17,7 @@ from notifyd.exceptions import (
     NotFoundError,
     UnknownUserError,
 )
+from notifyd.metrics import Count
 from notifyd.models import IdempotencyKey, Notification, NotificationFilter, StoredResponse
 from notifyd.openapi import openapi_document
 from notifyd.problems import ApiError, field_errors
@@ -36,7 +36,7 @@ from notifyd.store import Store
 
 STORE: web.AppKey[Store] = web.AppKey("store", Store)
 # Counts what the API accepts (the rest of the metrics live with the delivery service).
-ENQUEUED: web.AppKey[Counter] = web.AppKey("enqueued", Counter)
+ENQUEUED: web.AppKey[Count] = web.AppKey("enqueued", Count)
 # How long an Idempotency-Key is remembered.
 IDEMPOTENCY_KEY_SECONDS: web.AppKey[float] = web.AppKey("idempotency_key_seconds", float)
 IDEMPOTENCY_HEADER = "Idempotency-Key"
