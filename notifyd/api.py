@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from typing import Any, TypeVar
 
 import orjson
@@ -23,6 +24,7 @@ from notifyd.openapi import openapi_document
 from notifyd.problems import ApiError, field_errors
 from notifyd.schemas import (
     BIGINT_MAX,
+    Limits,
     NotificationQuery,
     NotifyRequest,
     UserCreate,
@@ -40,6 +42,8 @@ ENQUEUED: web.AppKey[Count] = web.AppKey("enqueued", Count)
 # How long an Idempotency-Key is remembered.
 IDEMPOTENCY_KEY_SECONDS: web.AppKey[float] = web.AppKey("idempotency_key_seconds", float)
 IDEMPOTENCY_HEADER = "Idempotency-Key"
+# Message limits below the database's own (config `limits`).
+LIMITS: web.AppKey[Limits] = web.AppKey("limits", Limits)
 # The OpenAPI document, serialised once.
 OPENAPI: web.AppKey[bytes] = web.AppKey("openapi", bytes)
 Body = TypeVar("Body", bound=BaseModel)
@@ -78,8 +82,12 @@ async def read_body(request: web.Request, model: type[Body]) -> Body:
     if not raw.strip():
         raise ApiError(400, "The request body is empty.", [_body_error("expected a JSON object")])
     try:
+        # orjson is strict: invalid UTF-8, lone surrogates, NaN and nesting over 1024 levels
+        # are errors.
         data = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
+        # A key given twice means different things to different parsers: refuse it.
+        json.loads(raw, object_pairs_hook=_refuse_duplicate_keys)
+    except (orjson.JSONDecodeError, DuplicateKeyError) as exc:
         raise ApiError(
             400, "The request body is not valid JSON.", [_body_error(str(exc))]
         ) from None
@@ -88,9 +96,22 @@ async def read_body(request: web.Request, model: type[Body]) -> Body:
             400, "The request body must be a JSON object.", [_body_error("expected an object")]
         )
     try:
-        return model.model_validate(data)
+        return model.model_validate(data, context=request.app[LIMITS])
     except ValidationError as exc:
         raise ApiError(422, "The request body is invalid.", field_errors(exc)) from None
+
+
+class DuplicateKeyError(ValueError):
+    """A JSON object names the same key twice."""
+
+
+def _refuse_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise DuplicateKeyError(f"duplicate key {key!r}")
+        result[key] = value
+    return result
 
 
 def _body_error(message: str) -> dict[str, str]:

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
 
-from notifyd.api import ENQUEUED, IDEMPOTENCY_KEY_SECONDS, STORE, add_routes
+from notifyd.api import ENQUEUED, IDEMPOTENCY_KEY_SECONDS, LIMITS, STORE, add_routes
 from notifyd.auth import Authenticator, RateLimiter, auth_middleware
 from notifyd.config import Settings
 from notifyd.health import METRICS, SERVICE, add_probe_routes
@@ -17,6 +17,7 @@ from notifyd.metrics import Metrics
 from notifyd.migrations import migrate
 from notifyd.problems import problem_middleware
 from notifyd.providers import build_providers
+from notifyd.schemas import Limits
 from notifyd.service import DeliveryService
 from notifyd.store import Store, wait_for_database
 
@@ -45,6 +46,10 @@ def create_app(settings: Settings, database_url: str, *, deliver: bool = True) -
     app[SETTINGS] = settings
     app[FATAL] = asyncio.Event()
     app[IDEMPOTENCY_KEY_SECONDS] = settings.retention.idempotency_key_hours * 3600
+    app[LIMITS] = Limits(
+        max_message_length=settings.limits.max_message_length,
+        max_subject_bytes=settings.limits.max_subject_bytes,
+    )
     app[METRICS] = Metrics()
     app[ENQUEUED] = app[METRICS].enqueued
     add_routes(app)

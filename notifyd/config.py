@@ -29,6 +29,7 @@ from pydantic import (
 from pydantic_core import InitErrorDetails, PydanticCustomError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from notifyd.constants import MAX_MESSAGE_LENGTH, MAX_SUBJECT_LENGTH
 from notifyd.exceptions import ConfigError
 
 DEFAULT_CONFIG_FILE = Path("notifyd.toml")
@@ -78,6 +79,13 @@ class ApiSettings(_Section):
                     f"each token needs at least {MIN_TOKEN_LENGTH} characters and no spaces"
                 )
         return value
+
+
+class LimitsSettings(_Section):
+    # Longest message accepted, in characters; the database refuses more than 65,536.
+    max_message_length: int = Field(default=MAX_MESSAGE_LENGTH, ge=1, le=MAX_MESSAGE_LENGTH)
+    # Longest subject, in bytes of UTF-8 (RFC 5322's line limit is 998).
+    max_subject_bytes: int = Field(default=MAX_SUBJECT_LENGTH, ge=0, le=MAX_SUBJECT_LENGTH)
 
 
 class DatabaseSettings(_Section):
@@ -299,6 +307,7 @@ class Settings(BaseSettings):
 
     http: HttpSettings = HttpSettings()
     api: ApiSettings = ApiSettings()
+    limits: LimitsSettings = LimitsSettings()
     database: DatabaseSettings = DatabaseSettings()
     dispatcher: DispatcherSettings = DispatcherSettings()
     delivery: DeliverySettings = DeliverySettings()

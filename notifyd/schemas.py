@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import re
+from collections import Counter
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any, Literal, Self
 
@@ -14,11 +16,18 @@ from pydantic import (
     Field,
     StrictInt,
     StrictStr,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
 
-from notifyd.constants import MAX_MESSAGE_LENGTH, MAX_PRIORITY, MAX_SUBJECT_LENGTH, MIN_PRIORITY
+from notifyd.constants import (
+    CHANNELS,
+    MAX_MESSAGE_LENGTH,
+    MAX_PRIORITY,
+    MAX_SUBJECT_LENGTH,
+    MIN_PRIORITY,
+)
 from notifyd.models import Attempt, NewNotification, Notification, NotificationFilter, User
 
 BIGINT_MAX = 2**63 - 1
@@ -45,6 +54,22 @@ def storable_text(value: str) -> str:
     except UnicodeEncodeError:
         raise ValueError("must be valid Unicode (no unpaired surrogates)") from None
     return value
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Limits a deployment may set below the ones the database enforces.
+
+    Passed to validation as its context: `NotifyRequest.model_validate(data, context=...)`.
+    """
+
+    max_message_length: int = MAX_MESSAGE_LENGTH
+    max_subject_bytes: int = MAX_SUBJECT_LENGTH
+
+
+def _limits(info: ValidationInfo) -> Limits:
+    context = info.context
+    return context if isinstance(context, Limits) else Limits()
 
 
 class _Body(BaseModel):
@@ -76,6 +101,8 @@ class NotifyRequest(_Body):
         list[ChannelName],
         Field(
             min_length=1,
+            # Known channels without repeats: no longer list can be valid.
+            max_length=len(CHANNELS),
             description="Delivery order, without repeats.",
             json_schema_extra={"uniqueItems": True},
         ),
@@ -103,26 +130,30 @@ class NotifyRequest(_Body):
 
     @field_validator("message")
     @classmethod
-    def _message(cls, value: str) -> str:
+    def _message(cls, value: str, info: ValidationInfo) -> str:
         storable_text(value)
         if not value.strip():
             raise ValueError("must not be blank")
+        limit = _limits(info).max_message_length
+        if len(value) > limit:
+            raise ValueError(f"must be at most {limit} characters")
         return value
 
     @field_validator("subject")
     @classmethod
-    def _subject(cls, value: str) -> str:
+    def _subject(cls, value: str, info: ValidationInfo) -> str:
         storable_text(value)
         if "\r" in value or "\n" in value:
             raise ValueError("must be a single line (no CR or LF)")
-        if len(value.encode("utf-8")) > MAX_SUBJECT_LENGTH:
-            raise ValueError(f"must be at most {MAX_SUBJECT_LENGTH} bytes in UTF-8")
+        limit = _limits(info).max_subject_bytes
+        if len(value.encode("utf-8")) > limit:
+            raise ValueError(f"must be at most {limit} bytes in UTF-8")
         return value
 
     @field_validator("channels")
     @classmethod
     def _channels(cls, value: list[str]) -> list[str]:
-        duplicates = sorted({c for c in value if value.count(c) > 1})
+        duplicates = sorted(c for c, n in Counter(value).items() if n > 1)
         if duplicates:
             raise ValueError(f"must not repeat a channel (repeated: {', '.join(duplicates)})")
         return value
