@@ -17,11 +17,15 @@ WORKDIR /src
 COPY requirements.lock ./
 RUN pip install --require-hashes -r requirements.lock
 
+# The build backend comes from its own hash-pinned lock, not whatever is newest today.
+COPY requirements-build.lock ./
+RUN pip install --require-hashes -r requirements-build.lock
+
 # The wheel carries sql/ as notifyd/sql (hatch force-include in pyproject.toml).
 COPY pyproject.toml README.md ./
 COPY notifyd/ notifyd/
 COPY sql/ sql/
-RUN pip install --no-deps . \
+RUN pip install --no-deps --no-build-isolation . \
     && python -c "import importlib.resources as r; assert r.files('notifyd').joinpath('sql').is_dir()"
 
 

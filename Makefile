@@ -29,7 +29,7 @@ UV_COMPILE = $(UV) pip compile pyproject.toml --universal --python-version 3.11 
 	--no-emit-find-links --custom-compile-command "make lock" --quiet $(LOCK_ARGS)
 
 .DEFAULT_GOAL := help
-.PHONY: help install serve test lint format typecheck check lock bench clean
+.PHONY: help install serve test lint format typecheck check audit lock bench clean
 
 help:
 	@echo "make install    create $(VENV) and install notifyd with its dev tools (PYTHON=$(PYTHON))"
@@ -39,6 +39,7 @@ help:
 	@echo "make format     ruff format and ruff check --fix"
 	@echo "make typecheck  mypy --strict on the package"
 	@echo "make check      lint, typecheck and test"
+	@echo "make audit      check the locked dependencies for known vulnerabilities"
 	@echo "make lock       regenerate requirements.lock and requirements-dev.lock"
 	@echo "make bench      run the benchmarks (BENCH_ARGS=--quick for a short run)"
 	@echo "make clean      remove $(VENV) and caches (not the embedded database in .notifyd/)"
@@ -73,6 +74,9 @@ typecheck: install
 
 check: lint typecheck test
 
+audit: install
+	$(BIN)/python .ci/audit.py
+
 lock:
 	@if [ "$(UV)" = "$(BIN)/uv" ] && [ ! -x "$(UV)" ]; then \
 		[ -x $(BIN)/python ] || $(PYTHON) -m venv $(VENV); \
@@ -80,6 +84,8 @@ lock:
 	fi
 	$(UV_COMPILE) --extra dev -o requirements-dev.lock
 	$(UV_COMPILE) -o requirements.lock
+	@# The build backend, pinned too: the Docker image builds the wheel from it offline.
+	echo "hatchling>=1.25" | $(subst pyproject.toml,-,$(UV_COMPILE)) -o requirements-build.lock
 
 # Figures, not pass/fail: `make bench BENCH_ARGS=--quick` for a 3-minute run, or e.g.
 # BENCH_ARGS="--only drain --sizes 20000 --profile py-spy" (see bench/README.md).
