@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import Callable
 from uuid import UUID
@@ -15,6 +14,7 @@ from notifyd.logs import get_logger
 from notifyd.models import Attempt, ClaimedNotification, Delivery
 from notifyd.retry import resume_point
 from notifyd.store import Store
+from notifyd.waits import wait_for_event
 
 log = get_logger(__name__)
 
@@ -69,8 +69,7 @@ class Dispatcher:
 
     async def run(self) -> None:
         while not self._stopping:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self._poll_interval)
+            await wait_for_event(self._wake, self._poll_interval)
             self._wake.clear()
             if self._stopping:
                 return

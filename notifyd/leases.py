@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Callable
 from uuid import UUID
 
@@ -11,6 +10,7 @@ from notifyd.exceptions import DatabaseUnavailableError
 from notifyd.inflight import InFlight
 from notifyd.logs import get_logger
 from notifyd.store import Store
+from notifyd.waits import wait_for_event
 
 log = get_logger(__name__)
 
@@ -60,8 +60,7 @@ class LeaseKeeper:
         while True:
             # The first round as soon as this instance is present: orphans of a previous
             # run of it are then taken back within moments of a restart.
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._present.wait(), interval)
+            await wait_for_event(self._present, interval)
             await self.tick()
             await asyncio.sleep(interval)
 

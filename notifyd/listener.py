@@ -15,6 +15,7 @@ from uuid import UUID
 from notifyd.exceptions import DatabaseUnavailableError
 from notifyd.logs import get_logger
 from notifyd.store import ListenConnection
+from notifyd.waits import wait_for_event
 
 log = get_logger(__name__)
 _RANDOM = random.Random()
@@ -113,11 +114,8 @@ class Listener:
     async def _watch(self, connection: ListenConnection) -> str:
         """Return, with a reason, once the connection is no longer listening."""
         while True:
-            try:
-                await asyncio.wait_for(connection.terminated.wait(), self._check_interval)
+            if await wait_for_event(connection.terminated, self._check_interval):
                 return "connection closed"
-            except TimeoutError:
-                pass
             try:
                 if not await connection.is_listening(query_timeout=self._connect_timeout):
                     return "server no longer lists the channel"

@@ -208,14 +208,16 @@ class DeliveryService:
         for notification_id, _ in unfinished:
             self.in_flight.done(notification_id)
         try:
-            await asyncio.wait_for(self.in_flight.wait_empty(), grace_seconds)
+            async with asyncio.timeout(grace_seconds):
+                await self.in_flight.wait_empty()
         except TimeoutError:
             log.warning("shutdown_grace_expired", in_flight=len(self.in_flight))
         await self.supervisor.stop("actor:")
         await self.supervisor.stop("deadlines:")
         # Attempts already made are written before anything is released.
         try:
-            await asyncio.wait_for(self.recorder.wait_idle(), max(grace_seconds, 1.0))
+            async with asyncio.timeout(max(grace_seconds, 1.0)):
+                await self.recorder.wait_idle()
         except TimeoutError:
             log.warning("shutdown_writes_pending", pending=len(self.recorder))
         await self.supervisor.stop("recorder#")
