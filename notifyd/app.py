@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
 
+from notifyd.admin import add_admin
 from notifyd.api import ENQUEUED, IDEMPOTENCY_KEY_SECONDS, LIMITS, STORE, add_routes
 from notifyd.auth import Authenticator, RateLimiter, auth_middleware
 from notifyd.config import Settings
@@ -54,6 +55,7 @@ def create_app(settings: Settings, database_url: str, *, deliver: bool = True) -
     app[ENQUEUED] = app[METRICS].enqueued
     add_routes(app)
     add_probe_routes(app)
+    add_admin(app, settings)
     app.cleanup_ctx.append(_database(database_url))
     if deliver:
         app.cleanup_ctx.append(_delivery(database_url))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
 from uuid import UUID
@@ -17,7 +18,7 @@ import asyncpg
 import orjson
 from asyncpg.pool import PoolConnectionProxy
 
-from notifyd.constants import FAILED, PRESENCE_LOCK_NAMESPACE, WAKE_CHANNEL
+from notifyd.constants import CHANNELS, FAILED, PRESENCE_LOCK_NAMESPACE, WAKE_CHANNEL
 from notifyd.exceptions import (
     ConstraintViolationError,
     DatabaseUnavailableError,
@@ -271,6 +272,55 @@ WAKE: Final = "SELECT pg_notify($1, '')"
 PING: Final = "SELECT 1"
 COUNT_PENDING: Final = "SELECT count(*) FROM notifyd.notifications WHERE status = 'pending'"
 IS_LISTENING: Final = "SELECT $1 = ANY(ARRAY(SELECT pg_listening_channels()))"
+
+# Dashboard
+#
+# The header of every admin page. Each part reads an index's worth of rows, not the table:
+# pending rows through the partial notifications_pending_idx, the window's finished rows
+# through notifications_finished_idx, the window's attempts through
+# notification_attempts_finished_idx (sql/0004_dashboard.sql).
+DASHBOARD_FINISHED: Final = """
+    SELECT (SELECT count(*) FROM notifyd.notifications WHERE status = 'pending') AS pending,
+           count(*) FILTER (WHERE status = 'sent') AS sent,
+           count(*) FILTER (WHERE status = 'failed') AS failed
+    FROM notifyd.notifications
+    WHERE finished_at >= now() - make_interval(secs => $1)
+"""
+DASHBOARD_CHANNELS: Final = """
+    SELECT channel, count(*) AS attempts, count(*) FILTER (WHERE status = 'success') AS succeeded
+    FROM notifyd.notification_attempts
+    WHERE finished_at >= now() - make_interval(secs => $1)
+    GROUP BY channel
+"""
+# Oldest first, by id (keyset pagination, like LIST_NOTIFICATIONS).
+LIST_USERS: Final = """
+    SELECT id, email, phone, telegram_chat_id, created_at, updated_at
+    FROM notifyd.users
+    WHERE ($1::bigint IS NULL OR id > $1)
+    ORDER BY id
+    LIMIT $2
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelRate:
+    """A channel's attempts over the dashboard's window, and how many succeeded."""
+
+    channel: str
+    attempts: int
+    succeeded: int
+
+
+@dataclass(frozen=True, slots=True)
+class DashboardCounts:
+    """Pending now; sent, failed and attempts per channel within the last `window` seconds."""
+
+    window: float
+    pending: int
+    sent: int
+    failed: int
+    # Every known channel, in the default order, with or without attempts.
+    channels: tuple[ChannelRate, ...]
 
 
 def _returned(row: asyncpg.Record | None) -> asyncpg.Record:
@@ -656,6 +706,28 @@ class Store:
             if count:
                 await self._pool.execute(WAKE, WAKE_CHANNEL)
         return count
+
+    # Dashboard
+
+    async def dashboard_counts(self, window: float) -> DashboardCounts:
+        """What the admin pages' header shows: pending now, outcomes of the last `window` s."""
+        async with translate_errors(), self._pool.acquire() as connection:
+            totals = _returned(await connection.fetchrow(DASHBOARD_FINISHED, window))
+            rows = await connection.fetch(DASHBOARD_CHANNELS, window)
+        found = {row["channel"]: (row["attempts"], row["succeeded"]) for row in rows}
+        return DashboardCounts(
+            window=window,
+            pending=totals["pending"],
+            sent=totals["sent"],
+            failed=totals["failed"],
+            channels=tuple(ChannelRate(name, *found.get(name, (0, 0))) for name in CHANNELS),
+        )
+
+    async def list_users(self, after_id: int | None, limit: int) -> list[User]:
+        """Up to `limit` users with ids above `after_id`, oldest first."""
+        async with translate_errors():
+            rows = await self._pool.fetch(LIST_USERS, after_id, limit)
+        return [_user(row) for row in rows]
 
 
 class ListenConnection:
