@@ -1,32 +1,44 @@
-"""The `notifyd` command: serve, migrate, psql."""
+"""The `notifyd` command: serve, migrate, psql, send, status, users, check-config.
+
+`send`, `status` and `users` live in `notifyd.commands`, `check-config` in
+`notifyd.config_check`; this module parses the command line, loads the configuration,
+picks the database (the embedded one when none is configured) and runs the command.
+Exit codes: 0 done, 1 failed, 2 bad arguments or configuration.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import signal
 import socket
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 from aiohttp import web
 
-from notifyd import __version__
+from notifyd import __version__, commands, config_check
 from notifyd.app import FATAL, create_app
+from notifyd.commands import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
 from notifyd.config import Settings, load_settings
 from notifyd.embedded import EmbeddedPostgres, psql_executable, start_embedded_postgres
-from notifyd.exceptions import ConfigError, DatabaseUnavailableError
+from notifyd.exceptions import ConfigError, DatabaseUnavailableError, NotifydError
 from notifyd.logs import configure_logging, get_logger
 from notifyd.migrations import migrate
 from notifyd.store import Store
 
 log = get_logger(__name__)
 
-EXIT_OK = 0
-EXIT_FAILURE = 1
-EXIT_CONFIG = 2
+DESCRIPTION = (
+    "notifyd delivers notifications by e-mail, SMS and Telegram. Exit codes: 0 done, "
+    "1 failed, 2 bad arguments or configuration."
+)
+# Commands whose stdout is their answer (an id, a table, JSON): their log lines go to stderr.
+ANSWERING_COMMANDS = frozenset({"send", "status", "users", "check-config"})
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -37,55 +49,101 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if args.command is None:
         parser.print_help()
-        return EXIT_CONFIG
+        return EXIT_USAGE
+    # Before the configuration and the database: a bad argument exits 2 right away.
+    action = commands.prepare(args)
+    answering = args.command in ANSWERING_COMMANDS
     try:
         settings = load_settings(args.config)
     except ConfigError as exc:
-        configure_logging("info")
-        log.error("config_invalid", error=str(exc))
+        if not answering:  # the daemon's log says why it did not start
+            configure_logging("info")
+            log.error("config_invalid", error=str(exc))
         print(f"notifyd: {exc}", file=sys.stderr)
-        return EXIT_CONFIG
-    configure_logging(settings.log.level)
-    embedded: EmbeddedPostgres | None = None
+        return EXIT_USAGE
+    _configure_logging(settings.log.level, to_stderr=answering)
     try:
-        if settings.database.url is not None:
-            url = settings.database.url.get_secret_value()
-        else:
-            embedded = start_embedded_postgres(settings.database.embedded_dir)
-            url = embedded.url
-            if args.command != "psql":  # psql's own output must stay clean
-                log.info("embedded_postgres_started", data_dir=str(embedded.data_dir), url=url)
-        if args.command == "psql":
-            return _psql(url, extra)
-        if args.command == "migrate":
-            return asyncio.run(_migrate(settings, url))
-        return asyncio.run(_serve(settings, url, embedded))
+        if args.command == "check-config":
+            return _check_config(settings, args.config)
+        # Only the daemon's log tells where the embedded server is; the others stay quiet.
+        announce = args.command in {"serve", "migrate"}
+        with _database(settings, announce=announce) as (url, embedded):
+            if args.command == "psql":
+                return _psql(url, extra)
+            if args.command == "migrate":
+                return asyncio.run(_migrate(settings, url))
+            if action is not None:
+                return asyncio.run(commands.run(settings, url, action))
+            return asyncio.run(_serve(settings, url, embedded))
     except DatabaseUnavailableError as exc:
         log.error("database_unavailable", error=str(exc))
         print(f"notifyd: {exc}", file=sys.stderr)
         return EXIT_FAILURE
-    finally:
-        if embedded is not None:
-            embedded.stop()
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="notifyd", description=__doc__)
+    parser = argparse.ArgumentParser(prog="notifyd", description=DESCRIPTION)
     parser.add_argument("--version", action="version", version=f"notifyd {__version__}")
-    commands = parser.add_subparsers(dest="command")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        help="TOML configuration file (default: ./notifyd.toml if present)",
+    )
+    subcommands = parser.add_subparsers(dest="command")
     for name, help_text in (
         ("serve", "run the API and deliver notifications"),
         ("migrate", "apply database migrations and exit"),
         ("psql", "open psql on notifyd's database (the embedded one if none is configured)"),
     ):
-        command = commands.add_parser(name, help=help_text)
-        command.add_argument(
-            "--config",
-            type=Path,
-            default=None,
-            help="TOML configuration file (default: ./notifyd.toml if present)",
-        )
+        subcommands.add_parser(name, parents=[common], help=help_text)
+    commands.add_parsers(subcommands, common)
+    subcommands.add_parser(
+        "check-config",
+        parents=[common],
+        help="validate the configuration, then try the database and each channel",
+    )
     return parser
+
+
+def _configure_logging(level: str, *, to_stderr: bool) -> None:
+    if not to_stderr:
+        configure_logging(level)
+        return
+    # configure_logging writes to whatever sys.stdout is while it runs.
+    with contextlib.redirect_stdout(sys.stderr):
+        configure_logging(level)
+
+
+@contextlib.contextmanager
+def _database(
+    settings: Settings, *, announce: bool
+) -> Iterator[tuple[str, EmbeddedPostgres | None]]:
+    """The configured database's URL, or an embedded server's, released on the way out."""
+    if settings.database.url is not None:
+        yield settings.database.url.get_secret_value(), None
+        return
+    embedded = start_embedded_postgres(settings.database.embedded_dir)
+    try:
+        if announce:
+            log.info("embedded_postgres_started", data_dir=str(embedded.data_dir), url=embedded.url)
+        yield embedded.url, embedded
+    finally:
+        embedded.stop()
+
+
+def _check_config(settings: Settings, path: Path | None) -> int:
+    source = config_check.config_source(path)
+    with contextlib.ExitStack() as stack:
+        database: str | NotifydError
+        try:
+            database, _ = stack.enter_context(_database(settings, announce=False))
+        except DatabaseUnavailableError as exc:
+            database = exc  # reported as the database's line; the channels are still tried
+        results = asyncio.run(config_check.check_all(settings, source, database))
+    print(config_check.report(results, settings))
+    return EXIT_OK if config_check.all_ok(results) else EXIT_FAILURE
 
 
 def _psql(url: str, psql_args: list[str]) -> int:

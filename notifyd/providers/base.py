@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
+
+# What `Provider.check` answers when there is nothing to try (a provider without a vendor).
+NOTHING_TO_CHECK: Final = "nothing to check"
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,3 +55,17 @@ class Provider(ABC):
     @abstractmethod
     async def send(self, message: OutgoingMessage) -> dict[str, Any]:
         """Deliver one message; return the vendor's answer."""
+
+    @property
+    def missing_setting(self) -> str | None:
+        """The setting this channel cannot work without, when it is unset; else None."""
+        return None
+
+    async def check(self) -> str:
+        """Try the vendor without sending anything: reachable, and taking the credentials.
+
+        Returns a short description of what worked, or raises `TransientProviderError` /
+        `PermanentProviderError` with a message as free of secrets as `send`'s. Bounded by
+        the channel's timeout. `close` releases what it opened.
+        """
+        return NOTHING_TO_CHECK

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 log = get_logger(__name__)
 
 _REDACTED = "***"
+_SECURITY_NAMES = {"none": "no TLS", "starttls": "STARTTLS", "tls": "TLS"}
 # Everything str.splitlines() breaks on: a header generator might fold or split there.
 _LINE_BREAKS = frozenset("\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029")
 
@@ -86,6 +87,32 @@ class EmailProvider(Provider):
         message_id = str(mail["Message-ID"])  # a plain str, not the header object
         log.debug("email_accepted", notification_id=message.notification_id, message_id=message_id)
         return {"smtp_code": 250, "smtp_message": answer, "message_id": message_id}
+
+    @property
+    def missing_setting(self) -> str | None:
+        return None if self._settings.host else "channels.email.host"
+
+    async def check(self) -> str:
+        """Connect (with TLS as configured), log in if a username is set, and say QUIT."""
+        settings = self._settings
+        if not settings.host:
+            raise PermanentProviderError("email channel is not configured")
+        error: ProviderError | None = None
+        try:
+            async with asyncio.timeout(settings.timeout):
+                connection = await self._connect()  # logs in when a username is set
+        except (aiosmtplib.SMTPException, OSError, TimeoutError, ValueError) as exc:
+            error = self._translate(exc)
+            if not self._leaks_password(exc):
+                raise error from exc
+        if error is not None:
+            raise error from None  # as in `send`: no context that quotes the password
+        await self._quit(connection)
+        security = _SECURITY_NAMES[settings.security]
+        done = f"connected to {settings.host}:{settings.port} ({security})"
+        if settings.username:
+            return f"{done}, logged in as {settings.username}"
+        return f"{done}; no username set, so no login tried"
 
     async def _deliver(self, mail: EmailMessage, sender: str, recipient: str) -> str:
         """Hand the message to the server; return its answer to DATA."""

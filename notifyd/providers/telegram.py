@@ -28,6 +28,8 @@ log = get_logger(__name__)
 _REDACTED = "***"
 # How much of a non-JSON answer (an HTML error page from a proxy) to keep.
 _BODY_EXCERPT = 500
+# What the Bot API answers for a revoked or wrong token, and for a malformed one.
+_TOKEN_REFUSED = frozenset({401, 404})
 
 
 class TelegramProvider(Provider):
@@ -66,6 +68,31 @@ class TelegramProvider(Provider):
             message_id=answer["message_id"],
         )
         return answer
+
+    @property
+    def missing_setting(self) -> str | None:
+        return None if self._token else "channels.telegram.bot_token"
+
+    async def check(self) -> str:
+        """Call getMe: the Bot API is reachable and takes the token; name the bot."""
+        if not self._token:
+            raise PermanentProviderError("telegram channel is not configured (no bot token)")
+        status, retry_header, raw = await self._post("getMe", {})
+        body = _json_object(raw)
+        if 200 <= status < 300 and body is not None and body.get("ok") is True:
+            result = body.get("result")
+            username = result.get("username") if isinstance(result, dict) else None
+            # Not the bot's id: it is the first half of the token.
+            return f"getMe answered: the bot is @{username}" if username else "getMe answered"
+        try:
+            self._interpret(status, retry_header, raw)
+        except PermanentProviderError as exc:
+            if status not in _TOKEN_REFUSED:
+                raise
+            raise PermanentProviderError(
+                f"{exc.message} (check channels.telegram.bot_token)", response=exc.response
+            ) from None
+        raise PermanentProviderError(f"Telegram answered getMe with HTTP {status}")
 
     def _ensure_session(self) -> aiohttp.ClientSession:
         # No await between the check and the assignment, so concurrent sends share one.

@@ -101,6 +101,33 @@ class TwilioSmsProvider(Provider):
         )
         return answer
 
+    async def check(self) -> str:
+        """Fetch the account resource: Twilio takes the credentials and the account is active."""
+        account = quote(self._settings.account_sid, safe="")
+        url = f"{self._settings.api_url}/{API_VERSION}/Accounts/{account}.json"
+        status, retry_header, raw = await self._get(url)
+        body = _json_object(raw)
+        if status == 200 and body is not None:
+            # The resource holds the auth token too: only these fields are ever read.
+            state, kind = body.get("status"), body.get("type")
+            name = self._scrub(str(body.get("friendly_name") or self._settings.account_sid))
+            if state not in (None, "active"):
+                raise PermanentProviderError(f"Twilio account {name} is {state}")
+            return f"account '{name}' is {state or 'reachable'}" + (f" ({kind})" if kind else "")
+        # No message, no phone: the account lookup's errors are read like a send's.
+        self._interpret(status, retry_header, raw, phone="")
+        raise PermanentProviderError(f"Twilio answered the account lookup with HTTP {status}")
+
+    async def _get(self, url: str) -> tuple[int, str | None, bytes]:
+        """GET `url`; return the status, the Retry-After header and the body."""
+        try:
+            async with self._ensure_session().get(url, allow_redirects=False) as response:
+                return response.status, response.headers.get("Retry-After"), await response.read()
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            description = self._describe(exc)
+        # Raised out here for the reason `_post` gives: no context carrying the credentials.
+        raise TransientProviderError(f"Twilio unreachable: {description}") from None
+
     def _ensure_session(self) -> aiohttp.ClientSession:
         # No await between the check and the assignment, so concurrent sends share one.
         if self._session is None or self._session.closed:

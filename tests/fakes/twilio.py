@@ -82,6 +82,8 @@ def twilio_error(status: int, code: int, message: str) -> dict[str, Any]:
 class FakeTwilioApi:
     """Behaves like api.twilio.com for `POST /2010-04-01/Accounts/{sid}/Messages.json`.
 
+    `GET /2010-04-01/Accounts/{sid}.json` answers the account resource (`account_status`).
+
     Requests must carry basic auth `account_sid:auth_token` (else 401, code 20003) and a
     form with `To`, `Body` and `From` (one of `numbers`) or `MessagingServiceSid` (one of
     `services`). A `To` that is not E.164 or is in `invalid` answers 21211, one in
@@ -114,6 +116,9 @@ class FakeTwilioApi:
         self.landlines: set[str] = _or_default(landlines, NOT_MOBILE_NUMBER)
         self.blocked_prefixes: set[str] = _or_default(blocked_prefixes, NO_PERMISSION_NUMBER)
         self.delay: float = 0.0
+        # The account resource: "suspended" or "closed" is what a stopped account shows.
+        self.friendly_name = "notifyd test account"
+        self.account_status = "active"
         self.requests: list[TwilioRequest] = []
         self.messages: list[dict[str, Any]] = []  # the message resources created
         self._forced: deque[ForcedAnswer] = deque()
@@ -144,6 +149,7 @@ class FakeTwilioApi:
         """Listen on a free loopback port (the same one again after a `stop`)."""
         app = web.Application()
         app.router.add_route("*", "/2010-04-01/Accounts/{account}/Messages.json", self._handle)
+        app.router.add_route("GET", "/2010-04-01/Accounts/{account}.json", self._account)
         app.router.add_route("*", "/{tail:.*}", self._not_found)
         self._stopping = asyncio.Event()
         self._runner = web.AppRunner(
@@ -250,17 +256,54 @@ class FakeTwilioApi:
         if (username, password) != (self.account_sid, self.auth_token) or (
             received.account_sid != self.account_sid
         ):
-            return web.json_response(
-                twilio_error(401, 20003, "Authenticate")
-                | {"detail": "Your AccountSid or AuthToken was incorrect."},
-                status=401,
-                headers={"WWW-Authenticate": 'Basic realm="Twilio API"'},
-            )
+            return _unauthorized()
         if request.method == "GET":
             return web.json_response(self._page(request.path))
         if request.method != "POST":
             return web.json_response(twilio_error(405, 20004, "Method not allowed"), status=405)
         return await self._create_message(request, form)
+
+    async def _account(self, request: web.Request) -> web.StreamResponse:
+        """`GET /2010-04-01/Accounts/{sid}.json`: the account resource (credential checks)."""
+        username, password = _basic_auth(request.headers.get("Authorization", ""))
+        received = TwilioRequest(
+            method=request.method,
+            path=request.path,
+            account_sid=request.match_info["account"],
+            username=username,
+            password=password,
+            content_type=request.content_type,
+            form={},
+        )
+        await self._record(self.requests, received)
+        if self.delay:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), self.delay)
+            if self._stopping.is_set():
+                raise web.HTTPServiceUnavailable
+        if self._forced:
+            return _answer(self._forced.popleft())
+        if (username, password) != (self.account_sid, self.auth_token) or (
+            received.account_sid != self.account_sid
+        ):
+            return _unauthorized()
+        created = format_datetime(datetime(2020, 1, 1, tzinfo=UTC))
+        uri = f"/{API_VERSION}/Accounts/{self.account_sid}"
+        # Twilio's account resource includes the auth token: a client must not print it.
+        return web.json_response(
+            {
+                "auth_token": self.auth_token,
+                "date_created": created,
+                "date_updated": created,
+                "friendly_name": self.friendly_name,
+                "owner_account_sid": self.account_sid,
+                "sid": self.account_sid,
+                "status": self.account_status,
+                "subresource_uris": {"messages": f"{uri}/Messages.json"},
+                "type": "Full",
+                "uri": f"{uri}.json",
+            }
+        )
 
     def _page(self, path: str) -> dict[str, Any]:
         """The list of messages, newest first, on one page (as Twilio pages them)."""
@@ -392,6 +435,15 @@ def _basic_auth(header: str) -> tuple[str | None, str | None]:
         return None, None
     username, sep, password = decoded.partition(":")
     return (username, password) if sep else (None, None)
+
+
+def _unauthorized() -> web.Response:
+    return web.json_response(
+        twilio_error(401, 20003, "Authenticate")
+        | {"detail": "Your AccountSid or AuthToken was incorrect."},
+        status=401,
+        headers={"WWW-Authenticate": 'Basic realm="Twilio API"'},
+    )
 
 
 def _error(code: int, message: str) -> web.Response:
