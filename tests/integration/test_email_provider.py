@@ -94,15 +94,28 @@ async def test_envelope_uses_the_bare_addresses(server: FakeSmtpServer) -> None:
     assert server.messages[0]["From"].addresses[0].display_name == "Сервис уведомлений"
 
 
-async def test_each_message_gets_its_own_message_id(server: FakeSmtpServer) -> None:
+async def test_every_attempt_at_one_notification_has_the_same_message_id(
+    server: FakeSmtpServer,
+) -> None:
     provider = _provider(server)
 
     first = await provider.send(_message())
-    second = await provider.send(_message())
+    again = await provider.send(_message())  # a repeated attempt (say, after a crash)
+    other = await provider.send(
+        OutgoingMessage(
+            notification_id=43,
+            recipient=_message().recipient,
+            subject=SUBJECT,
+            body=BODY,
+        )
+    )
 
-    assert first["message_id"] != second["message_id"]
+    # Mail systems drop a copy whose Message-ID they have seen: a repeat reaches no one.
+    assert first["message_id"] == again["message_id"]
+    assert first["message_id"] != other["message_id"]
+    assert first["message_id"].startswith("<notifyd.42.")
     assert first["message_id"].endswith("@example.com>")
-    assert len(await server.wait_for_messages(2)) == 2
+    assert len(await server.wait_for_messages(3)) == 3
 
 
 async def test_logs_in_with_username_and_password(auth_server: FakeSmtpServer) -> None:
@@ -289,7 +302,9 @@ async def test_injection_or_several_addresses_in_email_is_refused(
     with pytest.raises(PermanentProviderError):
         await _provider(server).send(_message(email=email))
 
-    assert server.connection_count == 0
+    assert server.received == []
+    if "\n" in email:  # refused before connecting at all
+        assert server.connection_count == 0
 
 
 async def test_body_cannot_inject_headers(server: FakeSmtpServer) -> None:
