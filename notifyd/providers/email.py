@@ -60,6 +60,9 @@ class EmailProvider(Provider):
         # Most recently used last: reuse the warmest, let the coldest time out.
         self._idle: deque[_Connection] = deque()
         self.connections_opened = 0
+        # After a failed connection, new ones fail at once until this time (monotonic).
+        self._unreachable_until = 0.0
+        self._unreachable_reason = ""
 
     async def close(self) -> None:
         """Say QUIT on every idle connection."""
@@ -165,6 +168,14 @@ class EmailProvider(Provider):
 
     async def _connect(self) -> _Connection:
         settings = self._settings
+        now = time.monotonic()
+        if now < self._unreachable_until:
+            # The server refused a connection moments ago: do not knock again yet. Under
+            # load this spares a server that is down, and this daemon's CPU.
+            raise TransientProviderError(
+                f"SMTP connection failed: {self._unreachable_reason}"
+                f" (not tried again for {settings.connect_cooldown:g}s)"
+            )
         if self._local_hostname is None:
             # aiosmtplib resolves the FQDN in a thread on every connect; do it once.
             self._local_hostname = await asyncio.to_thread(socket.getfqdn)
@@ -180,7 +191,14 @@ class EmailProvider(Provider):
             timeout=settings.timeout,
             local_hostname=self._local_hostname,
         )
-        await smtp.connect()  # closes the client itself when it fails
+        try:
+            await smtp.connect()  # closes the client itself when it fails
+        except aiosmtplib.SMTPResponseException:
+            raise  # the server answered (a refused login, a 4xx greeting): not unreachable
+        except (ConnectionError, OSError, TimeoutError) as exc:
+            self._unreachable_until = time.monotonic() + settings.connect_cooldown
+            self._unreachable_reason = self._scrub(f"{type(exc).__name__}: {exc}")
+            raise
         self.connections_opened += 1
         return _Connection(smtp)
 

@@ -16,6 +16,7 @@ from notifyd.providers import OutgoingMessage, Recipient
 from notifyd.providers.email import EmailProvider
 from tests.fakes.leaks import error_texts
 from tests.fakes.smtp import FakeSmtpServer, unused_port
+from tests.support import wait_until
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -233,7 +234,7 @@ async def test_refused_connection_is_transient() -> None:
 
 
 async def test_server_down_then_up_again(server: FakeSmtpServer) -> None:
-    provider = _provider(server)
+    provider = _provider(server, connect_cooldown=0)
     await server.stop()
 
     with pytest.raises(TransientProviderError):
@@ -341,3 +342,38 @@ async def test_implicit_tls_against_a_plain_server_is_transient(server: FakeSmtp
         await _provider(server, security="tls", timeout=1.0).send(_message())
 
     assert server.received == []
+
+
+async def test_after_a_refused_connection_attempts_fail_at_once_for_the_cooldown(
+    server: FakeSmtpServer,
+) -> None:
+    provider = _provider(server, connect_cooldown=30)
+    await server.stop()
+    with pytest.raises(TransientProviderError, match="connection"):
+        await provider.send(_message())
+    await server.start()
+    opened = server.connection_count
+
+    with pytest.raises(TransientProviderError, match=r"not tried again for 30s"):
+        await provider.send(_message())
+
+    assert server.connection_count == opened  # it did not even knock
+    assert server.received == []
+
+
+async def test_after_the_cooldown_the_server_is_tried_again(server: FakeSmtpServer) -> None:
+    provider = _provider(server, connect_cooldown=0.05)
+    await server.stop()
+    with pytest.raises(TransientProviderError):
+        await provider.send(_message())
+    await server.start()
+
+    async def delivered() -> bool:
+        try:
+            await provider.send(_message())
+        except TransientProviderError:
+            return False
+        return True
+
+    await wait_until(delivered, deadline=5, what="a delivery once the cooldown is over")
+    assert len(await server.wait_for_messages(1)) == 1
