@@ -165,6 +165,8 @@ class EmailSettings(_ChannelSettings):
     pool_idle_timeout: float = Field(default=30.0, gt=0)
     # Messages sent over one connection before it is replaced (servers cap it too).
     max_messages_per_connection: int = Field(default=100, ge=1)
+    # Seconds after a failed connection during which attempts fail without connecting.
+    connect_cooldown: float = Field(default=0.5, ge=0)
 
     @field_validator("from_address")
     @classmethod

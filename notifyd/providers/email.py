@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import socket
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.errors import HeaderParseError
 from email.message import EmailMessage
-from email.utils import format_datetime, make_msgid
+from email.utils import format_datetime
 from typing import TYPE_CHECKING, Any
 
 import aiosmtplib
@@ -59,6 +61,9 @@ class EmailProvider(Provider):
         # Most recently used last: reuse the warmest, let the coldest time out.
         self._idle: deque[_Connection] = deque()
         self.connections_opened = 0
+        # After a failed connection, new ones fail at once until this time (monotonic).
+        self._unreachable_until = 0.0
+        self._unreachable_reason = ""
 
     async def close(self) -> None:
         """Say QUIT on every idle connection."""
@@ -71,11 +76,11 @@ class EmailProvider(Provider):
             raise PermanentProviderError("email channel is not configured")
         if not message.recipient.email:
             raise PermanentProviderError("user has no email address")
-        mail = self._build(message, message.recipient.email)
-        sender, recipient = _addr_spec(mail, "From"), _addr_spec(mail, "To")
+        to = message.recipient.email
+        _refuse_line_breaks(message.subject, to)
         error: ProviderError | None = None
         try:
-            answer = await self._deliver(mail, sender, recipient)
+            answer, mail = await self._deliver(lambda: self._build(message, to))
         except (aiosmtplib.SMTPException, OSError, TimeoutError, ValueError) as exc:
             error = self._translate(exc)
             if not self._leaks_password(exc):
@@ -114,11 +119,21 @@ class EmailProvider(Provider):
             return f"{done}, logged in as {settings.username}"
         return f"{done}; no username set, so no login tried"
 
-    async def _deliver(self, mail: EmailMessage, sender: str, recipient: str) -> str:
-        """Hand the message to the server; return its answer to DATA."""
+    async def _deliver(self, build: Callable[[], EmailMessage]) -> tuple[str, EmailMessage]:
+        """Hand the message to the server; return its answer to DATA, and the message.
+
+        The message is built only once a connection is there: building one costs more
+        than a refused connection, and a server that is down refuses every attempt.
+        """
         # aiosmtplib's timeout bounds each network operation; this one bounds the attempt.
         async with asyncio.timeout(self._settings.timeout):
             connection, reused = await self._acquire()
+            try:
+                mail = build()
+            except PermanentProviderError:
+                await self._release(connection)  # the connection itself is fine
+                raise
+            sender, recipient = _addr_spec(mail, "From"), _addr_spec(mail, "To")
             try:
                 answer = await self._send(connection, mail, sender, recipient)
             except aiosmtplib.SMTPServerDisconnected:
@@ -138,7 +153,7 @@ class EmailProvider(Provider):
                 raise
         # Outside the deadline: the message is accepted, a slow goodbye must not fail it.
         await self._release(connection)
-        return answer
+        return answer, mail
 
     @staticmethod
     async def _send(
@@ -151,20 +166,15 @@ class EmailProvider(Provider):
         return answer
 
     def _build(self, message: OutgoingMessage, to: str) -> EmailMessage:
-        """The MIME message; refuses anything that could smuggle in extra headers."""
-        if _LINE_BREAKS.intersection(message.subject):
-            raise PermanentProviderError("subject contains a line break (header injection)")
-        if _LINE_BREAKS.intersection(to):
-            raise PermanentProviderError("email address contains a line break")
+        """The MIME message (its header values were checked for line breaks already)."""
+        _refuse_line_breaks(message.subject, to)
         mail = EmailMessage()
         try:
             mail["From"] = self._settings.from_address
             mail["To"] = to
             mail["Subject"] = message.subject
             domain = _addr_spec(mail, "From").rpartition("@")[2] or "localhost"
-            mail["Message-ID"] = make_msgid(
-                idstring=f"notifyd.{message.notification_id}", domain=domain
-            )
+            mail["Message-ID"] = message_id(message, to, domain)
             mail["Date"] = format_datetime(datetime.now(UTC))
             mail.set_content(message.body, charset="utf-8")
         except (ValueError, TypeError, IndexError, HeaderParseError) as exc:
@@ -185,6 +195,14 @@ class EmailProvider(Provider):
 
     async def _connect(self) -> _Connection:
         settings = self._settings
+        now = time.monotonic()
+        if now < self._unreachable_until:
+            # The server refused a connection moments ago: do not knock again yet. Under
+            # load this spares a server that is down, and this daemon's CPU.
+            raise TransientProviderError(
+                f"SMTP connection failed: {self._unreachable_reason}"
+                f" (not tried again for {settings.connect_cooldown:g}s)"
+            )
         if self._local_hostname is None:
             # aiosmtplib resolves the FQDN in a thread on every connect; do it once.
             self._local_hostname = await asyncio.to_thread(socket.getfqdn)
@@ -200,7 +218,14 @@ class EmailProvider(Provider):
             timeout=settings.timeout,
             local_hostname=self._local_hostname,
         )
-        await smtp.connect()  # closes the client itself when it fails
+        try:
+            await smtp.connect()  # closes the client itself when it fails
+        except aiosmtplib.SMTPResponseException:
+            raise  # the server answered (a refused login, a 4xx greeting): not unreachable
+        except (ConnectionError, OSError, TimeoutError) as exc:
+            self._unreachable_until = time.monotonic() + settings.connect_cooldown
+            self._unreachable_reason = self._scrub(f"{type(exc).__name__}: {exc}")
+            raise
         self.connections_opened += 1
         return _Connection(smtp)
 
@@ -269,6 +294,26 @@ class EmailProvider(Provider):
                 return True
             chain = chain.__cause__ or chain.__context__
         return False
+
+
+def message_id(message: OutgoingMessage, to: str, domain: str) -> str:
+    """The same Message-ID for every attempt at one notification, even after a crash.
+
+    Mail systems drop a second copy with a Message-ID they have seen, so a message sent
+    twice (an attempt repeated after a crash) reaches the reader once.
+    """
+    digest = hashlib.sha256(
+        "\x00".join((str(message.notification_id), to, message.subject, message.body)).encode()
+    ).hexdigest()[:20]
+    return f"<notifyd.{message.notification_id}.{digest}@{domain}>"
+
+
+def _refuse_line_breaks(subject: str, to: str) -> None:
+    """Refuse header values that could smuggle in extra headers."""
+    if _LINE_BREAKS.intersection(subject):
+        raise PermanentProviderError("subject contains a line break (header injection)")
+    if _LINE_BREAKS.intersection(to):
+        raise PermanentProviderError("email address contains a line break")
 
 
 def _addr_spec(mail: EmailMessage, header: str) -> str:

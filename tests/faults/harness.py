@@ -24,8 +24,8 @@ from tests.fakes.smtp import FakeSmtpServer, _Handler, _TrackedSMTP
 from tests.fakes.telegram import FakeTelegramApi
 from tests.support import TERMINAL, wait_until
 
-# providers/email.py builds the Message-ID with make_msgid(idstring=f"notifyd.{id}").
-_MESSAGE_ID = re.compile(r"\.notifyd\.(\d+)@")
+# providers/email.py builds the Message-ID as <notifyd.{id}.{digest}@{domain}>.
+_MESSAGE_ID = re.compile(r"<notifyd\.(\d+)\.")
 
 
 class ObservedSmtpServer(FakeSmtpServer):

@@ -16,6 +16,7 @@ from notifyd.providers import OutgoingMessage, Recipient
 from notifyd.providers.email import EmailProvider
 from tests.fakes.leaks import error_texts
 from tests.fakes.smtp import FakeSmtpServer, unused_port
+from tests.support import wait_until
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -94,15 +95,28 @@ async def test_envelope_uses_the_bare_addresses(server: FakeSmtpServer) -> None:
     assert server.messages[0]["From"].addresses[0].display_name == "Сервис уведомлений"
 
 
-async def test_each_message_gets_its_own_message_id(server: FakeSmtpServer) -> None:
+async def test_every_attempt_at_one_notification_has_the_same_message_id(
+    server: FakeSmtpServer,
+) -> None:
     provider = _provider(server)
 
     first = await provider.send(_message())
-    second = await provider.send(_message())
+    again = await provider.send(_message())  # a repeated attempt (say, after a crash)
+    other = await provider.send(
+        OutgoingMessage(
+            notification_id=43,
+            recipient=_message().recipient,
+            subject=SUBJECT,
+            body=BODY,
+        )
+    )
 
-    assert first["message_id"] != second["message_id"]
+    # Mail systems drop a copy whose Message-ID they have seen: a repeat reaches no one.
+    assert first["message_id"] == again["message_id"]
+    assert first["message_id"] != other["message_id"]
+    assert first["message_id"].startswith("<notifyd.42.")
     assert first["message_id"].endswith("@example.com>")
-    assert len(await server.wait_for_messages(2)) == 2
+    assert len(await server.wait_for_messages(3)) == 3
 
 
 async def test_logs_in_with_username_and_password(auth_server: FakeSmtpServer) -> None:
@@ -220,7 +234,7 @@ async def test_refused_connection_is_transient() -> None:
 
 
 async def test_server_down_then_up_again(server: FakeSmtpServer) -> None:
-    provider = _provider(server)
+    provider = _provider(server, connect_cooldown=0)
     await server.stop()
 
     with pytest.raises(TransientProviderError):
@@ -289,7 +303,9 @@ async def test_injection_or_several_addresses_in_email_is_refused(
     with pytest.raises(PermanentProviderError):
         await _provider(server).send(_message(email=email))
 
-    assert server.connection_count == 0
+    assert server.received == []
+    if "\n" in email:  # refused before connecting at all
+        assert server.connection_count == 0
 
 
 async def test_body_cannot_inject_headers(server: FakeSmtpServer) -> None:
@@ -326,3 +342,38 @@ async def test_implicit_tls_against_a_plain_server_is_transient(server: FakeSmtp
         await _provider(server, security="tls", timeout=1.0).send(_message())
 
     assert server.received == []
+
+
+async def test_after_a_refused_connection_attempts_fail_at_once_for_the_cooldown(
+    server: FakeSmtpServer,
+) -> None:
+    provider = _provider(server, connect_cooldown=30)
+    await server.stop()
+    with pytest.raises(TransientProviderError, match="connection"):
+        await provider.send(_message())
+    await server.start()
+    opened = server.connection_count
+
+    with pytest.raises(TransientProviderError, match=r"not tried again for 30s"):
+        await provider.send(_message())
+
+    assert server.connection_count == opened  # it did not even knock
+    assert server.received == []
+
+
+async def test_after_the_cooldown_the_server_is_tried_again(server: FakeSmtpServer) -> None:
+    provider = _provider(server, connect_cooldown=0.05)
+    await server.stop()
+    with pytest.raises(TransientProviderError):
+        await provider.send(_message())
+    await server.start()
+
+    async def delivered() -> bool:
+        try:
+            await provider.send(_message())
+        except TransientProviderError:
+            return False
+        return True
+
+    await wait_until(delivered, deadline=5, what="a delivery once the cooldown is over")
+    assert len(await server.wait_for_messages(1)) == 1
