@@ -128,14 +128,7 @@ def prepare(args: argparse.Namespace) -> Action | None:
 
 async def run(settings: Settings, url: str, action: Action) -> int:
     """Connect to the database, make sure its schema is current, and run `action`."""
-    db = settings.database
-    store = await Store.connect(
-        url,
-        min_size=1,
-        max_size=1,
-        connect_timeout=db.connect_timeout,
-        command_timeout=db.command_timeout,
-    )
+    store = await connect_one(settings, url)
     try:
         schema = await schema_status(store)
         if schema.pending:
@@ -163,6 +156,18 @@ class SchemaStatus:
 
 
 # TODO(migrations): belongs in notifyd/migrations.py next to `migrate`.
+async def connect_one(settings: Settings, url: str) -> Store:
+    """A store with a single connection, for a command that runs and exits."""
+    db = settings.database
+    return await Store.connect(
+        url,
+        min_size=1,
+        max_size=1,
+        connect_timeout=db.connect_timeout,
+        command_timeout=db.command_timeout,
+    )
+
+
 async def schema_status(store: Store) -> SchemaStatus:
     """Which migrations the database has, and which this notifyd would still apply."""
     known = load_migrations()

@@ -20,12 +20,11 @@ from typing import Literal
 from urllib.parse import quote, unquote, urlsplit
 
 from notifyd import tables
-from notifyd.commands import schema_status
+from notifyd.commands import connect_one, schema_status
 from notifyd.config import DEFAULT_CONFIG_FILE, Settings
 from notifyd.exceptions import NotifydError, ProviderError
 from notifyd.providers import Provider, build_providers
 from notifyd.providers.base import NOTHING_TO_CHECK
-from notifyd.store import Store
 
 Outcome = Literal["ok", "failed", "skipped"]
 REDACTED = "***"
@@ -135,13 +134,7 @@ async def _database(settings: Settings, database: str | NotifydError) -> CheckRe
     if isinstance(database, NotifydError):
         return CheckResult("database", "failed", f"{where}: {database}")
     try:
-        store = await Store.connect(
-            database,
-            min_size=1,
-            max_size=1,
-            connect_timeout=db.connect_timeout,
-            command_timeout=db.command_timeout,
-        )
+        store = await connect_one(settings, database)
         try:
             schema = await schema_status(store)
         finally:
