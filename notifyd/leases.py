@@ -68,7 +68,9 @@ class LeaseKeeper:
         try:
             held = self._in_flight.ids()
             if held:
-                await self._store.extend_leases(self._owner, held, self._lease_seconds)
+                await self._store.extend_leases(
+                    self._owner, held, self._lease_seconds, renewed_within=self.interval / 2
+                )
             expired = await self._store.requeue_expired()
             orphaned = 0
             if self._peers_settled():

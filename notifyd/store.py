@@ -204,10 +204,13 @@ FINISH_WITHOUT_ATTEMPT: Final = """
     WHERE id = $1 AND locked_by = $2 AND status = 'processing'
     RETURNING id
 """
+# Rows claimed or renewed less than a heartbeat ago are skipped: renewing them would only
+# rewrite rows (a new version each) that a fast drain finishes within seconds anyway.
 EXTEND_LEASES: Final = """
     UPDATE notifyd.notifications
     SET lease_expires_at = now() + make_interval(secs => $3), updated_at = now()
     WHERE id = ANY($2::bigint[]) AND locked_by = $1 AND status = 'processing'
+      AND updated_at < now() - make_interval(secs => $4)
 """
 RELEASE: Final = """
     UPDATE notifyd.notifications AS n
@@ -661,10 +664,17 @@ class Store:
         return found is not None
 
     async def extend_leases(
-        self, owner: UUID, notification_ids: Sequence[int], lease_seconds: float
+        self,
+        owner: UUID,
+        notification_ids: Sequence[int],
+        lease_seconds: float,
+        renewed_within: float = 0.0,
     ) -> None:
+        """Renew `owner`'s leases, except those claimed or renewed in `renewed_within` s."""
         async with translate_errors():
-            await self._pool.execute(EXTEND_LEASES, owner, list(notification_ids), lease_seconds)
+            await self._pool.execute(
+                EXTEND_LEASES, owner, list(notification_ids), lease_seconds, renewed_within
+            )
 
     async def release(self, owner: UUID, unfinished: Sequence[tuple[int, datetime]]) -> None:
         """Hand leased notifications back to the queue: (id, claimable from) pairs."""
