@@ -102,9 +102,14 @@ class DatabaseSettings(_Section):
     def _postgres_url(cls, value: SecretStr | None) -> SecretStr | None:
         if value is None or not value.get_secret_value():
             return None
-        scheme = urlsplit(value.get_secret_value()).scheme
-        if scheme not in {"postgres", "postgresql"}:
+        parts = urlsplit(value.get_secret_value())
+        if parts.scheme not in {"postgres", "postgresql"}:
             raise ValueError("must be a postgresql:// URL")
+        try:
+            parts.port  # noqa: B018  (parsing it is the check: a port like "5x" raises)
+        except ValueError:
+            # Not the library's message: it would quote the URL, password and all.
+            raise ValueError("has an invalid port") from None
         return value
 
     @model_validator(mode="after")

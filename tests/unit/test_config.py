@@ -355,3 +355,19 @@ def test_redacted_url_keeps_ipv6_brackets() -> None:
     )
 
     assert settings.database.redacted_url() == "postgresql://u:***@[::1]:5432/db"
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://notifyd:s3cret-pw@db:5x/notifyd",
+        "postgresql://notifyd:s3cret-pw@db:99999/notifyd",
+    ],
+)
+def test_a_database_url_with_a_bad_port_is_refused_at_start_without_its_password(
+    monkeypatch: pytest.MonkeyPatch, url: str
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", url)
+    with pytest.raises(ConfigError, match=r"database\.url.*invalid port") as caught:
+        load_settings(None)
+    assert "s3cret-pw" not in str(caught.value)
