@@ -14,10 +14,11 @@ import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -51,6 +52,17 @@ LEGACY_EMAIL_SECURITY = {"EMAIL_USE_TLS": "starttls", "EMAIL_USE_SSL": "tls"}
 _TRUE = {"1", "true", "yes", "on", "t", "y"}
 # A shorter API token can be guessed; `openssl rand -hex 32` gives 64 characters.
 MIN_TOKEN_LENGTH = 16
+
+
+def _http_base_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in {"http", "https"} or not parts.netloc:
+        raise ValueError("must be an http:// or https:// URL")
+    return value.rstrip("/")
+
+
+# A vendor API's base URL: http(s) with a host, without a trailing slash.
+HttpBaseUrl = Annotated[str, AfterValidator(_http_base_url)]
 
 
 class _Section(BaseModel):
@@ -195,7 +207,7 @@ class SmsSettings(_ChannelSettings):
     auth_token: SecretStr = SecretStr("")
     from_number: str = ""
     messaging_service_sid: str = ""
-    api_url: str = "https://api.twilio.com"
+    api_url: HttpBaseUrl = "https://api.twilio.com"
 
     @field_validator("account_sid")
     @classmethod
@@ -217,14 +229,6 @@ class SmsSettings(_ChannelSettings):
         if value and not _E164.fullmatch(value):
             raise ValueError("must be an E.164 phone number like +15551234567")
         return value
-
-    @field_validator("api_url")
-    @classmethod
-    def _http_url(cls, value: str) -> str:
-        parts = urlsplit(value)
-        if parts.scheme not in {"http", "https"} or not parts.netloc:
-            raise ValueError("must be an http:// or https:// URL")
-        return value.rstrip("/")
 
     @model_validator(mode="after")
     def _twilio_complete(self) -> SmsSettings:
@@ -261,15 +265,7 @@ class SmsSettings(_ChannelSettings):
 class TelegramSettings(_ChannelSettings):
     # Empty: the channel is not configured and every attempt fails permanently.
     bot_token: SecretStr = SecretStr("")
-    api_url: str = "https://api.telegram.org"
-
-    @field_validator("api_url")
-    @classmethod
-    def _http_url(cls, value: str) -> str:
-        parts = urlsplit(value)
-        if parts.scheme not in {"http", "https"} or not parts.netloc:
-            raise ValueError("must be an http:// or https:// URL")
-        return value.rstrip("/")
+    api_url: HttpBaseUrl = "https://api.telegram.org"
 
 
 class ChannelsSettings(_Section):
