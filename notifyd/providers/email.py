@@ -166,8 +166,7 @@ class EmailProvider(Provider):
         return answer
 
     def _build(self, message: OutgoingMessage, to: str) -> EmailMessage:
-        """The MIME message (its header values were checked for line breaks already)."""
-        _refuse_line_breaks(message.subject, to)
+        """The MIME message (`send` checked its header values for line breaks already)."""
         mail = EmailMessage()
         try:
             mail["From"] = self._settings.from_address
