@@ -164,13 +164,13 @@ class DeliveryService:
             listener = "connected, waiting for the presence lock"
         expected = sum(actors.concurrency for actors in self.actors.values())
         running = self.supervisor.running("actor:")
+        dispatching = self.supervisor.running("dispatcher") > 0
         delivery = "ok"
         if self._draining:
             delivery = "stopping"
-        elif running < expected or not self.supervisor.running("dispatcher"):
-            delivery = f"{running} of {expected} actors running, dispatcher " + (
-                "running" if self.supervisor.running("dispatcher") else "stopped"
-            )
+        elif running < expected or not dispatching:
+            state = "running" if dispatching else "stopped"
+            delivery = f"{running} of {expected} actors running, dispatcher {state}"
         return {"listener": listener, "delivery": delivery}
 
     def _wake_dispatcher(self) -> None:
