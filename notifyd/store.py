@@ -50,6 +50,9 @@ CONNECTION_ERRORS: Final = (
     asyncpg.CrashShutdownError,
     asyncpg.TooManyConnectionsError,
     asyncpg.InvalidAuthorizationSpecificationError,
+    # asyncpg's own state went wrong (an operation it thinks is still running, after a
+    # cancellation raced a lost server): the connection cannot be used again.
+    asyncpg.InternalClientError,
 )
 # The server refusing a new session: the database is not accepting connections (being
 # dropped, restored or switched over) or is gone. Matched by exact class: their subclasses
@@ -484,20 +487,55 @@ class Store:
         await self._pool.close()
 
     @asynccontextmanager
+    async def _acquire(self) -> AsyncIterator[PoolConnectionProxy[asyncpg.Record]]:
+        """A pooled connection that goes back to the pool only in a known state.
+
+        Connections are returned without asyncpg's reset query (see `_keep_session`), and
+        that query was also what noticed a connection left mid-operation by a timeout, a
+        cancellation or a lost server. So a connection whose last operation ended in
+        anything but an answer from the server (which leaves the session usable) is
+        dropped here, and the next caller gets a fresh one.
+        """
+        async with self._pool.acquire() as connection:
+            try:
+                yield connection
+            except asyncpg.PostgresError:
+                raise
+            except BaseException:
+                connection.terminate()
+                raise
+
+    async def _fetch(self, query: str, *args: Any) -> list[asyncpg.Record]:
+        async with self._acquire() as connection:
+            return await connection.fetch(query, *args)
+
+    async def _fetchrow(self, query: str, *args: Any) -> asyncpg.Record | None:
+        async with self._acquire() as connection:
+            return await connection.fetchrow(query, *args)
+
+    async def _fetchval(self, query: str, *args: Any, query_timeout: float | None = None) -> Any:
+        async with self._acquire() as connection:
+            return await connection.fetchval(query, *args, timeout=query_timeout)
+
+    async def _execute(self, query: str, *args: Any) -> str:
+        async with self._acquire() as connection:
+            return await connection.execute(query, *args)
+
+    @asynccontextmanager
     async def connection(self) -> AsyncIterator[PoolConnectionProxy[asyncpg.Record]]:
         """A pooled connection, for the migration runner."""
-        async with translate_errors(), self._pool.acquire() as connection:
+        async with translate_errors(), self._acquire() as connection:
             yield connection
 
     async def ping(self, query_timeout: float) -> None:
         """Raise `DatabaseUnavailableError` unless the database answers in time."""
         async with translate_errors():
-            await self._pool.fetchval(PING, timeout=query_timeout)
+            await self._fetchval(PING, query_timeout=query_timeout)
 
     async def count_pending(self, query_timeout: float) -> int:
         """Notifications waiting in the table, for every instance."""
         async with translate_errors():
-            count: int = await self._pool.fetchval(COUNT_PENDING, timeout=query_timeout)
+            count: int = await self._fetchval(COUNT_PENDING, query_timeout=query_timeout)
         return count
 
     # Users
@@ -506,12 +544,12 @@ class Store:
         self, email: str | None, phone: str | None, telegram_chat_id: str | None
     ) -> User:
         async with translate_errors():
-            row = await self._pool.fetchrow(INSERT_USER, email, phone, telegram_chat_id)
+            row = await self._fetchrow(INSERT_USER, email, phone, telegram_chat_id)
         return _user(_returned(row))
 
     async def get_user(self, user_id: int) -> User:
         async with translate_errors():
-            row = await self._pool.fetchrow(SELECT_USER, user_id)
+            row = await self._fetchrow(SELECT_USER, user_id)
         if row is None:
             raise NotFoundError(f"user {user_id} does not exist")
         return _user(row)
@@ -519,7 +557,7 @@ class Store:
     async def update_user(self, user_id: int, changes: dict[str, str | None]) -> User:
         """Set the contacts named in `changes`; a None value clears that contact."""
         async with translate_errors():
-            row = await self._pool.fetchrow(
+            row = await self._fetchrow(
                 UPDATE_USER,
                 user_id,
                 "email" in changes,
@@ -537,7 +575,7 @@ class Store:
 
     async def enqueue(self, new: NewNotification) -> Notification:
         async with _unknown_user(new.user_id), translate_errors():
-            row = await self._pool.fetchrow(INSERT_NOTIFICATION, *_insert_args(new))
+            row = await self._fetchrow(INSERT_NOTIFICATION, *_insert_args(new))
         return _notification(_returned(row))
 
     async def enqueue_once(
@@ -553,7 +591,7 @@ class Store:
         async with (
             _unknown_user(new.user_id),
             translate_errors(),
-            self._pool.acquire() as connection,
+            self._acquire() as connection,
             connection.transaction(),
         ):
             taken = await connection.fetchval(
@@ -582,7 +620,7 @@ class Store:
 
     async def get_notification(self, notification_id: int) -> Notification:
         async with translate_errors():
-            row = await self._pool.fetchrow(SELECT_NOTIFICATION, notification_id)
+            row = await self._fetchrow(SELECT_NOTIFICATION, notification_id)
         if row is None:
             raise NotFoundError(f"notification {notification_id} does not exist")
         return _notification(row)
@@ -590,7 +628,7 @@ class Store:
     async def list_notifications(self, where: NotificationFilter, limit: int) -> list[Notification]:
         """Up to `limit` notifications matching `where`, newest first."""
         async with translate_errors():
-            rows = await self._pool.fetch(
+            rows = await self._fetch(
                 LIST_NOTIFICATIONS,
                 where.status,
                 where.user_id,
@@ -605,7 +643,7 @@ class Store:
     async def attempts(self, notification_ids: Sequence[int]) -> dict[int, list[Attempt]]:
         """The attempt log of each notification, oldest first."""
         async with translate_errors():
-            rows = await self._pool.fetch(SELECT_ATTEMPTS, list(notification_ids))
+            rows = await self._fetch(SELECT_ATTEMPTS, list(notification_ids))
         result: dict[int, list[Attempt]] = {nid: [] for nid in notification_ids}
         for row in rows:
             result[row["notification_id"]].append(_attempt(row))
@@ -618,7 +656,7 @@ class Store:
     ) -> list[ClaimedNotification]:
         """Lease up to `limit` due notifications to `owner`, in the order to deliver them."""
         async with translate_errors():
-            rows = await self._pool.fetch(CLAIM, limit, owner, lease_seconds)
+            rows = await self._fetch(CLAIM, limit, owner, lease_seconds)
         # UPDATE ... RETURNING does not keep the order the rows were picked in.
         rows.sort(key=lambda row: (-row["priority"], row["run_after"], row["id"]))
         return [_claimed(row) for row in rows]
@@ -635,7 +673,7 @@ class Store:
         finals = [(r.notification_id, status) for r, status in entries if status is not None]
         others = [r.notification_id for r, status in entries if status is None]
         async with translate_errors():
-            rows = await self._pool.fetch(
+            rows = await self._fetch(
                 RECORD_ATTEMPTS,
                 owner,
                 [r.notification_id for r in records],
@@ -658,9 +696,7 @@ class Store:
     ) -> bool:
         """Set a final status when nothing is left to try (a resumed, used-up delivery)."""
         async with translate_errors():
-            found = await self._pool.fetchval(
-                FINISH_WITHOUT_ATTEMPT, notification_id, owner, status
-            )
+            found = await self._fetchval(FINISH_WITHOUT_ATTEMPT, notification_id, owner, status)
         return found is not None
 
     async def extend_leases(
@@ -672,7 +708,7 @@ class Store:
     ) -> None:
         """Renew `owner`'s leases, except those claimed or renewed in `renewed_within` s."""
         async with translate_errors():
-            await self._pool.execute(
+            await self._execute(
                 EXTEND_LEASES, owner, list(notification_ids), lease_seconds, renewed_within
             )
 
@@ -681,7 +717,7 @@ class Store:
         ids = [notification_id for notification_id, _ in unfinished]
         times = [run_after for _, run_after in unfinished]
         async with translate_errors():
-            await self._pool.execute(RELEASE, owner, ids, times)
+            await self._execute(RELEASE, owner, ids, times)
 
     async def requeue_expired(self, limit: int = 1000) -> int:
         """Make notifications whose lease ran out claimable again; wake the dispatchers."""
@@ -706,22 +742,22 @@ class Store:
 
     async def _delete(self, query: str, *args: Any) -> int:
         async with translate_errors():
-            status = await self._pool.execute(query, *args)
+            status = await self._execute(query, *args)
         return int(status.split()[-1])
 
     async def _requeue(self, query: str, *args: Any) -> int:
         async with translate_errors():
-            status = await self._pool.execute(query, *args)
+            status = await self._execute(query, *args)
             count = int(status.split()[-1])
             if count:
-                await self._pool.execute(WAKE, WAKE_CHANNEL)
+                await self._execute(WAKE, WAKE_CHANNEL)
         return count
 
     # Dashboard
 
     async def dashboard_counts(self, window: float) -> DashboardCounts:
         """What the admin pages' header shows: pending now, outcomes of the last `window` s."""
-        async with translate_errors(), self._pool.acquire() as connection:
+        async with translate_errors(), self._acquire() as connection:
             totals = _returned(await connection.fetchrow(DASHBOARD_FINISHED, window))
             rows = await connection.fetch(DASHBOARD_CHANNELS, window)
         found = {row["channel"]: (row["attempts"], row["succeeded"]) for row in rows}
@@ -736,7 +772,7 @@ class Store:
     async def list_users(self, after_id: int | None, limit: int) -> list[User]:
         """Up to `limit` users with ids above `after_id`, oldest first."""
         async with translate_errors():
-            rows = await self._pool.fetch(LIST_USERS, after_id, limit)
+            rows = await self._fetch(LIST_USERS, after_id, limit)
         return [_user(row) for row in rows]
 
 
