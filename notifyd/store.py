@@ -18,7 +18,7 @@ import asyncpg
 import orjson
 from asyncpg.pool import PoolConnectionProxy
 
-from notifyd.constants import CHANNELS, FAILED, PRESENCE_LOCK_NAMESPACE, WAKE_CHANNEL
+from notifyd.constants import CHANNELS, FAILED, PRESENCE_LOCK_NAMESPACE, SENT, WAKE_CHANNEL
 from notifyd.exceptions import (
     ConstraintViolationError,
     DatabaseUnavailableError,
@@ -170,23 +170,24 @@ CLAIM: Final = """
 # A batch of attempts in one statement (one row per notification: an actor waits for its
 # attempt to be written before it makes the next). Final statuses are set, and their
 # attempts written, only where this instance still holds the lease; so are other attempts.
-# Leases are looked up by primary key (`= ANY`), never by joining the unnested batch,
-# whose row count the planner cannot know.
+# The plan may not depend on the planner's guesses, which are poor here (how many rows this
+# instance holds is never in the statistics): notifications are found by primary key
+# (`= ANY`, never a join with an unnested array or a walk of every leased row), and the
+# batch is filtered by two hashed sets (IN under OR is never turned into a join).
+# `lease_expires_at IS NOT NULL` stands for status 'processing' (the lease_consistent check
+# makes them equal while locked_by is set), so the partial index of leased rows, which
+# holds every row in flight, is not a candidate.
 RECORD_ATTEMPTS: Final = """
     WITH finished AS (
         UPDATE notifyd.notifications AS n
-        SET status = f.status, locked_by = NULL, lease_expires_at = NULL,
-            finished_at = now(), updated_at = now()
-        FROM unnest($11::bigint[], $12::text[]) AS f (id, status)
-        WHERE n.id = f.id AND n.locked_by = $1 AND n.status = 'processing'
+        SET status = CASE WHEN n.id = ANY($12::bigint[]) THEN 'failed' ELSE 'sent' END,
+            locked_by = NULL, lease_expires_at = NULL, finished_at = now(), updated_at = now()
+        WHERE n.id = ANY($11::bigint[]) AND n.locked_by = $1 AND n.lease_expires_at IS NOT NULL
         RETURNING n.id
     ),
     held AS (
         SELECT id FROM notifyd.notifications
-        WHERE id = ANY($13::bigint[]) AND locked_by = $1 AND status = 'processing'
-    ),
-    written AS (
-        SELECT id FROM finished UNION ALL SELECT id FROM held
+        WHERE id = ANY($13::bigint[]) AND locked_by = $1 AND lease_expires_at IS NOT NULL
     )
     INSERT INTO notifyd.notification_attempts
         (notification_id, channel, attempt, status, error, transient, provider_response,
@@ -197,7 +198,8 @@ RECORD_ATTEMPTS: Final = """
                 $7::boolean[], $8::jsonb[], $9::timestamptz[], $10::timestamptz[])
             AS b (notification_id, channel, attempt, status, error, transient,
                   provider_response, started_at, finished_at)
-        JOIN written ON written.id = b.notification_id
+    WHERE b.notification_id IN (SELECT id FROM finished)
+       OR b.notification_id IN (SELECT id FROM held)
     RETURNING notification_id
 """
 FINISH_WITHOUT_ATTEMPT: Final = """
@@ -670,8 +672,18 @@ class Store:
         others' leases are no longer `owner`'s, and nothing was written for them.
         """
         records = [record for record, _ in entries]
-        finals = [(r.notification_id, status) for r, status in entries if status is not None]
-        others = [r.notification_id for r, status in entries if status is None]
+        finals: list[int] = []
+        failed: list[int] = []
+        others: list[int] = []
+        for record, status in entries:
+            if status is None:
+                others.append(record.notification_id)
+                continue
+            if status not in (SENT, FAILED):
+                raise ValueError(f"a final status is {SENT!r} or {FAILED!r}, not {status!r}")
+            finals.append(record.notification_id)
+            if status == FAILED:
+                failed.append(record.notification_id)
         async with translate_errors():
             rows = await self._fetch(
                 RECORD_ATTEMPTS,
@@ -685,8 +697,8 @@ class Store:
                 [r.provider_response for r in records],
                 [r.started_at for r in records],
                 [r.finished_at for r in records],
-                [notification_id for notification_id, _ in finals],
-                [status for _, status in finals],
+                finals,
+                failed,
                 others,
             )
         return {row[0] for row in rows}
