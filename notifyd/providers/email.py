@@ -78,6 +78,10 @@ class EmailProvider(Provider):
             raise PermanentProviderError("user has no email address")
         to = message.recipient.email
         _refuse_line_breaks(message.subject, to)
+        if not self._idle:
+            # Fails before a timer is armed: a server that is down refuses every attempt,
+            # so this is the path that runs thousands of times a second.
+            self._refuse_while_unreachable()
         error: ProviderError | None = None
         try:
             answer, mail = await self._deliver(lambda: self._build(message, to))
@@ -192,16 +196,18 @@ class EmailProvider(Provider):
             self._discard(connection)
         return await self._connect(), False
 
-    async def _connect(self) -> _Connection:
-        settings = self._settings
-        now = time.monotonic()
-        if now < self._unreachable_until:
+    def _refuse_while_unreachable(self) -> None:
+        if time.monotonic() < self._unreachable_until:
             # The server refused a connection moments ago: do not knock again yet. Under
             # load this spares a server that is down, and this daemon's CPU.
             raise TransientProviderError(
                 f"SMTP connection failed: {self._unreachable_reason}"
-                f" (not tried again for {settings.connect_cooldown:g}s)"
+                f" (not tried again for {self._settings.connect_cooldown:g}s)"
             )
+
+    async def _connect(self) -> _Connection:
+        settings = self._settings
+        self._refuse_while_unreachable()
         if self._local_hostname is None:
             # aiosmtplib resolves the FQDN in a thread on every connect; do it once.
             self._local_hostname = await asyncio.to_thread(socket.getfqdn)
