@@ -86,13 +86,15 @@ class ChannelActors:
 
     async def run(self) -> None:
         recorder = self._context.recorder
+        task = asyncio.current_task()
+        assert task is not None
         while True:
             # No new attempt while attempts already made cannot be written.
             await recorder.wait_for_room()
             delivery = await self.inbox.get()
             self.busy += 1
             try:
-                await self.deliver(delivery)
+                await self.deliver(delivery, task)
             finally:
                 self.busy -= 1
                 self.inbox.task_done()
@@ -104,6 +106,9 @@ class ChannelActors:
         if self.draining:
             self.parked.append((notification_id, due))
             self._context.in_flight.done(notification_id)
+            return
+        if delay <= 0:
+            self.inbox.put_nowait(delivery)  # no timer to wait out
             return
         loop = asyncio.get_running_loop()
         handle = loop.call_later(delay, self._wake_scheduled, notification_id)
@@ -127,13 +132,16 @@ class ChannelActors:
             self.inbox.task_done()
         return taken
 
-    async def deliver(self, delivery: Delivery) -> None:
-        """Make one attempt and hand it to the recorder; act on it once it is written."""
+    async def deliver(self, delivery: Delivery, task: asyncio.Task[Any]) -> None:
+        """Make one attempt in `task` (the calling actor's) and hand it to the recorder.
+
+        Acts on the attempt once it is written.
+        """
         notification = delivery.notification
         attempt = delivery.attempts_on_channel + 1
         started_at = datetime.now(UTC)
         started = time.perf_counter()
-        outcome = await self._attempt(delivery)
+        outcome = await self._attempt(delivery, task)
         elapsed = time.perf_counter() - started
         finished_at = datetime.now(UTC)
         metrics = self._metrics
@@ -199,11 +207,9 @@ class ChannelActors:
             delivery.attempts_on_channel = 0
             self._context.hand_off(delivery)
 
-    async def _attempt(self, delivery: Delivery) -> Outcome:
+    async def _attempt(self, delivery: Delivery, task: asyncio.Task[Any]) -> Outcome:
         notification = delivery.notification
         message = delivery.message
-        task = asyncio.current_task()
-        assert task is not None
         self._deadlines.arm(task)
         try:
             response = await self.provider.send(message)
