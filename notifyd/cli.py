@@ -21,7 +21,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from notifyd import __version__, commands, config_check
+from notifyd import __version__, commands, config_check, eventloop
 from notifyd.app import FATAL, create_app
 from notifyd.commands import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
 from notifyd.config import Settings, load_settings
@@ -71,10 +71,10 @@ def main(argv: list[str] | None = None) -> int:
             if args.command == "psql":
                 return _psql(url, extra)
             if args.command == "migrate":
-                return asyncio.run(_migrate(settings, url))
+                return eventloop.run(_migrate(settings, url))
             if action is not None:
-                return asyncio.run(commands.run(settings, url, action))
-            return asyncio.run(_serve(settings, url, embedded))
+                return eventloop.run(commands.run(settings, url, action))
+            return eventloop.run(_serve(settings, url, embedded))
     except DatabaseUnavailableError as exc:
         log.error("database_unavailable", error=str(exc))
         print(f"notifyd: {exc}", file=sys.stderr)
@@ -141,7 +141,7 @@ def _check_config(settings: Settings, path: Path | None) -> int:
             database, _ = stack.enter_context(_database(settings, announce=False))
         except DatabaseUnavailableError as exc:
             database = exc  # reported as the database's line; the channels are still tried
-        results = asyncio.run(config_check.check_all(settings, source, database))
+        results = eventloop.run(config_check.check_all(settings, source, database))
     print(config_check.report(results, settings))
     return EXIT_OK if config_check.all_ok(results) else EXIT_FAILURE
 
@@ -221,6 +221,7 @@ async def _serve(settings: Settings, url: str, embedded: EmbeddedPostgres | None
             host=settings.http.host,
             port=settings.http.port,
             database=settings.database.redacted_url() or "embedded",
+            event_loop=eventloop.loop_name(),
         )
         stop_wait = asyncio.create_task(stop.wait())
         fatal_wait = asyncio.create_task(app[FATAL].wait())

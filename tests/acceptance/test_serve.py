@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 import socket
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
@@ -108,6 +109,9 @@ async def test_serve_without_a_database_starts_an_embedded_one_that_keeps_its_da
     }
     base = f"http://127.0.0.1:{port}"
     daemon = await launch("serve", env=env)
+    started = next(e for e in daemon.events() if e["event"] == "notifyd_started")
+    # uvloop is a dependency wherever it is built, which is everywhere but Windows.
+    assert started["event_loop"] == ("asyncio" if sys.platform == "win32" else "uvloop")
     async with aiohttp.ClientSession() as session:
         async with session.post(f"{base}/api/users/", json={"phone": "+15551234567"}) as r:
             assert r.status == 201
