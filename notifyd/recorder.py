@@ -162,7 +162,7 @@ class Recorder:
     async def _write(self, batch: list[_Entry]) -> bool:
         """Write one batch; on an outage put back what is still worth retrying."""
         try:
-            written = await self._store.record_attempts(
+            not_written = await self._store.record_attempts(
                 self._owner, [(entry.record, entry.final_status) for entry in batch]
             )
         except DatabaseUnavailableError as exc:
@@ -186,7 +186,7 @@ class Recorder:
         self.batches += 1
         self.records += len(batch)
         for entry in batch:
-            owned = entry.record.notification_id in written
+            owned = entry.record.notification_id not in not_written
             if not owned:
                 log.warning(
                     "lease_lost",

@@ -173,7 +173,10 @@ CLAIM: Final = """
 # The plan may not depend on the planner's guesses, which are poor here (how many rows this
 # instance holds is never in the statistics): notifications are found by primary key
 # (`= ANY`, never a join with an unnested array or a walk of every leased row), and the
-# batch is filtered by two hashed sets (IN under OR is never turned into a join).
+# batch is filtered by two hashed sets (IN under OR is never turned into a join). It answers
+# with the ids it did not write, almost always none: one empty array to decode, not a row
+# per attempt. Provider answers come as JSON text: asyncpg's jsonb codec would call back
+# into Python for each one.
 # `lease_expires_at IS NOT NULL` stands for status 'processing' (the lease_consistent check
 # makes them equal while locked_by is set), so the partial index of leased rows, which
 # holds every row in flight, is not a candidate.
@@ -188,19 +191,25 @@ RECORD_ATTEMPTS: Final = """
     held AS (
         SELECT id FROM notifyd.notifications
         WHERE id = ANY($13::bigint[]) AND locked_by = $1 AND lease_expires_at IS NOT NULL
+    ),
+    written AS (
+        INSERT INTO notifyd.notification_attempts
+            (notification_id, channel, attempt, status, error, transient, provider_response,
+             started_at, finished_at)
+        SELECT b.notification_id, b.channel, b.attempt, b.status, b.error, b.transient,
+               b.provider_response::jsonb, b.started_at, b.finished_at
+        FROM unnest($2::bigint[], $3::text[], $4::integer[], $5::text[], $6::text[],
+                    $7::boolean[], $8::text[], $9::timestamptz[], $10::timestamptz[])
+                AS b (notification_id, channel, attempt, status, error, transient,
+                      provider_response, started_at, finished_at)
+        WHERE b.notification_id IN (SELECT id FROM finished)
+           OR b.notification_id IN (SELECT id FROM held)
+        RETURNING notification_id
     )
-    INSERT INTO notifyd.notification_attempts
-        (notification_id, channel, attempt, status, error, transient, provider_response,
-         started_at, finished_at)
-    SELECT b.notification_id, b.channel, b.attempt, b.status, b.error, b.transient,
-           b.provider_response, b.started_at, b.finished_at
-    FROM unnest($2::bigint[], $3::text[], $4::integer[], $5::text[], $6::text[],
-                $7::boolean[], $8::jsonb[], $9::timestamptz[], $10::timestamptz[])
-            AS b (notification_id, channel, attempt, status, error, transient,
-                  provider_response, started_at, finished_at)
-    WHERE b.notification_id IN (SELECT id FROM finished)
-       OR b.notification_id IN (SELECT id FROM held)
-    RETURNING notification_id
+    SELECT ARRAY(
+        SELECT id FROM unnest($2::bigint[]) AS id
+        WHERE id NOT IN (SELECT notification_id FROM written)
+    )
 """
 FINISH_WITHOUT_ATTEMPT: Final = """
     UPDATE notifyd.notifications
@@ -391,6 +400,10 @@ def _attempt(row: asyncpg.Record) -> Attempt:
     )
 
 
+def _json_text(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
 def _claimed(row: asyncpg.Record) -> ClaimedNotification:
     return ClaimedNotification(
         id=row["id"],
@@ -450,7 +463,7 @@ async def _keep_session(_connection: asyncpg.Connection) -> None:
 async def _init_connection(connection: asyncpg.Connection) -> None:
     await connection.set_type_codec(
         "jsonb",
-        encoder=lambda value: orjson.dumps(value).decode(),
+        encoder=_json_text,
         decoder=orjson.loads,
         schema="pg_catalog",
     )
@@ -668,8 +681,8 @@ class Store:
     ) -> set[int]:
         """Write attempts (with final statuses where given) while `owner` holds the leases.
 
-        At most one entry per notification. Returns the notification ids written; the
-        others' leases are no longer `owner`'s, and nothing was written for them.
+        At most one entry per notification. Returns the notification ids not written: their
+        leases are no longer `owner`'s, and nothing was written for them.
         """
         records = [record for record, _ in entries]
         finals: list[int] = []
@@ -685,7 +698,7 @@ class Store:
             if status == FAILED:
                 failed.append(record.notification_id)
         async with translate_errors():
-            rows = await self._fetch(
+            not_written: list[int] = await self._fetchval(
                 RECORD_ATTEMPTS,
                 owner,
                 [r.notification_id for r in records],
@@ -694,14 +707,17 @@ class Store:
                 [r.status for r in records],
                 [r.error for r in records],
                 [r.transient for r in records],
-                [r.provider_response for r in records],
+                [
+                    None if r.provider_response is None else _json_text(r.provider_response)
+                    for r in records
+                ],
                 [r.started_at for r in records],
                 [r.finished_at for r in records],
                 finals,
                 failed,
                 others,
             )
-        return {row[0] for row in rows}
+        return set(not_written)
 
     async def finish_without_attempt(
         self, notification_id: int, owner: UUID, status: str = FAILED
