@@ -145,33 +145,9 @@ SELECT_ATTEMPTS: Final = """
     ORDER BY notification_id, id
 """
 
-# The claim: the most urgent due rows first, then the longest due, skipping rows another
-# instance is claiming right now.
-CLAIM: Final = """
-    WITH picked AS (
-        SELECT id FROM notifyd.notifications
-        WHERE status = 'pending' AND run_after <= now()
-        ORDER BY priority DESC, run_after, id
-        LIMIT $1
-        FOR UPDATE SKIP LOCKED
-    )
-    UPDATE notifyd.notifications AS n
-    SET status = 'processing',
-        locked_by = $2,
-        lease_expires_at = now() + make_interval(secs => $3),
-        claims = n.claims + 1,
-        updated_at = now()
-    FROM picked, notifyd.users AS u
-    WHERE n.id = picked.id AND u.id = n.user_id
-    RETURNING n.id, n.user_id, n.subject, n.message, n.channels, n.claims, n.created_at,
-              n.priority, n.run_after, u.email, u.phone, u.telegram_chat_id
-"""
-# Run before CLAIM in its transaction. The only good plan walks the pending index in its
-# own order and stops after `limit` rows. Statistics from before a bulk insert (a fresh
-# database, or autovacuum not yet round) make the planner expect a handful of pending rows,
-# and it then reads all of them through a bitmap and sorts them, on disk past work_mem:
-# 50-70 ms a claim at a 100,000 backlog instead of 5-12 ms, until the next ANALYZE.
-CLAIM_PLAN: Final = "SET LOCAL enable_sort = off; SET LOCAL enable_bitmapscan = off"
+# The claim: `notifyd.claim()` (sql/0006_claim_function.sql) leases the most urgent due
+# rows, with the planner settings that keep its plan right on stale statistics.
+CLAIM: Final = "SELECT * FROM notifyd.claim($1, $2, $3)"
 
 # A batch of attempts in one statement (one row per notification: an actor waits for its
 # attempt to be written before it makes the next). Final statuses are set, and their
@@ -676,9 +652,8 @@ class Store:
         self, limit: int, owner: UUID, lease_seconds: float
     ) -> list[ClaimedNotification]:
         """Lease up to `limit` due notifications to `owner`, in the order to deliver them."""
-        async with translate_errors(), self._acquire() as connection, connection.transaction():
-            await connection.execute(CLAIM_PLAN)
-            rows = await connection.fetch(CLAIM, limit, owner, lease_seconds)
+        async with translate_errors():
+            rows = await self._fetch(CLAIM, limit, owner, lease_seconds)
         # UPDATE ... RETURNING does not keep the order the rows were picked in.
         rows.sort(key=lambda row: (-row["priority"], row["run_after"], row["id"]))
         return [_claimed(row) for row in rows]

@@ -1,8 +1,9 @@
-"""The delivery path's statements keep their plan when the statistics are wrong.
+"""The claim keeps its plan when the statistics are wrong.
 
 A fresh database, or a bulk insert that autovacuum has not analyzed yet, is exactly what a
 new user and a big enqueue produce: the planner then believes the queue holds a handful of
-rows.
+rows. EXPLAIN cannot look inside a function, so the test plans the statement that
+`notifyd.claim()` runs, taken from the catalog, with and without the function's settings.
 """
 
 from __future__ import annotations
@@ -11,7 +12,9 @@ import uuid
 
 import asyncpg
 
-from notifyd.store import CLAIM, CLAIM_PLAN, SERVER_SETTINGS
+from notifyd.store import SERVER_SETTINGS
+
+CLAIM_FUNCTION = "notifyd.claim(integer, uuid, double precision)"
 
 
 async def stale_backlog(database_url: str, count: int) -> asyncpg.Connection:
@@ -33,11 +36,22 @@ async def stale_backlog(database_url: str, count: int) -> asyncpg.Connection:
     return connection
 
 
-async def claim_plan(connection: asyncpg.Connection, *, settings: str | None) -> str:
+async def claim_statement(connection: asyncpg.Connection) -> tuple[str, list[str]]:
+    """The statement the function EXECUTEs ($1..$3 are its arguments), and its settings."""
+    row = await connection.fetchrow(
+        f"SELECT prosrc, proconfig FROM pg_proc WHERE oid = '{CLAIM_FUNCTION}'::regprocedure"
+    )
+    assert row is not None
+    statement = row["prosrc"].split("$claim$")[1]
+    return statement, list(row["proconfig"] or [])
+
+
+async def plan(connection: asyncpg.Connection, statement: str, settings: list[str]) -> str:
     async with connection.transaction():
-        if settings is not None:
-            await connection.execute(settings)
-        rows = await connection.fetch(f"EXPLAIN {CLAIM}", 250, uuid.uuid4(), 30.0)
+        for setting in settings:
+            name, _, value = setting.partition("=")
+            await connection.execute("SELECT set_config($1, $2, true)", name, value)
+        rows = await connection.fetch(f"EXPLAIN {statement}", 250, uuid.uuid4(), 30.0)
     return "\n".join(row[0] for row in rows)
 
 
@@ -46,13 +60,38 @@ async def test_claim_walks_the_pending_index_in_order_even_with_stale_statistics
 ) -> None:
     connection = await stale_backlog(database_url, 20_000)
     try:
+        statement, settings = await claim_statement(connection)
+        assert sorted(settings) == ["enable_bitmapscan=off", "enable_sort=off"]
+
         # The trap is there: left to itself, the planner reads every pending row and sorts.
-        unguarded = await claim_plan(connection, settings=None)
+        unguarded = await plan(connection, statement, [])
         assert "Sort" in unguarded, unguarded
 
-        guarded = await claim_plan(connection, settings=CLAIM_PLAN)
+        guarded = await plan(connection, statement, settings)
         assert "Index Scan using notifications_pending_idx" in guarded, guarded
         assert "Sort" not in guarded, guarded
         assert "Bitmap" not in guarded, guarded
+    finally:
+        await connection.close()
+
+
+async def test_claim_function_leases_the_most_urgent_rows_first(
+    database_url: str,
+) -> None:
+    connection = await stale_backlog(database_url, 300)
+    try:
+        await connection.execute(
+            "UPDATE notifyd.notifications SET priority = 5 WHERE id IN (17, 250)"
+        )
+        owner = uuid.uuid4()
+        rows = await connection.fetch("SELECT * FROM notifyd.claim(3, $1, 30)", owner)
+        assert sorted(row["id"] for row in rows) == [1, 17, 250]
+        assert {row["phone"] for row in rows} == {"+79001234567"}
+        leased = await connection.fetchval(
+            "SELECT count(*) FROM notifyd.notifications "
+            "WHERE status = 'processing' AND locked_by = $1 AND claims = 1",
+            owner,
+        )
+        assert leased == 3
     finally:
         await connection.close()
