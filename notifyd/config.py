@@ -140,6 +140,7 @@ class DatabaseSettings(_Section):
 class DispatcherSettings(_Section):
     poll_interval: float = Field(default=1.0, gt=0)
     batch_size: int = Field(default=250, ge=1, le=10_000)
+    claimers: int = Field(default=2, ge=1, le=16)
     max_in_flight: int = Field(default=1000, ge=1)
     listen_check_interval: float = Field(default=5.0, gt=0)
     reconnect_backoff_max: float = Field(default=10.0, gt=0)

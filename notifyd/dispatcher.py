@@ -37,6 +37,7 @@ class Dispatcher:
         may_claim: Callable[[], bool],
         poll_interval: float,
         batch_size: int,
+        claimers: int,
         lease_seconds: float,
         max_attempts: int,
     ) -> None:
@@ -47,6 +48,10 @@ class Dispatcher:
         self._may_claim = may_claim
         self._poll_interval = poll_interval
         self._batch_size = batch_size
+        self._claimers = claimers
+        # Room promised to claims still running, and whether one found the table dry.
+        self._reserved = 0
+        self._exhausted = False
         self._lease_seconds = lease_seconds
         self._max_attempts = max_attempts
         self._wake = asyncio.Event()
@@ -81,21 +86,39 @@ class Dispatcher:
                 self.rounds += 1
 
     async def claim_available(self) -> int:
-        """Claim until the table has nothing ready or there is no room; return the count."""
-        total = 0
+        """Claim until the table has nothing ready or there is no room; return the count.
+
+        Up to `claimers` claims run at once (SKIP LOCKED keeps them apart): a claim spends
+        most of its time in the database, and one after the other they were what held a
+        drain back while the rest of the pipeline waited.
+        """
         if not self._may_claim():
-            return total
-        while not self._stopping and (room := self._in_flight.free()) > 0:
-            limit = min(self._batch_size, room)
+            return 0
+        self._exhausted = False
+        async with asyncio.TaskGroup() as lanes:  # a lane that fails cancels the others
+            counts = [lanes.create_task(self._claim_lane()) for _ in range(self._claimers)]
+        return sum(count.result() for count in counts)
+
+    async def _claim_lane(self) -> int:
+        """Claim batch after batch until the table runs dry, room runs out, or claims fail."""
+        total = 0
+        while not self._stopping and not self._exhausted:
+            limit = min(self._batch_size, self._in_flight.free() - self._reserved)
+            if limit <= 0:
+                break
+            self._reserved += limit
             started = time.perf_counter()
             try:
                 claimed = await self._store.claim(limit, self._owner, self._lease_seconds)
             except DatabaseUnavailableError as exc:
+                self._exhausted = True
                 # Once per outage, not once per poll.
                 if self._failing_since is None:
                     self._failing_since = time.monotonic()
                     log.warning("claim_failed", error=str(exc))
-                return total
+                break
+            finally:
+                self._reserved -= limit
             if self._failing_since is not None:
                 log.info(
                     "claim_recovered",
@@ -104,6 +127,8 @@ class Dispatcher:
                 self._failing_since = None
             full = len(claimed) == limit
             self._in_flight.backlog = full
+            if not full:
+                self._exhausted = True
             if claimed:
                 log.debug(
                     "claimed",
@@ -117,8 +142,6 @@ class Dispatcher:
                 self._in_flight.add(notification.id)
             await self._admit(claimed)
             total += len(claimed)
-            if not full:
-                break
         return total
 
     async def _admit(self, claimed: list[ClaimedNotification]) -> None:

@@ -96,6 +96,7 @@ class DeliveryService:
             may_claim=self.listener.present.is_set,
             poll_interval=dispatcher_settings.poll_interval,
             batch_size=dispatcher_settings.batch_size,
+            claimers=dispatcher_settings.claimers,
             lease_seconds=delivery.lease_seconds,
             max_attempts=delivery.max_attempts,
         )
