@@ -52,6 +52,7 @@ class Dispatcher:
         # Room promised to claims still running, and whether one found the table dry.
         self._reserved = 0
         self._exhausted = False
+        self._lanes: list[asyncio.Task[int]] = []
         self._lease_seconds = lease_seconds
         self._max_attempts = max_attempts
         self._wake = asyncio.Event()
@@ -88,19 +89,23 @@ class Dispatcher:
     async def claim_available(self) -> int:
         """Claim until the table has nothing ready or there is no room; return the count.
 
-        Up to `claimers` claims run at once (SKIP LOCKED keeps them apart): a claim spends
-        most of its time in the database, and one after the other they were what held a
-        drain back while the rest of the pipeline waited.
+        One claim at a time while the table has less than a batch ready; once a claim
+        comes back full (a backlog), up to `claimers` run at once (SKIP LOCKED keeps them
+        apart). A claim spends most of its time in the database, and one after the other
+        they held a drain back while the rest of the pipeline waited.
         """
         if not self._may_claim():
             return 0
         self._exhausted = False
         async with asyncio.TaskGroup() as lanes:  # a lane that fails cancels the others
-            counts = [lanes.create_task(self._claim_lane()) for _ in range(self._claimers)]
-        return sum(count.result() for count in counts)
+            self._lanes = [lanes.create_task(self._claim_lane(lanes))]
+        return sum(lane.result() for lane in self._lanes)
 
-    async def _claim_lane(self) -> int:
-        """Claim batch after batch until the table runs dry, room runs out, or claims fail."""
+    async def _claim_lane(self, lanes: asyncio.TaskGroup) -> int:
+        """Claim batch after batch until the table runs dry, room runs out, or claims fail.
+
+        A full batch opens another lane in `lanes`, up to `claimers`.
+        """
         total = 0
         while not self._stopping and not self._exhausted:
             limit = min(self._batch_size, self._in_flight.free() - self._reserved)
@@ -129,6 +134,8 @@ class Dispatcher:
             self._in_flight.backlog = full
             if not full:
                 self._exhausted = True
+            elif len(self._lanes) < self._claimers:
+                self._lanes.append(lanes.create_task(self._claim_lane(lanes)))
             if claimed:
                 log.debug(
                     "claimed",
