@@ -26,8 +26,11 @@ async def backlog(db: asyncpg.Connection, count: int) -> None:
     )
 
 
-def dispatcher(store: Store, in_flight: InFlight, routed: list[Delivery]) -> Dispatcher:
-    return Dispatcher(
+async def claim_round(store: Store, capacity: int) -> tuple[int, list[int], InFlight]:
+    """One `claim_available()` with up to 3 lanes of 40: the count, ids routed, in-flight."""
+    in_flight = InFlight(capacity=capacity, refill_threshold=1, on_room=lambda: None)
+    routed: list[Delivery] = []
+    dispatcher = Dispatcher(
         store,
         uuid.uuid4(),
         in_flight,
@@ -39,18 +42,17 @@ def dispatcher(store: Store, in_flight: InFlight, routed: list[Delivery]) -> Dis
         lease_seconds=30.0,
         max_attempts=3,
     )
+    claimed = await dispatcher.claim_available()
+    return claimed, [delivery.notification.id for delivery in routed], in_flight
 
 
 async def test_concurrent_claims_fill_the_room_exactly_and_take_each_row_once(
     db: asyncpg.Connection, store: Store
 ) -> None:
     await backlog(db, 500)
-    in_flight = InFlight(capacity=190, refill_threshold=1, on_room=lambda: None)
-    routed: list[Delivery] = []
 
-    claimed = await dispatcher(store, in_flight, routed).claim_available()
+    claimed, ids, in_flight = await claim_round(store, capacity=190)
 
-    ids = [delivery.notification.id for delivery in routed]
     assert claimed == len(ids) == len(set(ids)) == len(in_flight) == 190
     assert (
         await db.fetchval("SELECT count(*) FROM notifyd.notifications WHERE status = 'processing'")
@@ -62,13 +64,11 @@ async def test_concurrent_claims_stop_when_the_table_runs_dry(
     db: asyncpg.Connection, store: Store
 ) -> None:
     await backlog(db, 130)
-    in_flight = InFlight(capacity=1000, refill_threshold=1, on_room=lambda: None)
-    routed: list[Delivery] = []
 
-    claimed = await dispatcher(store, in_flight, routed).claim_available()
+    claimed, ids, in_flight = await claim_round(store, capacity=1000)
 
     assert claimed == 130
-    assert sorted(d.notification.id for d in routed) == sorted(
+    assert sorted(ids) == sorted(
         row["id"] for row in await db.fetch("SELECT id FROM notifyd.notifications")
     )
     assert not in_flight.backlog
