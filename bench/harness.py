@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -32,6 +33,15 @@ INSERT_SERIES: Final = """
 """
 COUNT_DONE: Final = "SELECT count(*) FROM notifyd.notifications WHERE status IN ('sent', 'failed')"
 COUNT_ALL: Final = "SELECT count(*) FROM notifyd.notifications"
+
+
+def settings_from_environment() -> dict[str, str]:
+    """`NOTIFYD_*` variables of the caller, handed to every daemon under test.
+
+    For tuning runs, e.g. `NOTIFYD_DISPATCHER__BATCH_SIZE=100 make bench`. The bench's own
+    settings (database, port, log level, grace period, scenario settings) still win.
+    """
+    return {name: value for name, value in os.environ.items() if name.startswith("NOTIFYD_")}
 
 
 class MeasureError(RuntimeError):
@@ -113,6 +123,7 @@ class Bench:
                 output = self.results_dir / f"pyinstrument-{self.stamp}-{label}.txt"
                 argv = python_argv("-m", "pyinstrument", "-r", "text", "-o", str(output), *argv[1:])
             child_env = {
+                **settings_from_environment(),
                 "NOTIFYD_DATABASE__URL": url,
                 "NOTIFYD_HTTP__PORT": str(port),
                 "NOTIFYD_LOG__LEVEL": self.params.log_level,

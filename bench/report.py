@@ -10,7 +10,7 @@ import subprocess
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from bench.procs import REPO
 
@@ -186,4 +186,25 @@ def header_lines(info: dict[str, Any]) -> list[str]:
         f"notifyd: {host['git_commit']}{' + uncommitted changes' if host['git_dirty'] else ''}"
         f"; load generator: {info.get('load_tool', '?')}"
         f"; load average at start {host['load_average'][0]:.2f}",
+        *(
+            [f"notifyd settings from the environment: {_pairs(info['notifyd_settings'])}"]
+            if info.get("notifyd_settings")
+            else []
+        ),
     ]
+
+
+# Values of these are never printed or saved: tokens, passwords, URLs that may hold one.
+_SECRET_PARTS: Final = ("TOKEN", "PASSWORD", "SECRET", "URL", "AUTH", "KEY")
+
+
+def shown_settings(settings: dict[str, str]) -> dict[str, str]:
+    """The settings as they may appear in the output: secret values masked."""
+    return {
+        name: "***" if any(part in name for part in _SECRET_PARTS) else value
+        for name, value in settings.items()
+    }
+
+
+def _pairs(settings: dict[str, str]) -> str:
+    return ", ".join(f"{name}={value}" for name, value in sorted(settings.items()))

@@ -22,7 +22,7 @@ from typing import Any
 
 from bench import load, report
 from bench import profile as profiling
-from bench.harness import Bench, MeasureError, Params
+from bench.harness import Bench, MeasureError, Params, settings_from_environment
 from bench.postgres import BenchPostgres
 from bench.report import Figure
 from bench.scenarios import SCENARIOS
@@ -129,6 +129,7 @@ async def _run(
         "machine": report.machine(),
         "postgres": await pg.describe(),
         "load_tool": load.tool(),
+        "notifyd_settings": report.shown_settings(settings_from_environment()),
         "params": params.__dict__,
     }
     for line in report.header_lines(info):
