@@ -6,6 +6,7 @@ import asyncio
 import uuid
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
+from typing import Final
 
 from notifyd.actors import ActorContext, ChannelActors
 from notifyd.config import Settings
@@ -25,6 +26,9 @@ from notifyd.store import Store
 from notifyd.supervisor import Supervisor
 
 log = get_logger(__name__)
+
+# Longest wait at shutdown for the claims under way (within the grace period).
+CLAIM_ROUND_GRACE: Final = 2.0
 
 
 class DeliveryService:
@@ -200,7 +204,9 @@ class DeliveryService:
     async def stop(self, grace_seconds: float) -> None:
         """Stop claiming, let running attempts finish, release everything else."""
         self.dispatcher.stop_claiming()
-        await self.supervisor.stop("dispatcher")
+        # A claim under way ends first: cancelled, rows the server had already leased to
+        # this instance would wait for a takeover instead of being released below.
+        await self.supervisor.stop("dispatcher", grace=min(grace_seconds, CLAIM_ROUND_GRACE))
         self._draining = True
         unfinished: list[tuple[int, datetime]] = []
         for channel_actors in self.actors.values():

@@ -50,11 +50,17 @@ class Supervisor:
             )
         self._on_failure(name)
 
-    async def stop(self, prefix: str = "") -> None:
-        """Cancel the tasks whose name starts with `prefix` and wait for them to end."""
+    async def stop(self, prefix: str = "", grace: float = 0.0) -> None:
+        """Stop the tasks whose name starts with `prefix` and wait for them to end.
+
+        They get `grace` seconds to end on their own (a task asked to stop finishing what
+        it holds) before they are cancelled.
+        """
         names = [name for name in self._tasks if name.startswith(prefix)]
         self._stopping.update(names)
         tasks = [self._tasks.pop(name) for name in names]
+        if grace > 0 and tasks:
+            await asyncio.wait(tasks, timeout=grace)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
