@@ -97,8 +97,14 @@ class Dispatcher:
         if not self._may_claim():
             return 0
         self._exhausted = False
-        async with asyncio.TaskGroup() as lanes:  # a lane that fails cancels the others
-            self._lanes = [lanes.create_task(self._claim_lane(lanes))]
+        try:
+            async with asyncio.TaskGroup() as lanes:  # a lane that fails cancels the others
+                self._lanes = [lanes.create_task(self._claim_lane(lanes))]
+        except BaseExceptionGroup as group:
+            # One lane's bug: raised as itself, so the supervisor's log names it.
+            if len(group.exceptions) == 1:
+                raise group.exceptions[0] from None
+            raise
         return sum(lane.result() for lane in self._lanes)
 
     async def _claim_lane(self, lanes: asyncio.TaskGroup) -> int:
@@ -131,11 +137,12 @@ class Dispatcher:
                 )
                 self._failing_since = None
             full = len(claimed) == limit
-            self._in_flight.backlog = full
             if not full:
                 self._exhausted = True
             elif len(self._lanes) < self._claimers:
                 self._lanes.append(lanes.create_task(self._claim_lane(lanes)))
+            # Whichever lane ends last, a table found dry is not a backlog.
+            self._in_flight.backlog = full and not self._exhausted
             if claimed:
                 log.debug(
                     "claimed",
