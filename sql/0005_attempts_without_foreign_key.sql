@@ -8,7 +8,9 @@
 -- there when its attempt is written.
 --
 -- What the key's ON DELETE CASCADE did, these triggers do once per statement: deleting
--- notifications (retention, or by hand) deletes their attempts, and so does TRUNCATE.
+-- notifications (retention, or by hand) deletes their attempts, and so does TRUNCATE. Like
+-- the cascade, they act with the rights of the schema's owner (SECURITY DEFINER): a role
+-- that may delete notifications needs no rights on the attempt log.
 -- One case is left: a notification deleted by hand while an instance delivers it may leave
 -- that delivery's last attempts behind. They are never read (every read starts from a
 -- notification) and cost only their space.
@@ -17,6 +19,8 @@ ALTER TABLE notifyd.notification_attempts
 
 CREATE FUNCTION notifyd.delete_attempts_of_deleted() RETURNS trigger
     LANGUAGE plpgsql
+    SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
     AS $$
     BEGIN
         DELETE FROM notifyd.notification_attempts AS a
@@ -33,6 +37,8 @@ CREATE TRIGGER notifications_delete_attempts
 
 CREATE FUNCTION notifyd.truncate_attempts() RETURNS trigger
     LANGUAGE plpgsql
+    SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
     AS $$
     BEGIN
         TRUNCATE notifyd.notification_attempts;

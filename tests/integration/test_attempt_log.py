@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 import asyncpg
 
 
@@ -75,3 +77,25 @@ async def test_truncating_notifications_truncates_the_attempt_log(
     await db.execute("TRUNCATE notifyd.notifications CASCADE")
 
     assert await attempts_by_notification(db) == {}
+
+
+async def test_a_role_that_may_delete_notifications_needs_no_rights_on_the_attempt_log(
+    db: asyncpg.Connection,
+) -> None:
+    # As with the cascade it replaces: another application's role deletes its rows.
+    ids = await notifications_with_attempts(db, 2)
+    role = f"notifyd_app_{uuid.uuid4().hex[:12]}"
+    await db.execute(f"CREATE ROLE {role}")
+    try:
+        await db.execute(f"GRANT USAGE ON SCHEMA notifyd TO {role}")
+        await db.execute(f"GRANT SELECT, DELETE ON notifyd.notifications TO {role}")
+        await db.execute(f"SET ROLE {role}")
+        try:
+            await db.execute("DELETE FROM notifyd.notifications WHERE id = $1", ids[0])
+        finally:
+            await db.execute("RESET ROLE")
+
+        assert await attempts_by_notification(db) == {ids[1]: 3}
+    finally:
+        await db.execute(f"DROP OWNED BY {role}")
+        await db.execute(f"DROP ROLE {role}")
