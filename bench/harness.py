@@ -35,13 +35,23 @@ COUNT_DONE: Final = "SELECT count(*) FROM notifyd.notifications WHERE status IN 
 COUNT_ALL: Final = "SELECT count(*) FROM notifyd.notifications"
 
 
-def settings_from_environment() -> dict[str, str]:
-    """`NOTIFYD_*` variables of the caller, handed to every daemon under test.
+# Settings a tuning run may change. Never channels or a config file: a shell holding real
+# vendor settings would otherwise send thousands of real messages.
+TUNABLE_PREFIXES: Final = (
+    "NOTIFYD_DISPATCHER__",
+    "NOTIFYD_DELIVERY__",
+    "NOTIFYD_DATABASE__POOL_",
+    "NOTIFYD_RETENTION__",
+)
 
-    For tuning runs, e.g. `NOTIFYD_DISPATCHER__BATCH_SIZE=100 make bench`. The bench's own
-    settings (database, port, log level, grace period, scenario settings) still win.
+
+def settings_from_environment() -> dict[str, str]:
+    """Tuning settings of the caller (`TUNABLE_PREFIXES`), for every daemon under test.
+
+    For example `NOTIFYD_DISPATCHER__BATCH_SIZE=100 make bench`. The bench's own settings
+    (scenario settings such as the e-mail port and backoff) still win.
     """
-    return {name: value for name, value in os.environ.items() if name.startswith("NOTIFYD_")}
+    return {name: value for name, value in os.environ.items() if name.startswith(TUNABLE_PREFIXES)}
 
 
 class MeasureError(RuntimeError):

@@ -10,7 +10,7 @@ import subprocess
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Final, Literal
+from typing import Any, Literal
 
 from bench.procs import REPO
 
@@ -192,18 +192,6 @@ def header_lines(info: dict[str, Any]) -> list[str]:
             else []
         ),
     ]
-
-
-# Values of these are never printed or saved: tokens, passwords, URLs that may hold one.
-_SECRET_PARTS: Final = ("TOKEN", "PASSWORD", "SECRET", "URL", "AUTH", "KEY")
-
-
-def shown_settings(settings: dict[str, str]) -> dict[str, str]:
-    """The settings as they may appear in the output: secret values masked."""
-    return {
-        name: "***" if any(part in name for part in _SECRET_PARTS) else value
-        for name, value in settings.items()
-    }
 
 
 def _pairs(settings: dict[str, str]) -> str:

@@ -129,7 +129,7 @@ async def _run(
         "machine": report.machine(),
         "postgres": await pg.describe(),
         "load_tool": load.tool(),
-        "notifyd_settings": report.shown_settings(settings_from_environment()),
+        "notifyd_settings": settings_from_environment(),
         "params": params.__dict__,
     }
     for line in report.header_lines(info):
