@@ -63,9 +63,11 @@ async def test_claim_walks_the_pending_index_in_order_even_with_stale_statistics
         statement, settings = await claim_statement(connection)
         assert sorted(settings) == ["enable_bitmapscan=off", "enable_sort=off"]
 
-        # The trap is there: left to itself, the planner reads every pending row and sorts.
+        # The trap is there: left to itself, the planner reads every pending row and sorts
+        # (so on the embedded PostgreSQL 16; another version may plan otherwise).
         unguarded = await plan(connection, statement, [])
-        assert "Sort" in unguarded, unguarded
+        if connection.get_server_version().major == 16:
+            assert "Sort" in unguarded, unguarded
 
         guarded = await plan(connection, statement, settings)
         assert "Index Scan using notifications_pending_idx" in guarded, guarded
