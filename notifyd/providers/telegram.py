@@ -2,12 +2,11 @@
 
 The bot token is part of every request URL, and aiohttp puts the URL into its exceptions;
 this module therefore never chains an aiohttp exception and scrubs the token from every
-text it builds.
+text it builds (`HttpProvider`).
 """
 
 from __future__ import annotations
 
-import json
 import math
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
@@ -16,7 +15,8 @@ import aiohttp
 
 from notifyd.exceptions import PermanentProviderError, TransientProviderError
 from notifyd.logs import get_logger
-from notifyd.providers.base import OutgoingMessage, Provider
+from notifyd.providers.base import OutgoingMessage
+from notifyd.providers.http import BODY_EXCERPT, HttpProvider, json_object
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -25,32 +25,24 @@ if TYPE_CHECKING:
 
 log = get_logger(__name__)
 
-_REDACTED = "***"
-# How much of a non-JSON answer (an HTML error page from a proxy) to keep.
-_BODY_EXCERPT = 500
 # What the Bot API answers for a revoked or wrong token, and for a malformed one.
 _TOKEN_REFUSED = frozenset({401, 404})
 
 
-class TelegramProvider(Provider):
+class TelegramProvider(HttpProvider):
     """Sends each message as plain text (no parse_mode: user text is never markup)."""
 
     channel = "telegram"
 
     def __init__(self, settings: TelegramSettings) -> None:
+        token = settings.bot_token.get_secret_value()
+        super().__init__(
+            timeout=settings.timeout,
+            concurrency=settings.concurrency,
+            secrets=(token, quote(token, safe=":"), quote(token, safe="")),
+        )
         self._settings = settings
-        self._token = settings.bot_token.get_secret_value()
-        self._session: aiohttp.ClientSession | None = None
-
-    async def start(self) -> None:
-        """Open the HTTP session shared by all sends."""
-        self._ensure_session()
-
-    async def close(self) -> None:
-        """Close the HTTP session; a later send opens a new one."""
-        session, self._session = self._session, None
-        if session is not None:
-            await session.close()
+        self._token = token
 
     async def send(self, message: OutgoingMessage) -> dict[str, Any]:
         """Deliver one message; return Telegram's message and chat ids."""
@@ -78,7 +70,7 @@ class TelegramProvider(Provider):
         if not self._token:
             raise PermanentProviderError("telegram channel is not configured (no bot token)")
         status, retry_header, raw = await self._post("getMe", {})
-        body = _json_object(raw)
+        body = json_object(raw)
         if 200 <= status < 300 and body is not None and body.get("ok") is True:
             result = body.get("result")
             username = result.get("username") if isinstance(result, dict) else None
@@ -93,15 +85,6 @@ class TelegramProvider(Provider):
                 f"{exc.message} (check channels.telegram.bot_token)", response=exc.response
             ) from None
         raise PermanentProviderError(f"Telegram answered getMe with HTTP {status}")
-
-    def _ensure_session(self) -> aiohttp.ClientSession:
-        # No await between the check and the assignment, so concurrent sends share one.
-        if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(
-                timeout=aiohttp.ClientTimeout(total=self._settings.timeout),
-                connector=aiohttp.TCPConnector(limit=self._settings.concurrency),
-            )
-        return self._session
 
     async def _post(self, method: str, payload: dict[str, Any]) -> tuple[int, str | None, bytes]:
         """POST one Bot API call; return the status, the Retry-After header and the body."""
@@ -118,9 +101,9 @@ class TelegramProvider(Provider):
 
     def _interpret(self, status: int, retry_header: str | None, raw: bytes) -> dict[str, Any]:
         """Turn the HTTP answer into a result, or raise the matching provider error."""
-        body = _json_object(raw)
+        body = json_object(raw)
         if body is None:
-            text = self._scrub(raw[:_BODY_EXCERPT].decode("utf-8", errors="replace"))
+            text = self._scrub(raw[:BODY_EXCERPT].decode("utf-8", errors="replace"))
             response = {"http_status": status, "body": text}
             error = f"Telegram answered HTTP {status} without JSON"
             if status >= 500 or status == 429:
@@ -145,25 +128,6 @@ class TelegramProvider(Provider):
             )
         raise PermanentProviderError(f"Telegram: {description}", response=response)
 
-    def _describe(self, exc: BaseException) -> str:
-        text = str(exc)
-        return self._scrub(f"{type(exc).__name__}: {text}" if text else type(exc).__name__)
-
-    def _scrub(self, text: str) -> str:
-        for form in {self._token, quote(self._token, safe=":"), quote(self._token, safe="")}:
-            text = text.replace(form, _REDACTED)
-        return text
-
-    def _redact(self, value: Any) -> Any:
-        """`value` with the token scrubbed from every string, however deeply nested."""
-        if isinstance(value, str):
-            return self._scrub(value)
-        if isinstance(value, dict):
-            return {self._redact(k): self._redact(v) for k, v in value.items()}
-        if isinstance(value, list):
-            return [self._redact(v) for v in value]
-        return value
-
 
 def _chat_id(chat_id: str) -> int | str:
     """Numeric ids as integers, `@channelname` as is (the Bot API takes both)."""
@@ -171,14 +135,6 @@ def _chat_id(chat_id: str) -> int | str:
         return int(chat_id)
     except ValueError:
         return chat_id
-
-
-def _json_object(raw: bytes) -> dict[str, Any] | None:
-    try:
-        body = json.loads(raw)
-    except ValueError:  # also UnicodeDecodeError
-        return None
-    return body if isinstance(body, dict) else None
 
 
 def _retry_after(body: Mapping[str, Any]) -> float | None:

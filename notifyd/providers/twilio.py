@@ -10,7 +10,6 @@ chains an aiohttp exception and scrubs the token from every text it builds.
 from __future__ import annotations
 
 import base64
-import json
 import math
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -21,7 +20,8 @@ import aiohttp
 
 from notifyd.exceptions import PermanentProviderError, TransientProviderError
 from notifyd.logs import get_logger
-from notifyd.providers.base import OutgoingMessage, Provider
+from notifyd.providers.base import OutgoingMessage
+from notifyd.providers.http import BODY_EXCERPT, HttpProvider, json_object
 from notifyd.providers.sms import mask_phone
 
 if TYPE_CHECKING:
@@ -41,38 +41,26 @@ TRANSIENT_CODES = frozenset(
 )
 _CREDENTIAL_CODES = frozenset({20003, 20005, 20006})
 _ERROR_KEYS = ("code", "message", "more_info", "detail")
-_REDACTED = "***"
-# How much of a non-JSON answer (an HTML error page from a proxy) to keep.
-_BODY_EXCERPT = 500
 
 
-class TwilioSmsProvider(Provider):
+class TwilioSmsProvider(HttpProvider):
     """Sends each message as one Twilio Message (Twilio splits it into segments)."""
 
     channel = "sms"
 
     def __init__(self, settings: SmsSettings) -> None:
-        self._settings = settings
         token = settings.auth_token.get_secret_value()
         # Built by hand: aiohttp 3.14 deprecates BasicAuth, and older ones lack its successor.
         credentials = base64.b64encode(f"{settings.account_sid}:{token}".encode()).decode()
-        self._authorization = f"Basic {credentials}"
-        self._secrets = sorted(
-            {s for s in (token, quote(token, safe=""), credentials) if s}, key=len, reverse=True
+        super().__init__(
+            timeout=settings.timeout,
+            concurrency=settings.concurrency,
+            secrets=(token, quote(token, safe=""), credentials),
+            headers={"Accept": "application/json", "Authorization": f"Basic {credentials}"},
         )
+        self._settings = settings
         account = quote(settings.account_sid, safe="")
         self._url = f"{settings.api_url}/{API_VERSION}/Accounts/{account}/Messages.json"
-        self._session: aiohttp.ClientSession | None = None
-
-    async def start(self) -> None:
-        """Open the HTTP session shared by all sends."""
-        self._ensure_session()
-
-    async def close(self) -> None:
-        """Close the HTTP session; a later send opens a new one."""
-        session, self._session = self._session, None
-        if session is not None:
-            await session.close()
 
     async def send(self, message: OutgoingMessage) -> dict[str, Any]:
         """Hand one SMS to Twilio; return the message's sid, status and number."""
@@ -106,7 +94,7 @@ class TwilioSmsProvider(Provider):
         account = quote(self._settings.account_sid, safe="")
         url = f"{self._settings.api_url}/{API_VERSION}/Accounts/{account}.json"
         status, retry_header, raw = await self._get(url)
-        body = _json_object(raw)
+        body = json_object(raw)
         if status == 200 and body is not None:
             # The resource holds the auth token too: only these fields are ever read.
             state, kind = body.get("status"), body.get("type")
@@ -127,16 +115,6 @@ class TwilioSmsProvider(Provider):
             description = self._describe(exc)
         # Raised out here for the reason `_post` gives: no context carrying the credentials.
         raise TransientProviderError(f"Twilio unreachable: {description}") from None
-
-    def _ensure_session(self) -> aiohttp.ClientSession:
-        # No await between the check and the assignment, so concurrent sends share one.
-        if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(
-                headers={"Accept": "application/json", "Authorization": self._authorization},
-                timeout=aiohttp.ClientTimeout(total=self._settings.timeout),
-                connector=aiohttp.TCPConnector(limit=self._settings.concurrency),
-            )
-        return self._session
 
     async def _post(self, form: dict[str, str]) -> tuple[int, str | None, bytes]:
         """POST the form; return the status, the Retry-After header and the body."""
@@ -163,7 +141,7 @@ class TwilioSmsProvider(Provider):
         self, status: int, retry_header: str | None, raw: bytes, phone: str
     ) -> dict[str, Any]:
         """Turn the HTTP answer into a result, or raise the matching provider error."""
-        body = _json_object(raw)
+        body = json_object(raw)
         if status == 201:
             body = body or {}
             return {
@@ -176,7 +154,7 @@ class TwilioSmsProvider(Provider):
         transient = status == 429 or status >= 500
         retry_after = retry_after_seconds(retry_header) if transient else None
         if body is None or not isinstance(body.get("code"), int):
-            excerpt = raw[:_BODY_EXCERPT].decode("utf-8", errors="replace")
+            excerpt = raw[:BODY_EXCERPT].decode("utf-8", errors="replace")
             response = {"http_status": status, "body": self._scrub(excerpt)}
             error = f"Twilio answered HTTP {status}"
             if body is None:
@@ -198,25 +176,6 @@ class TwilioSmsProvider(Provider):
             raise TransientProviderError(error, response=response, retry_after=retry_after)
         raise PermanentProviderError(error, response=response)
 
-    def _describe(self, exc: BaseException) -> str:
-        text = str(exc)
-        return self._scrub(f"{type(exc).__name__}: {text}" if text else type(exc).__name__)
-
-    def _scrub(self, text: str) -> str:
-        for secret in self._secrets:
-            text = text.replace(secret, _REDACTED)
-        return text
-
-    def _redact(self, value: Any) -> Any:
-        """`value` with the secrets scrubbed from every string, however deeply nested."""
-        if isinstance(value, str):
-            return self._scrub(value)
-        if isinstance(value, dict):
-            return {self._redact(k): self._redact(v) for k, v in value.items()}
-        if isinstance(value, list):
-            return [self._redact(v) for v in value]
-        return value
-
 
 def retry_after_seconds(header: str | None, now: datetime | None = None) -> float | None:
     """A Retry-After header in seconds, given as seconds or as an HTTP date."""
@@ -233,14 +192,6 @@ def retry_after_seconds(header: str | None, now: datetime | None = None) -> floa
             return None
         value = max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
     return value if math.isfinite(value) and value >= 0 else None
-
-
-def _json_object(raw: bytes) -> dict[str, Any] | None:
-    try:
-        body = json.loads(raw)
-    except ValueError:  # also UnicodeDecodeError
-        return None
-    return body if isinstance(body, dict) else None
 
 
 def _int_or_none(value: object) -> int | None:

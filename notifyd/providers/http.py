@@ -1,0 +1,89 @@
+"""What the providers of HTTP vendors (Telegram, Twilio) share.
+
+One aiohttp session per provider, opened at start and reopened if closed. Their secrets
+travel in every request (a token in the URL, credentials in a header), and aiohttp keeps
+both in its exceptions: the providers never chain an aiohttp exception, and everything they
+build from one, or from a vendor's answer, passes through `_scrub` or `_redact`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import aiohttp
+
+from notifyd.providers.base import Provider
+
+REDACTED = "***"
+# How much of a non-JSON answer (an HTML error page from a proxy) to keep.
+BODY_EXCERPT = 500
+
+
+class HttpProvider(Provider):
+    """A provider with one shared HTTP session and secrets kept out of what it records."""
+
+    def __init__(
+        self,
+        *,
+        timeout: float,
+        concurrency: int,
+        secrets: Iterable[str],
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        self._timeout = timeout
+        self._concurrency = concurrency
+        self._headers = dict(headers or {})
+        # Longest first: a secret that contains another is replaced whole.
+        self._secrets = sorted({secret for secret in secrets if secret}, key=len, reverse=True)
+        self._session: aiohttp.ClientSession | None = None
+
+    async def start(self) -> None:
+        """Open the HTTP session shared by all sends."""
+        self._ensure_session()
+
+    async def close(self) -> None:
+        """Close the HTTP session; a later send opens a new one."""
+        session, self._session = self._session, None
+        if session is not None:
+            await session.close()
+
+    def _ensure_session(self) -> aiohttp.ClientSession:
+        # No await between the check and the assignment, so concurrent sends share one.
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(
+                headers=self._headers,
+                timeout=aiohttp.ClientTimeout(total=self._timeout),
+                connector=aiohttp.TCPConnector(limit=self._concurrency),
+            )
+        return self._session
+
+    def _describe(self, exc: BaseException) -> str:
+        """The exception's type and text, scrubbed."""
+        text = str(exc)
+        return self._scrub(f"{type(exc).__name__}: {text}" if text else type(exc).__name__)
+
+    def _scrub(self, text: str) -> str:
+        for secret in self._secrets:
+            text = text.replace(secret, REDACTED)
+        return text
+
+    def _redact(self, value: Any) -> Any:
+        """`value` with the secrets scrubbed from every string, however deeply nested."""
+        if isinstance(value, str):
+            return self._scrub(value)
+        if isinstance(value, dict):
+            return {self._redact(k): self._redact(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [self._redact(v) for v in value]
+        return value
+
+
+def json_object(raw: bytes) -> dict[str, Any] | None:
+    """The body as a JSON object, or None when it is not one."""
+    try:
+        body = json.loads(raw)
+    except ValueError:  # also UnicodeDecodeError
+        return None
+    return body if isinstance(body, dict) else None
