@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import math
 import os
 import time
@@ -90,18 +91,14 @@ class Params:
 
     @classmethod
     def quick(cls) -> Params:
-        return cls(
+        """The full run with smaller counts and shorter runs."""
+        return dataclasses.replace(
+            cls.full(),
             drain_sizes=(2_000, 10_000),
             fallback_size=1_500,
             api_duration=5.0,
             api_warmup=1.0,
-            api_connections=50,
             latency_duration=4.0,
-            idle_interval=0.02,
-            users=5_000,
-            log_level="warning",
-            start_attempts=10,
-            start_wait=20.0,
         )
 
 
