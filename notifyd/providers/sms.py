@@ -1,4 +1,4 @@
-"""SMS: only a stub for now, which logs instead of sending."""
+"""SMS: the stub, which logs instead of sending, and what every SMS provider checks."""
 
 from __future__ import annotations
 
@@ -27,11 +27,7 @@ class StubSmsProvider(Provider):
 
     async def send(self, message: OutgoingMessage) -> dict[str, Any]:
         """Accept the message without sending anything."""
-        phone = message.recipient.phone
-        if not phone:
-            raise PermanentProviderError("user has no phone number")
-        if self._settings.fail_always:
-            raise TransientProviderError("SMS_FAIL_ALWAYS is set")
+        phone = sms_recipient(message, self._settings)
         log.info(
             "sms_stub_sent",
             notification_id=message.notification_id,
@@ -39,6 +35,20 @@ class StubSmsProvider(Provider):
             length=len(message.as_text()),
         )
         return {"provider": "stub", "status": "accepted", "to": phone}
+
+
+def sms_recipient(message: OutgoingMessage, settings: SmsSettings) -> str:
+    """The phone number to send `message` to, whichever provider sends it.
+
+    A user without one is a permanent failure; `fail_always` fails every attempt
+    transiently, to exercise retries and fallback.
+    """
+    phone = message.recipient.phone
+    if not phone:
+        raise PermanentProviderError("user has no phone number")
+    if settings.fail_always:
+        raise TransientProviderError("SMS_FAIL_ALWAYS is set")
+    return phone
 
 
 def mask_phone(phone: str) -> str:

@@ -22,7 +22,7 @@ from notifyd.exceptions import PermanentProviderError, TransientProviderError
 from notifyd.logs import get_logger
 from notifyd.providers.base import OutgoingMessage
 from notifyd.providers.http import BODY_EXCERPT, HttpProvider, json_object
-from notifyd.providers.sms import mask_phone
+from notifyd.providers.sms import mask_phone, sms_recipient
 
 if TYPE_CHECKING:
     from notifyd.config import SmsSettings
@@ -64,11 +64,7 @@ class TwilioSmsProvider(HttpProvider):
 
     async def send(self, message: OutgoingMessage) -> dict[str, Any]:
         """Hand one SMS to Twilio; return the message's sid, status and number."""
-        phone = message.recipient.phone
-        if not phone:
-            raise PermanentProviderError("user has no phone number")
-        if self._settings.fail_always:
-            raise TransientProviderError("SMS_FAIL_ALWAYS is set")
+        phone = sms_recipient(message, self._settings)
         text = message.as_text()
         if len(text) > MAX_BODY_LENGTH:
             raise PermanentProviderError(
