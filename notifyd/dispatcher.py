@@ -142,7 +142,7 @@ class Dispatcher:
             elif len(self._lanes) < self._claimers:
                 self._lanes.append(lanes.create_task(self._claim_lane(lanes)))
             # Whichever lane ends last, a table found dry is not a backlog.
-            self._in_flight.backlog = full and not self._exhausted
+            self._in_flight.backlog = not self._exhausted
             if claimed:
                 log.debug(
                     "claimed",
