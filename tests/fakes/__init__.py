@@ -2,7 +2,8 @@
 
 from tests.fakes.leaks import error_texts
 from tests.fakes.smtp import FakeSmtpServer, ReceivedMail, unused_port
-from tests.fakes.telegram import ApiCall, FakeTelegramApi, ForcedAnswer
+from tests.fakes.telegram import ApiCall, FakeTelegramApi
+from tests.fakes.vendor import ForcedAnswer
 
 __all__ = [
     "ApiCall",

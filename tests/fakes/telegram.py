@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import itertools
 import time
-from collections import deque
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import Any
 
 from aiohttp import web
 
-if TYPE_CHECKING:
-    from collections.abc import Callable
+from tests.fakes.vendor import FakeVendorApi, ForcedAnswer
 
 MAX_TEXT_LENGTH = 4096
 
@@ -42,16 +38,7 @@ class ApiCall:
     params: dict[str, Any]
 
 
-@dataclass(frozen=True)
-class ForcedAnswer:
-    """An answer the fake gives instead of the normal one."""
-
-    status: int
-    body: dict[str, Any] | str  # a str is sent as is (text/html), like a broken proxy
-    headers: dict[str, str] = field(default_factory=dict)
-
-
-class FakeTelegramApi:
+class FakeTelegramApi(FakeVendorApi):
     """Behaves like api.telegram.org for `getMe` and `sendMessage`.
 
     Chats in `chats` are reachable, those in `blocked` answer 403; any other chat id is
@@ -67,60 +54,16 @@ class FakeTelegramApi:
         chats: set[int] | None = None,
         blocked: set[int] | None = None,
     ) -> None:
+        super().__init__()
         self.token = token
         self.chats: set[int] = set(chats or ())
         self.blocked: set[int] = set(blocked or ())
-        self.delay: float = 0.0
         self.calls: list[ApiCall] = []  # every request with a well-formed path
         self.sent: list[ApiCall] = []  # the sendMessage calls that succeeded
-        self._forced: deque[ForcedAnswer] = deque()
         self._message_ids = itertools.count(1)
-        self._changed = asyncio.Condition()
-        self._runner: web.AppRunner | None = None
-        self._stopping = asyncio.Event()
-        self.port = 0
 
-    @property
-    def url(self) -> str:
-        """Base URL to use as the Bot API URL, e.g. `http://127.0.0.1:PORT`."""
-        return f"http://127.0.0.1:{self.port}"
-
-    async def start(self) -> None:
-        """Listen on a free loopback port (the same one again after a `stop`)."""
-        app = web.Application()
+    def _add_routes(self, app: web.Application) -> None:
         app.router.add_route("*", "/bot{token}/{method}", self._handle)
-        self._stopping = asyncio.Event()
-        self._runner = web.AppRunner(
-            app,
-            handle_signals=False,
-            # Request lines hold the bot token; a fake must not log it either.
-            access_log=None,
-            # A client that gives up cancels its request, so nothing is recorded late.
-            handler_cancellation=True,
-            shutdown_timeout=1.0,
-        )
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", self.port, reuse_address=True)
-        await site.start()
-        self.port = self._runner.addresses[0][1]
-
-    async def stop(self) -> None:
-        """Stop listening ("down"); hanging requests are released and dropped."""
-        runner, self._runner = self._runner, None
-        self._stopping.set()
-        if runner is not None:
-            await runner.cleanup()
-
-    async def __aenter__(self) -> FakeTelegramApi:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.stop()
-
-    def force(self, answer: ForcedAnswer, times: int = 1) -> None:
-        """Answer the next `times` requests with `answer`."""
-        self._forced.extend([answer] * times)
 
     def rate_limit_next(self, times: int = 1, retry_after: int = 1, *, header: bool = True) -> None:
         """The next `times` requests answer 429 with `parameters.retry_after`."""
@@ -145,7 +88,8 @@ class FakeTelegramApi:
         timeout: float = 5.0,  # noqa: ASYNC109  (a deadline; clear failure)
     ) -> list[ApiCall]:
         """Wait until at least `count` messages were sent; fail after `timeout` seconds."""
-        return await self._wait_for(lambda: len(self.sent) >= count, timeout, f"{count} sent")
+        await self._wait_for(lambda: len(self.sent) >= count, timeout, f"{count} sent")
+        return self.sent
 
     async def wait_for_calls(
         self,
@@ -156,33 +100,17 @@ class FakeTelegramApi:
         await self._wait_for(lambda: len(self.calls) >= count, timeout, f"{count} calls")
         return self.calls
 
-    async def _wait_for(
-        self, predicate: Callable[[], bool], seconds: float, what: str
-    ) -> list[ApiCall]:
-        async with self._changed:
-            try:
-                await asyncio.wait_for(self._changed.wait_for(predicate), seconds)
-            except TimeoutError:
-                raise AssertionError(
-                    f"expected {what} within {seconds}s: "
-                    f"{len(self.calls)} calls, {len(self.sent)} sent"
-                ) from None
-        return self.sent
+    def _progress(self) -> str:
+        return f"{len(self.calls)} calls, {len(self.sent)} sent"
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         token = request.match_info["token"]
         method = request.match_info["method"]
         params = await _params(request)
         call = ApiCall(method, token, params.get("chat_id"), params.get("text"), params)
-        await self._record(call, sent=False)
-        if self.delay:
-            # The hang is the fault itself, not a test wait; `stop` cuts it short.
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), self.delay)
-            if self._stopping.is_set():
-                raise web.HTTPServiceUnavailable
-        if self._forced:
-            return _answer(self._forced.popleft())
+        await self._record(self.calls, call)
+        if (scripted := await self._scripted()) is not None:
+            return scripted
         if token != self.token:
             return _error(401, "Unauthorized")
         if method == "getMe":
@@ -209,13 +137,8 @@ class FakeTelegramApi:
             "date": int(time.time()),
             "text": text,
         }
-        await self._record(call, sent=True)
+        await self._record(self.sent, call)
         return web.json_response({"ok": True, "result": result})
-
-    async def _record(self, call: ApiCall, *, sent: bool) -> None:
-        async with self._changed:
-            (self.sent if sent else self.calls).append(call)
-            self._changed.notify_all()
 
 
 async def _params(request: web.Request) -> dict[str, Any]:
@@ -249,11 +172,3 @@ def _as_int(value: object) -> int | None:
 def _error(status: int, description: str) -> web.Response:
     body = {"ok": False, "error_code": status, "description": description}
     return web.json_response(body, status=status)
-
-
-def _answer(forced: ForcedAnswer) -> web.Response:
-    if isinstance(forced.body, str):
-        return web.Response(
-            status=forced.status, text=forced.body, content_type="text/html", headers=forced.headers
-        )
-    return web.json_response(forced.body, status=forced.status, headers=forced.headers)

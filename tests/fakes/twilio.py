@@ -9,16 +9,14 @@ import contextlib
 import json
 import re
 import secrets
-from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import format_datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aiohttp import web
 
-if TYPE_CHECKING:
-    from collections.abc import Callable
+from tests.fakes.vendor import FakeVendorApi, ForcedAnswer
 
 API_VERSION = "2010-04-01"
 MAX_BODY_LENGTH = 1600
@@ -60,15 +58,6 @@ class TwilioRequest:
     form: dict[str, str]
 
 
-@dataclass(frozen=True)
-class ForcedAnswer:
-    """An answer the fake gives instead of the normal one."""
-
-    status: int
-    body: dict[str, Any] | str  # a str is sent as is (text/html), like a broken proxy
-    headers: dict[str, str] = field(default_factory=dict)
-
-
 def twilio_error(status: int, code: int, message: str) -> dict[str, Any]:
     """Twilio's error object, as its REST API sends it."""
     return {
@@ -79,7 +68,7 @@ def twilio_error(status: int, code: int, message: str) -> dict[str, Any]:
     }
 
 
-class FakeTwilioApi:
+class FakeTwilioApi(FakeVendorApi):
     """Behaves like api.twilio.com for `POST /2010-04-01/Accounts/{sid}/Messages.json`.
 
     `GET /2010-04-01/Accounts/{sid}.json` answers the account resource (`account_status`).
@@ -107,6 +96,7 @@ class FakeTwilioApi:
         landlines: set[str] | None = None,
         blocked_prefixes: set[str] | None = None,
     ) -> None:
+        super().__init__()
         self.account_sid = account_sid
         self.auth_token = auth_token
         self.numbers: set[str] = _or_default(numbers, FROM_NUMBER)
@@ -115,23 +105,12 @@ class FakeTwilioApi:
         self.unsubscribed: set[str] = _or_default(unsubscribed, UNSUBSCRIBED_NUMBER)
         self.landlines: set[str] = _or_default(landlines, NOT_MOBILE_NUMBER)
         self.blocked_prefixes: set[str] = _or_default(blocked_prefixes, NO_PERMISSION_NUMBER)
-        self.delay: float = 0.0
         # The account resource: "suspended" or "closed" is what a stopped account shows.
         self.friendly_name = "notifyd test account"
         self.account_status = "active"
         self.requests: list[TwilioRequest] = []
         self.messages: list[dict[str, Any]] = []  # the message resources created
-        self._forced: deque[ForcedAnswer] = deque()
         self._answers_to_lose = 0
-        self._changed = asyncio.Condition()
-        self._runner: web.AppRunner | None = None
-        self._stopping = asyncio.Event()
-        self.port = 0
-
-    @property
-    def url(self) -> str:
-        """Base URL to use as the API URL, e.g. `http://127.0.0.1:PORT`."""
-        return f"http://127.0.0.1:{self.port}"
 
     def settings(self, **overrides: Any) -> dict[str, Any]:
         """`channels.sms` settings that send through this fake."""
@@ -145,43 +124,10 @@ class FakeTwilioApi:
         values.update(overrides)
         return values
 
-    async def start(self) -> None:
-        """Listen on a free loopback port (the same one again after a `stop`)."""
-        app = web.Application()
+    def _add_routes(self, app: web.Application) -> None:
         app.router.add_route("*", "/2010-04-01/Accounts/{account}/Messages.json", self._handle)
         app.router.add_route("GET", "/2010-04-01/Accounts/{account}.json", self._account)
         app.router.add_route("*", "/{tail:.*}", self._not_found)
-        self._stopping = asyncio.Event()
-        self._runner = web.AppRunner(
-            app,
-            handle_signals=False,
-            access_log=None,
-            # A client that gives up cancels its request, so nothing is recorded late.
-            handler_cancellation=True,
-            shutdown_timeout=1.0,
-        )
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", self.port, reuse_address=True)
-        await site.start()
-        self.port = self._runner.addresses[0][1]
-
-    async def stop(self) -> None:
-        """Stop listening ("down"); hanging requests are released and dropped."""
-        runner, self._runner = self._runner, None
-        self._stopping.set()
-        if runner is not None:
-            await runner.cleanup()
-
-    async def __aenter__(self) -> FakeTwilioApi:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.stop()
-
-    def force(self, answer: ForcedAnswer, times: int = 1) -> None:
-        """Answer the next `times` requests with `answer`."""
-        self._forced.extend([answer] * times)
 
     def rate_limit_next(self, times: int = 1, retry_after: int = 1, *, header: bool = True) -> None:
         """The next `times` requests answer 429, code 20429, with a Retry-After header."""
@@ -216,47 +162,20 @@ class FakeTwilioApi:
         await self._wait_for(lambda: len(self.requests) >= count, timeout, f"{count} requests")
         return self.requests
 
-    async def _wait_for(self, predicate: Callable[[], bool], seconds: float, what: str) -> None:
-        async with self._changed:
-            try:
-                await asyncio.wait_for(self._changed.wait_for(predicate), seconds)
-            except TimeoutError:
-                raise AssertionError(
-                    f"expected {what} within {seconds}s: "
-                    f"{len(self.requests)} requests, {len(self.messages)} messages"
-                ) from None
+    def _progress(self) -> str:
+        return f"{len(self.requests)} requests, {len(self.messages)} messages"
 
     async def _not_found(self, request: web.Request) -> web.Response:
         message = f"The requested resource {request.path} was not found"
         return web.json_response(twilio_error(404, 20404, message), status=404)
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
-        username, password = _basic_auth(request.headers.get("Authorization", ""))
         form: dict[str, str] = {}
         if request.content_type == "application/x-www-form-urlencoded":
             form = {key: str(value) for key, value in (await request.post()).items()}
-        received = TwilioRequest(
-            method=request.method,
-            path=request.path,
-            account_sid=request.match_info["account"],
-            username=username,
-            password=password,
-            content_type=request.content_type,
-            form=form,
-        )
-        await self._record(self.requests, received)
-        if self.delay:
-            # The hang is the fault itself, not a test wait; `stop` cuts it short.
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), self.delay)
-            if self._stopping.is_set():
-                raise web.HTTPServiceUnavailable
-        if self._forced:
-            return _answer(self._forced.popleft())
-        if (username, password) != (self.account_sid, self.auth_token) or (
-            received.account_sid != self.account_sid
-        ):
-            return _unauthorized()
+        received = await self._receive(request, form)
+        if (refused := await self._scripted_or_refused(received)) is not None:
+            return refused
         if request.method == "GET":
             return web.json_response(self._page(request.path))
         if request.method != "POST":
@@ -265,28 +184,9 @@ class FakeTwilioApi:
 
     async def _account(self, request: web.Request) -> web.StreamResponse:
         """`GET /2010-04-01/Accounts/{sid}.json`: the account resource (credential checks)."""
-        username, password = _basic_auth(request.headers.get("Authorization", ""))
-        received = TwilioRequest(
-            method=request.method,
-            path=request.path,
-            account_sid=request.match_info["account"],
-            username=username,
-            password=password,
-            content_type=request.content_type,
-            form={},
-        )
-        await self._record(self.requests, received)
-        if self.delay:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), self.delay)
-            if self._stopping.is_set():
-                raise web.HTTPServiceUnavailable
-        if self._forced:
-            return _answer(self._forced.popleft())
-        if (username, password) != (self.account_sid, self.auth_token) or (
-            received.account_sid != self.account_sid
-        ):
-            return _unauthorized()
+        received = await self._receive(request, {})
+        if (refused := await self._scripted_or_refused(received)) is not None:
+            return refused
         created = format_datetime(datetime(2020, 1, 1, tzinfo=UTC))
         uri = f"/{API_VERSION}/Accounts/{self.account_sid}"
         # Twilio's account resource includes the auth token: a client must not print it.
@@ -304,6 +204,31 @@ class FakeTwilioApi:
                 "uri": f"{uri}.json",
             }
         )
+
+    async def _receive(self, request: web.Request, form: dict[str, str]) -> TwilioRequest:
+        """Record the request in `requests`."""
+        username, password = _basic_auth(request.headers.get("Authorization", ""))
+        received = TwilioRequest(
+            method=request.method,
+            path=request.path,
+            account_sid=request.match_info["account"],
+            username=username,
+            password=password,
+            content_type=request.content_type,
+            form=form,
+        )
+        await self._record(self.requests, received)
+        return received
+
+    async def _scripted_or_refused(self, received: TwilioRequest) -> web.Response | None:
+        """A hang and forced answer due, else a 401 for wrong credentials, else None."""
+        if (scripted := await self._scripted()) is not None:
+            return scripted
+        if (received.username, received.password) != (self.account_sid, self.auth_token) or (
+            received.account_sid != self.account_sid
+        ):
+            return _unauthorized()
+        return None
 
     def _page(self, path: str) -> dict[str, Any]:
         """The list of messages, newest first, on one page (as Twilio pages them)."""
@@ -406,11 +331,6 @@ class FakeTwilioApi:
             "uri": f"{uri}.json",
         }
 
-    async def _record(self, target: list[Any], item: Any) -> None:
-        async with self._changed:
-            target.append(item)
-            self._changed.notify_all()
-
 
 def segments(body: str) -> int:
     """How many SMS segments Twilio bills for `body` (GSM-7 or UCS-2)."""
@@ -448,11 +368,3 @@ def _unauthorized() -> web.Response:
 
 def _error(code: int, message: str) -> web.Response:
     return web.json_response(twilio_error(400, code, message), status=400)
-
-
-def _answer(forced: ForcedAnswer) -> web.Response:
-    if isinstance(forced.body, str):
-        return web.Response(
-            status=forced.status, text=forced.body, content_type="text/html", headers=forced.headers
-        )
-    return web.json_response(forced.body, status=forced.status, headers=forced.headers)

@@ -10,7 +10,8 @@ from urllib.parse import quote
 import asyncpg
 import pytest
 
-from tests.fakes.telegram import FakeTelegramApi, ForcedAnswer
+from tests.fakes.telegram import FakeTelegramApi
+from tests.fakes.vendor import ForcedAnswer
 from tests.faults.harness import (
     Launcher,
     ObservedSmtpServer,

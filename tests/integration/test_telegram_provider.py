@@ -16,7 +16,8 @@ from notifyd.providers import OutgoingMessage, Recipient
 from notifyd.providers.telegram import TelegramProvider
 from tests.fakes.leaks import error_texts
 from tests.fakes.smtp import unused_port
-from tests.fakes.telegram import FakeTelegramApi, ForcedAnswer
+from tests.fakes.telegram import FakeTelegramApi
+from tests.fakes.vendor import ForcedAnswer
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
