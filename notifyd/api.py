@@ -12,6 +12,7 @@ from pydantic import BaseModel, ValidationError
 
 from notifyd.auth import CALLER
 from notifyd.constants import MAX_IDEMPOTENCY_KEY_LENGTH
+from notifyd.enqueuer import Enqueuer
 from notifyd.exceptions import (
     ConstraintViolationError,
     IdempotencyKeyReusedError,
@@ -37,6 +38,8 @@ from notifyd.schemas import (
 from notifyd.store import Store
 
 STORE: web.AppKey[Store] = web.AppKey("store", Store)
+# Plain enqueues go through it, so that requests arriving together share a commit.
+ENQUEUER: web.AppKey[Enqueuer] = web.AppKey("enqueuer", Enqueuer)
 # Counts what the API accepts (the rest of the metrics live with the delivery service).
 ENQUEUED: web.AppKey[Count] = web.AppKey("enqueued", Count)
 # How long an Idempotency-Key is remembered.
@@ -141,7 +144,7 @@ async def notify(request: web.Request) -> web.Response:
     store = request.app[STORE]
     try:
         if key is None:
-            notification = await store.enqueue(body.to_new())
+            notification = await request.app[ENQUEUER].enqueue(body.to_new())
             request.app[ENQUEUED].inc()
             return json_response(enqueued_json(notification))
         answer, replayed = await store.enqueue_once(

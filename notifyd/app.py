@@ -9,9 +9,10 @@ from collections.abc import AsyncIterator, Callable
 from aiohttp import web
 
 from notifyd.admin import add_admin
-from notifyd.api import ENQUEUED, IDEMPOTENCY_KEY_SECONDS, LIMITS, STORE, add_routes
+from notifyd.api import ENQUEUED, ENQUEUER, IDEMPOTENCY_KEY_SECONDS, LIMITS, STORE, add_routes
 from notifyd.auth import Authenticator, RateLimiter, auth_middleware
 from notifyd.config import Settings
+from notifyd.enqueuer import Enqueuer
 from notifyd.health import METRICS, SERVICE, add_probe_routes
 from notifyd.logs import get_logger
 from notifyd.metrics import Metrics
@@ -100,7 +101,14 @@ def _database(
         applied = await migrate(store)
         log.info("database_ready", migrations_applied=applied)
         app[STORE] = store
+        enqueuer = Enqueuer(
+            store,
+            max_batch=app[SETTINGS].api.enqueue_batch_size,
+            writers=app[SETTINGS].api.enqueue_writers,
+        )
+        app[ENQUEUER] = enqueuer
         yield
+        await enqueuer.close()
         await store.close()
 
     return context

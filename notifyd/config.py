@@ -80,6 +80,10 @@ class ApiSettings(_Section):
     tokens: tuple[SecretStr, ...] = ()
     # Requests per second per token, in bursts of as many; 0: no limit.
     rate_limit: float = Field(default=0.0, ge=0)
+    # Enqueues that arrive together share one INSERT: at most this many per statement...
+    enqueue_batch_size: int = Field(default=100, ge=1, le=10_000)
+    # ...and this many such statements at once (each takes a pooled connection).
+    enqueue_writers: int = Field(default=4, ge=1, le=64)
 
     @field_validator("tokens")
     @classmethod

@@ -97,6 +97,29 @@ INSERT_NOTIFICATION: Final = """
     RETURNING id, user_id, subject, message, channels, status, send_at, priority, created_at,
               updated_at, finished_at
 """
+# Many notifications in one statement (the API's group commit). The ids are drawn first so
+# each returned row can be matched with its place in the input: RETURNING promises no
+# order. Channel lists travel joined by commas, since a PostgreSQL array of arrays must be
+# rectangular; channel names are known words without commas. Message and subject are
+# stored as given, so they are not sent back.
+INSERT_NOTIFICATIONS: Final = """
+    WITH input AS (
+        SELECT nextval('notifyd.notifications_id_seq') AS id, t.*
+        FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::timestamptz[],
+                    $6::smallint[])
+            WITH ORDINALITY AS t(user_id, subject, message, channels, send_at, priority, ord)
+    ), inserted AS (
+        INSERT INTO notifyd.notifications
+            (id, user_id, subject, message, channels, send_at, priority)
+        SELECT id, user_id, subject, message, string_to_array(channels, ','), send_at, priority
+        FROM input ORDER BY ord
+        RETURNING id, user_id, channels, status, send_at, priority, created_at, updated_at,
+                  finished_at
+    )
+    SELECT input.ord, inserted.*
+    FROM inserted JOIN input USING (id)
+    ORDER BY input.ord
+"""
 # The key is taken in the enqueueing transaction: a concurrent request with the same key
 # waits here until the first one commits, then finds its answer. A key older than its
 # retention is taken over as if new.
@@ -340,12 +363,15 @@ def _user(row: asyncpg.Record) -> User:
     )
 
 
-def _notification(row: asyncpg.Record) -> Notification:
+def _notification(
+    row: asyncpg.Record, *, subject: str | None = None, message: str | None = None
+) -> Notification:
+    """The notification in `row`; `subject` and `message` when the row leaves them out."""
     return Notification(
         id=row["id"],
         user_id=row["user_id"],
-        subject=row["subject"],
-        message=row["message"],
+        subject=row["subject"] if subject is None else subject,
+        message=row["message"] if message is None else message,
         channels=tuple(row["channels"]),
         status=row["status"],
         send_at=row["send_at"],
@@ -574,6 +600,32 @@ class Store:
         async with _unknown_user(new.user_id), translate_errors():
             row = await self._fetchrow(INSERT_NOTIFICATION, *_insert_args(new))
         return _notification(_returned(row))
+
+    async def enqueue_many(self, batch: Sequence[NewNotification]) -> list[Notification]:
+        """Enqueue all of `batch` in one statement, or none of it; results in its order.
+
+        Any refusal (an unknown user, a constraint) fails the whole batch with the error of
+        the first row the database refused; callers that need each row's own error enqueue
+        the rows one by one after that.
+        """
+        if not batch:
+            return []
+        async with translate_errors():
+            rows = await self._fetch(
+                INSERT_NOTIFICATIONS,
+                [new.user_id for new in batch],
+                [new.subject for new in batch],
+                [new.message for new in batch],
+                [",".join(new.channels) for new in batch],
+                [new.send_at for new in batch],
+                [new.priority for new in batch],
+            )
+        if len(rows) != len(batch):
+            raise RuntimeError(f"INSERT of {len(batch)} notifications returned {len(rows)} rows")
+        return [
+            _notification(row, subject=new.subject, message=new.message)
+            for new, row in zip(batch, rows, strict=True)
+        ]
 
     async def enqueue_once(
         self,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from typing import Any
 
@@ -64,6 +65,26 @@ async def test_notify_without_trailing_slash_works_too(daemon: Daemon) -> None:
     user_id = await daemon.create_user(email="a@example.com")
     response = await daemon.client.post("/api/notify", json={"user_id": user_id, "message": "x"})
     assert response.status == 200
+
+
+async def test_concurrent_requests_each_get_their_own_answer(
+    daemon: Daemon, db: asyncpg.Connection
+) -> None:
+    # Requests arriving together share INSERTs; a refused one must not fail its neighbours.
+    user_id = await daemon.create_user(email="a@example.com")
+    bodies = [{"user_id": user_id, "message": f"m{n}"} for n in range(30)]
+    bodies[7] = {"user_id": user_id + 1000, "message": "unknown user"}
+    responses = await asyncio.gather(
+        *(daemon.client.post("/api/notify/", json=body) for body in bodies)
+    )
+    await assert_problem(responses[7], 422, "user_id")
+    answers = {}
+    for n, response in enumerate(responses):
+        if n != 7:
+            assert response.status == 200, await response.text()
+            answers[(await response.json())["id"]] = bodies[n]["message"]
+    stored = await db.fetch("SELECT id, message FROM notifyd.notifications")
+    assert {row["id"]: row["message"] for row in stored} == answers
 
 
 INVALID_BODIES: list[tuple[str, dict[str, Any], str]] = [
