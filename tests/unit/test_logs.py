@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import json
 import logging
+import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -11,7 +13,7 @@ from typing import Any
 import pytest
 import structlog
 
-from notifyd.logs import configure_logging, get_logger
+from notifyd.logs import UtcTimestamper, configure_logging, get_logger
 
 
 @pytest.fixture(autouse=True)
@@ -178,3 +180,58 @@ def test_logger_made_before_configure_logging_writes_json(
     [entry] = _lines(capsys)
     assert entry["event"] == "module_event"
     assert entry["module"] == "notifyd.early"
+
+
+@pytest.mark.parametrize(
+    ("now", "expected"),
+    [
+        (1_767_225_600.0, "2026-01-01T00:00:00.000000Z"),
+        (1_767_225_600.25, "2026-01-01T00:00:00.250000Z"),
+        (1_767_225_659.999999, "2026-01-01T00:00:59.999999Z"),
+        (951_782_400.5, "2000-02-29T00:00:00.500000Z"),
+    ],
+)
+def test_timestamps_are_utc_with_microseconds(
+    monkeypatch: pytest.MonkeyPatch, now: float, expected: str
+) -> None:
+    stamper = UtcTimestamper()
+    monkeypatch.setattr("notifyd.logs.time.time", lambda: now)
+    stamped = stamper(None, "info", {"event": "x"})
+    assert stamped["timestamp"] == expected
+    parsed = datetime.fromisoformat(expected.replace("Z", "+00:00"))
+    assert abs(parsed.timestamp() - now) < 1e-6
+
+
+def test_the_cached_second_moves_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    stamper = UtcTimestamper()
+    clock = iter([1_767_225_600.9, 1_767_225_601.1, 1_767_225_601.2])
+    monkeypatch.setattr("notifyd.logs.time.time", lambda: next(clock))
+    stamps = [stamper(None, "info", {})["timestamp"] for _ in range(3)]
+    assert stamps == [
+        "2026-01-01T00:00:00.900000Z",
+        "2026-01-01T00:00:01.100000Z",
+        "2026-01-01T00:00:01.200000Z",
+    ]
+
+
+def test_lines_are_utf8_whatever_the_locale(capsysbinary: pytest.CaptureFixture[bytes]) -> None:
+    configure_logging("info")
+
+    get_logger("notifyd.test").info("greeting", text="Привет")
+
+    out = capsysbinary.readouterr().out
+    assert json.loads(out.decode("utf-8"))["text"] == "Привет"
+    assert "Привет".encode() in out
+
+
+def test_a_stdout_without_a_byte_buffer_still_gets_the_lines(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    stream = io.StringIO()
+    monkeypatch.setattr(sys, "stdout", stream)
+    configure_logging("info")
+
+    get_logger("notifyd.test").info("to_text", n=1)
+
+    [entry] = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert (entry["event"], entry["n"]) == ("to_text", 1)
