@@ -125,6 +125,31 @@ async def test_database_refuses_rows_that_break_the_rules(
     assert await db.fetchval("SELECT count(*) FROM notifyd.notifications") == 0
 
 
+@pytest.mark.parametrize(
+    ("channels", "valid"),
+    [
+        ("'{email}'", True),
+        ("'{email,sms,telegram}'", True),
+        ("'{telegram,email}'", True),
+        ("'[0:1]={sms,email}'", True),
+        ("'{}'", False),
+        ("NULL", False),
+        ("'{sms,NULL}'", False),
+        ("'{NULL}'", False),
+        ("'{fax}'", False),
+        ("'{SMS}'", False),
+        ("'{sms,sms}'", False),
+        ("'{sms,email,sms}'", False),
+        ("'{email,sms,telegram,email}'", False),
+        # An array literal may start at any index: repeats are still found.
+        ("'[0:1]={sms,sms}'", False),
+        ("'[5:7]={email,sms,email}'", False),
+    ],
+)
+async def test_valid_channels_rules(db: asyncpg.Connection, channels: str, valid: bool) -> None:
+    assert await db.fetchval(f"SELECT notifyd.valid_channels({channels}::text[])") is valid
+
+
 async def test_database_refuses_an_unknown_user(db: asyncpg.Connection) -> None:
     with pytest.raises(asyncpg.ForeignKeyViolationError):
         await db.execute("SELECT notifyd.enqueue(424242, 'hello')")
