@@ -107,6 +107,8 @@ async def test_bulk_insert_sends_one_notify_and_delivers_all(
         ("message, channels", "'hi', ARRAY['sms', NULL]", "notifications_channels_valid"),
         ("message", "''", "notifications_message_not_blank"),
         ("message", "'   '", "notifications_message_not_blank"),
+        ("message", "E' \\n\\t '", "notifications_message_not_blank"),
+        ("message", "repeat('я', 65537)", "notifications_message_length"),
         ("message, subject", "'hi', E'two\\nlines'", "notifications_subject_single_line"),
         ("message, subject", "'hi', repeat('x', 999)", "notifications_subject_length"),
         ("message, status", "'hi', 'bogus'", "notifications_status_known"),
@@ -123,6 +125,47 @@ async def test_database_refuses_rows_that_break_the_rules(
         )
     assert caught.value.constraint_name == constraint
     assert await db.fetchval("SELECT count(*) FROM notifyd.notifications") == 0
+
+
+@pytest.mark.parametrize(
+    ("message", "constraint"),
+    [
+        ("'  '", "notifications_message_not_blank"),
+        ("repeat('x', 65537)", "notifications_message_length"),
+    ],
+)
+async def test_database_refuses_an_update_that_breaks_the_message_rules(
+    db: asyncpg.Connection, message: str, constraint: str
+) -> None:
+    user_id = await make_user(db)
+    notification_id = await db.fetchval("SELECT notifyd.enqueue($1, 'fine')", user_id)
+    with pytest.raises(asyncpg.CheckViolationError) as caught:
+        await db.execute(
+            f"UPDATE notifyd.notifications SET message = {message} WHERE id = $1", notification_id
+        )
+    assert caught.value.constraint_name == constraint
+    assert (
+        await db.fetchval(
+            "SELECT message FROM notifyd.notifications WHERE id = $1", notification_id
+        )
+        == "fine"
+    )
+
+
+async def test_a_message_of_the_longest_length_is_accepted(db: asyncpg.Connection) -> None:
+    user_id = await make_user(db)
+    notification_id = await db.fetchval("SELECT notifyd.enqueue($1, repeat('я', 65536))", user_id)
+    # Status updates (what delivery does) never touch the message's rules.
+    await db.execute(
+        "UPDATE notifyd.notifications SET status = 'failed', finished_at = now() WHERE id = $1",
+        notification_id,
+    )
+    assert (
+        await db.fetchval(
+            "SELECT length(message) FROM notifyd.notifications WHERE id = $1", notification_id
+        )
+        == 65536
+    )
 
 
 @pytest.mark.parametrize(
