@@ -6,7 +6,7 @@ import base64
 import re
 from collections import Counter
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal, Self
 
 from pydantic import (
@@ -116,6 +116,21 @@ class NotifyRequest(_Body):
         # pydantic would also take a number as a Unix time; a date is only ever written out.
         if value is not None and not isinstance(value, str):
             raise ValueError("must be an ISO 8601 date and time with an offset, as a string")
+        return value
+
+    @field_validator("send_at")
+    @classmethod
+    def _in_range(cls, value: datetime | None) -> datetime | None:
+        # 9999-12-31T23:30:00-01:00 is valid ISO 8601 but past the last instant Python can
+        # hold in UTC (and 0001-01-01T00:30:00+01:00 before the first); such a date failed
+        # only when written to the database.
+        if value is not None:
+            try:
+                value.astimezone(UTC)
+            except OverflowError:
+                raise ValueError(
+                    "must be between 0001-01-01T00:00:00Z and 9999-12-31T23:59:59Z"
+                ) from None
         return value
 
     def to_new(self) -> NewNotification:

@@ -88,6 +88,8 @@ async def test_claims_go_by_priority_then_due_time(db: asyncpg.Connection, store
         ("send_at", "2026-12-01T09:00:00"),  # no offset
         ("send_at", 1767261600),
         ("send_at", "tomorrow"),
+        ("send_at", "9999-12-31T23:30:00-01:00"),  # past year 9999 in UTC
+        ("send_at", "0001-01-01T00:30:00+01:00"),  # before year 1 in UTC
         ("priority", 101),
         ("priority", -101),
         ("priority", True),
