@@ -8,8 +8,8 @@ under way, new requests gather, and the next writer takes all of them (up to
 of notifications instead of one each.
 
 A batch is all or nothing. When the database refuses it (an unknown user, a constraint),
-its rows are enqueued again one by one, so each request gets its own answer and a bad
-request never fails a good one.
+it is split in halves until the rows at fault are alone, so each request gets its own
+answer and a bad request never fails a good one.
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ class Enqueuer:
     async def enqueue(self, new: NewNotification) -> Notification:
         """Enqueue `new`; return it once committed (with the batch it went in)."""
         if self._closed:
-            raise DatabaseUnavailableError("database unavailable: notifyd is shutting down")
+            raise _shutting_down()
         done: asyncio.Future[Notification] = asyncio.get_running_loop().create_future()
         self._waiting.append(_Pending(new, done))
         if self._active < self._writers:
@@ -74,7 +74,7 @@ class Enqueuer:
             task.cancel()
         await asyncio.gather(*self._running, return_exceptions=True)
         while self._waiting:
-            _fail(self._waiting.popleft(), DatabaseUnavailableError("notifyd is shutting down"))
+            _fail(self._waiting.popleft(), _shutting_down())
 
     async def _write_waiting(self) -> None:
         try:
@@ -84,14 +84,14 @@ class Enqueuer:
                     await self._write(batch)
                 except asyncio.CancelledError:
                     for pending in batch:
-                        _fail(pending, DatabaseUnavailableError("notifyd is shutting down"))
+                        _fail(pending, _shutting_down())
                     raise
                 except Exception as exc:
-                    # Not a refusal by the database: a bug. Fail this batch loudly and go
-                    # on, so the requests behind it are not left waiting.
+                    # A bug in the batching itself: fail this batch loudly and go on, so the
+                    # requests behind it are not left waiting.
                     log.exception("enqueue_failed", notifications=len(batch))
                     for pending in batch:
-                        _fail(pending, exc)
+                        _fail(pending, _unexpected(exc))
         finally:
             self._active -= 1
 
@@ -99,43 +99,77 @@ class Enqueuer:
         batch: list[_Pending] = []
         waiting = self._waiting
         while waiting and len(batch) < self._max_batch:
-            pending = waiting.popleft()
-            if not pending.done.done():  # its request was cancelled before it was written
-                batch.append(pending)
+            batch.append(waiting.popleft())
         return batch
 
-    async def _write(self, batch: list[_Pending]) -> None:
+    async def _write(self, batch: list[_Pending]) -> DatabaseUnavailableError | None:
+        """Write `batch` and answer each request; the outage, if the database is away."""
+        # A request cancelled before its row was written (the client went away) writes nothing.
+        batch = [pending for pending in batch if not pending.done.done()]
         if not batch:
-            return
+            return None
         if len(batch) == 1:
-            await self._write_one(batch[0])
-            return
+            return await self._write_one(batch[0])
         try:
             notifications = await self._store.enqueue_many([pending.new for pending in batch])
         except DatabaseUnavailableError as exc:
             for pending in batch:
-                _fail(pending, DatabaseUnavailableError(str(exc)))
-            return
-        except NotifydError:
-            for pending in batch:
-                await self._write_one(pending)
-            return
+                _fail(pending, _outage(exc))
+            return exc
+        except Exception:
+            # Refused: an unknown user, a constraint, a value the driver cannot encode.
+            # Halve it until the rows at fault are alone and fail on their own. One bad row
+            # costs about 2 log2(batch) statements, not one per row of the batch.
+            middle = len(batch) // 2
+            outage = await self._write(batch[:middle])
+            if outage is not None:
+                for pending in batch[middle:]:
+                    _fail(pending, _outage(outage))
+                return outage
+            return await self._write(batch[middle:])
         self.batches += 1
         self.enqueued += len(batch)
         for pending, notification in zip(batch, notifications, strict=True):
             if not pending.done.done():
                 pending.done.set_result(notification)
+        return None
 
-    async def _write_one(self, pending: _Pending) -> None:
+    async def _write_one(self, pending: _Pending) -> DatabaseUnavailableError | None:
         try:
             notification = await self._store.enqueue(pending.new)
+        except DatabaseUnavailableError as exc:
+            _fail(pending, exc)
+            return exc
         except NotifydError as exc:
             _fail(pending, exc)
-            return
+            return None
+        except Exception as exc:
+            # Not a refusal notifyd knows how to name: the request gets a 500 of its own.
+            _fail(pending, exc)
+            return None
         self.batches += 1
         self.enqueued += 1
         if not pending.done.done():
             pending.done.set_result(notification)
+        return None
+
+
+def _shutting_down() -> DatabaseUnavailableError:
+    return DatabaseUnavailableError("database unavailable: notifyd is shutting down")
+
+
+def _outage(exc: DatabaseUnavailableError) -> DatabaseUnavailableError:
+    """A copy for each request: one exception object raised in many handlers would collect
+    all their tracebacks."""
+    copy = DatabaseUnavailableError(str(exc))
+    copy.__cause__ = exc.__cause__
+    return copy
+
+
+def _unexpected(exc: Exception) -> RuntimeError:
+    copy = RuntimeError(f"enqueue failed: {type(exc).__name__}")
+    copy.__cause__ = exc
+    return copy
 
 
 def _fail(pending: _Pending, exc: BaseException) -> None:

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import asyncpg
 import pytest
 
-from tests.support import Daemon
+from notifyd.api import ENQUEUER
+from tests.support import Daemon, wait_until
 
 ISO_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}\+00:00$")
 
@@ -67,16 +69,31 @@ async def test_notify_without_trailing_slash_works_too(daemon: Daemon) -> None:
     assert response.status == 200
 
 
-async def test_concurrent_requests_each_get_their_own_answer(
-    daemon: Daemon, db: asyncpg.Connection
+async def test_requests_arriving_together_share_a_statement_and_keep_their_own_answers(
+    daemon_factory: Callable[..., Awaitable[Daemon]], db: asyncpg.Connection, database_url: str
 ) -> None:
-    # Requests arriving together share INSERTs; a refused one must not fail its neighbours.
+    daemon = await daemon_factory(api={"enqueue_writers": 1})
+    enqueuer = daemon.app[ENQUEUER]
     user_id = await daemon.create_user(email="a@example.com")
     bodies = [{"user_id": user_id, "message": f"m{n}"} for n in range(30)]
     bodies[7] = {"user_id": user_id + 1000, "message": "unknown user"}
-    responses = await asyncio.gather(
-        *(daemon.client.post("/api/notify/", json=body) for body in bodies)
-    )
+    blocker = await asyncpg.connect(database_url)
+    try:
+        # Hold INSERTs back until every request is in, so they queue for the one writer.
+        async with blocker.transaction():
+            await blocker.execute("LOCK TABLE notifyd.notifications IN EXCLUSIVE MODE")
+            posts = [
+                asyncio.create_task(daemon.client.post("/api/notify/", json=body))
+                for body in bodies
+            ]
+
+            async def all_in() -> bool:
+                return len(enqueuer) == len(bodies) - 1  # and one in its statement
+
+            await wait_until(all_in, deadline=10, what="29 requests waiting for the writer")
+        responses = await asyncio.gather(*posts)
+    finally:
+        await blocker.close()
     await assert_problem(responses[7], 422, "user_id")
     answers = {}
     for n, response in enumerate(responses):
@@ -85,6 +102,10 @@ async def test_concurrent_requests_each_get_their_own_answer(
             answers[(await response.json())["id"]] = bodies[n]["message"]
     stored = await db.fetch("SELECT id, message FROM notifyd.notifications")
     assert {row["id"]: row["message"] for row in stored} == answers
+    # 29 rows in at most 6 statements: the one in flight alone, then the batch of 28 good
+    # rows and the refused one, split in halves until the refused row is alone.
+    assert enqueuer.enqueued == 29
+    assert enqueuer.batches <= 6, enqueuer.batches
 
 
 INVALID_BODIES: list[tuple[str, dict[str, Any], str]] = [

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 
 import asyncpg
 import pytest
@@ -183,6 +183,51 @@ async def test_a_refused_row_fails_only_its_own_request(
     assert all(isinstance(result, Notification) for result in good)
     messages = await db.fetchval("SELECT array_agg(message ORDER BY id) FROM notifyd.notifications")
     assert messages == ["good 1", "good 2", "good 3"]
+
+
+async def test_a_refused_row_splits_its_batch_into_few_statements(
+    db: asyncpg.Connection, store: Store
+) -> None:
+    user_id = await new_user(db)
+    enqueuer = Enqueuer(store, max_batch=100, writers=1)
+    news = [NewNotification(user_id=user_id, message=f"m{n}") for n in range(16)]
+    news[5] = NewNotification(user_id=user_id + 1000, message="unknown user")
+    results = await asyncio.gather(*(enqueuer.enqueue(new) for new in news), return_exceptions=True)
+    assert [n for n, result in enumerate(results) if not isinstance(result, Notification)] == [5]
+    # Halves: rows 0-3, 4, 6-7 and 8-15 are written; one statement per row would be 15.
+    assert (enqueuer.batches, enqueuer.enqueued) == (4, 15)
+
+
+async def test_a_value_the_driver_cannot_send_fails_only_its_own_request(
+    db: asyncpg.Connection, store: Store
+) -> None:
+    user_id = await new_user(db)
+    enqueuer = Enqueuer(store, max_batch=100, writers=1)
+    # Valid ISO 8601, but past the last instant Python holds in UTC: asyncpg cannot encode it.
+    beyond = datetime(9999, 12, 31, 23, 30, tzinfo=timezone(timedelta(hours=-1)))
+    news = [
+        NewNotification(user_id=user_id, message="good 1"),
+        NewNotification(user_id=user_id, message="beyond", send_at=beyond),
+        NewNotification(user_id=user_id, message="good 2"),
+    ]
+    results = await asyncio.gather(*(enqueuer.enqueue(new) for new in news), return_exceptions=True)
+    assert isinstance(results[0], Notification)
+    assert isinstance(results[1], Exception)
+    assert isinstance(results[2], Notification)
+    messages = await db.fetchval("SELECT array_agg(message ORDER BY id) FROM notifyd.notifications")
+    assert messages == ["good 1", "good 2"]
+
+
+async def test_writers_come_back_after_a_burst(db: asyncpg.Connection, store: Store) -> None:
+    user_id = await new_user(db)
+    enqueuer = Enqueuer(store, max_batch=5, writers=3)
+    for burst in range(3):
+        await asyncio.gather(
+            *(enqueuer.enqueue(NewNotification(user_id, f"{burst}-{n}")) for n in range(20))
+        )
+    # Every writer slot was given back: a lone request still finds a writer.
+    await asyncio.wait_for(enqueuer.enqueue(NewNotification(user_id, "lone")), 10)
+    assert enqueuer.enqueued == 61
 
 
 async def test_a_request_cancelled_before_its_batch_is_written_writes_nothing(
