@@ -152,6 +152,17 @@ async def test_database_refuses_an_update_that_breaks_the_message_rules(
     )
 
 
+async def test_the_message_rules_hold_for_replicated_rows_too(db: asyncpg.Connection) -> None:
+    # Replication apply and some restore tools run as replica, where ordinary triggers do
+    # not fire; a CHECK constraint would still be checked, and so is this rule.
+    user_id = await make_user(db)
+    await db.execute("SET session_replication_role = replica")
+    with pytest.raises(asyncpg.CheckViolationError):
+        await db.execute(
+            "INSERT INTO notifyd.notifications (user_id, message) VALUES ($1, ' ')", user_id
+        )
+
+
 async def test_a_message_of_the_longest_length_is_accepted(db: asyncpg.Connection) -> None:
     user_id = await make_user(db)
     notification_id = await db.fetchval("SELECT notifyd.enqueue($1, repeat('я', 65536))", user_id)
