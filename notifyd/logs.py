@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
+from collections.abc import Callable
 from typing import Any, BinaryIO
 
 import orjson
@@ -37,9 +38,10 @@ class UtcTimestamper:
     the byte writer below, and there are two or three lines per notification delivered.
     """
 
-    __slots__ = ("_second",)
+    __slots__ = ("_clock", "_second")
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self._clock = clock
         # (second, its formatted prefix), replaced as one value so threads (the standard
         # library's logging may run in any) never see a prefix of another second.
         self._second: tuple[int, str] = (-1, "")
@@ -48,7 +50,7 @@ class UtcTimestamper:
         self, _logger: Any, _method: str, event_dict: structlog.typing.EventDict
     ) -> structlog.typing.EventDict:
         # Rounded to the microsecond as datetime does (2**53 us is in the year 2255).
-        second, micros = divmod(round(time.time() * 1_000_000), 1_000_000)
+        second, micros = divmod(round(self._clock() * 1_000_000), 1_000_000)
         cached = self._second
         if cached[0] != second:
             cached = (second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)))
@@ -68,7 +70,8 @@ def _structlog_output() -> tuple[structlog.typing.Processor, Any]:
     """Renderer and logger factory: UTF-8 bytes straight to stdout's buffer when it has one.
 
     Writing bytes skips a decode, the text layer and `print` (about 7 us a line), and keeps
-    the lines UTF-8 whatever the locale's encoding.
+    notifyd's own lines UTF-8 whatever the locale's encoding. (The standard library's
+    lines, from aiohttp or asyncio, still go through the text layer and its encoding.)
     """
     buffer: BinaryIO | None = getattr(sys.stdout, "buffer", None)
     if buffer is None:
