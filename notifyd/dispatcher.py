@@ -52,6 +52,7 @@ class Dispatcher:
         # Room promised to claims still running, and whether one found the table dry.
         self._reserved = 0
         self._exhausted = False
+        self._claims_this_round = 0
         self._lanes: list[asyncio.Task[int]] = []
         self._lease_seconds = lease_seconds
         self._max_attempts = max_attempts
@@ -97,6 +98,7 @@ class Dispatcher:
         if not self._may_claim():
             return 0
         self._exhausted = False
+        self._claims_this_round = 0
         try:
             async with asyncio.TaskGroup() as lanes:  # a lane that fails cancels the others
                 self._lanes = [lanes.create_task(self._claim_lane(lanes))]
@@ -115,8 +117,12 @@ class Dispatcher:
         total = 0
         while not self._stopping and not self._exhausted:
             limit = min(self._batch_size, self._in_flight.free() - self._reserved)
-            if limit <= 0:
+            if limit <= 0 or (self._claims_this_round and limit < self._in_flight.refill_threshold):
+                # Behind a full claim (a backlog), a claim for the few slots freed since
+                # costs the database nearly what a full one does; in-flight wakes the
+                # dispatcher again once a batch's worth of room is free.
                 break
+            self._claims_this_round += 1
             self._reserved += limit
             started = time.perf_counter()
             try:

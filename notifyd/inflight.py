@@ -32,6 +32,11 @@ class InFlight:
     def ids(self) -> list[int]:
         return list(self._ids)
 
+    @property
+    def refill_threshold(self) -> int:
+        """Room that makes a claim worth its round trip while there is a backlog."""
+        return self._refill_threshold
+
     def free(self) -> int:
         return self.capacity - len(self._ids)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 
 import asyncpg
 
@@ -26,9 +27,14 @@ async def backlog(db: asyncpg.Connection, count: int) -> None:
     )
 
 
-async def claim_round(store: Store, capacity: int) -> tuple[int, list[int], InFlight]:
+async def claim_round(
+    store: Store,
+    capacity: int,
+    refill_threshold: int = 1,
+    on_room: Callable[[], None] = lambda: None,
+) -> tuple[int, list[int], InFlight]:
     """One `claim_available()` with up to 3 lanes of 40: the count, ids routed, in-flight."""
-    in_flight = InFlight(capacity=capacity, refill_threshold=1, on_room=lambda: None)
+    in_flight = InFlight(capacity=capacity, refill_threshold=refill_threshold, on_room=on_room)
     routed: list[Delivery] = []
     dispatcher = Dispatcher(
         store,
@@ -72,3 +78,24 @@ async def test_concurrent_claims_stop_when_the_table_runs_dry(
         row["id"] for row in await db.fetch("SELECT id FROM notifyd.notifications")
     )
     assert not in_flight.backlog
+
+
+async def test_behind_a_full_claim_no_claim_is_made_for_less_than_a_batch(
+    db: asyncpg.Connection, store: Store
+) -> None:
+    # A claim of a few rows costs the database nearly what a full one does: with a backlog,
+    # the room left after full batches waits until a batch's worth is free.
+    await backlog(db, 500)
+    wakes: list[None] = []
+
+    claimed, ids, in_flight = await claim_round(
+        store, capacity=190, refill_threshold=40, on_room=lambda: wakes.append(None)
+    )
+
+    assert claimed == len(ids) == 160  # four full batches; 30 slots were not worth a claim
+    assert in_flight.backlog
+    for notification_id in ids[:9]:
+        in_flight.done(notification_id)
+    assert not wakes  # 39 free
+    in_flight.done(ids[9])
+    assert wakes  # 40 free: claim again
