@@ -31,6 +31,17 @@ async def new_user(db: asyncpg.Connection) -> int:
     return user_id
 
 
+@pytest.fixture
+async def user_id(db: asyncpg.Connection) -> int:
+    return await new_user(db)
+
+
+@pytest.fixture
+def enqueuer(store: Store) -> Enqueuer:
+    """Batches of up to 100, one statement at a time: what queues goes in the next one."""
+    return Enqueuer(store, max_batch=100, writers=1)
+
+
 async def assert_stored_as_answered(db: asyncpg.Connection, notification: Notification) -> None:
     row = await db.fetchrow(
         "SELECT user_id, subject, message, channels, status, send_at, priority, created_at"
@@ -125,10 +136,8 @@ async def test_requests_arriving_together_share_one_statement(
 
 
 async def test_a_lone_request_is_written_at_once_by_itself(
-    db: asyncpg.Connection, store: Store
+    db: asyncpg.Connection, user_id: int, enqueuer: Enqueuer
 ) -> None:
-    user_id = await new_user(db)
-    enqueuer = Enqueuer(store, max_batch=100, writers=1)
     answer = await enqueuer.enqueue(NewNotification(user_id=user_id, message="alone"))
     assert (enqueuer.batches, enqueuer.enqueued) == (1, 1)
     await assert_stored_as_answered(db, answer)
@@ -145,10 +154,8 @@ async def test_batches_are_capped(db: asyncpg.Connection, store: Store) -> None:
 
 
 async def test_requests_wait_while_every_writer_is_busy_then_go_in_one_batch(
-    db: asyncpg.Connection, store: Store, database_url: str
+    db: asyncpg.Connection, database_url: str, user_id: int, enqueuer: Enqueuer
 ) -> None:
-    user_id = await new_user(db)
-    enqueuer = Enqueuer(store, max_batch=100, writers=1)
     async with first_request_held(database_url, db, enqueuer, user_id) as first:
         rest = [
             asyncio.create_task(enqueuer.enqueue(NewNotification(user_id, f"m{n}")))
@@ -162,10 +169,8 @@ async def test_requests_wait_while_every_writer_is_busy_then_go_in_one_batch(
 
 
 async def test_a_refused_row_fails_only_its_own_request(
-    db: asyncpg.Connection, store: Store
+    db: asyncpg.Connection, user_id: int, enqueuer: Enqueuer
 ) -> None:
-    user_id = await new_user(db)
-    enqueuer = Enqueuer(store, max_batch=100, writers=1)
     news = [
         NewNotification(user_id=user_id, message="good 1"),
         NewNotification(user_id=user_id + 1000, message="unknown user"),
@@ -186,10 +191,8 @@ async def test_a_refused_row_fails_only_its_own_request(
 
 
 async def test_a_refused_row_splits_its_batch_into_few_statements(
-    db: asyncpg.Connection, store: Store
+    db: asyncpg.Connection, user_id: int, enqueuer: Enqueuer
 ) -> None:
-    user_id = await new_user(db)
-    enqueuer = Enqueuer(store, max_batch=100, writers=1)
     news = [NewNotification(user_id=user_id, message=f"m{n}") for n in range(16)]
     news[5] = NewNotification(user_id=user_id + 1000, message="unknown user")
     results = await asyncio.gather(*(enqueuer.enqueue(new) for new in news), return_exceptions=True)
@@ -199,10 +202,8 @@ async def test_a_refused_row_splits_its_batch_into_few_statements(
 
 
 async def test_a_value_the_driver_cannot_send_fails_only_its_own_request(
-    db: asyncpg.Connection, store: Store
+    db: asyncpg.Connection, user_id: int, enqueuer: Enqueuer
 ) -> None:
-    user_id = await new_user(db)
-    enqueuer = Enqueuer(store, max_batch=100, writers=1)
     # Valid ISO 8601, but past the last instant Python holds in UTC: asyncpg cannot encode it.
     beyond = datetime(9999, 12, 31, 23, 30, tzinfo=timezone(timedelta(hours=-1)))
     news = [
@@ -231,10 +232,8 @@ async def test_writers_come_back_after_a_burst(db: asyncpg.Connection, store: St
 
 
 async def test_a_request_cancelled_before_its_batch_is_written_writes_nothing(
-    db: asyncpg.Connection, store: Store, database_url: str
+    db: asyncpg.Connection, database_url: str, user_id: int, enqueuer: Enqueuer
 ) -> None:
-    user_id = await new_user(db)
-    enqueuer = Enqueuer(store, max_batch=100, writers=1)
     async with first_request_held(database_url, db, enqueuer, user_id) as first:
         cancelled = asyncio.create_task(enqueuer.enqueue(NewNotification(user_id, "gone")))
         kept = asyncio.create_task(enqueuer.enqueue(NewNotification(user_id, "kept")))
@@ -266,10 +265,8 @@ async def test_every_request_of_a_batch_hears_that_the_database_is_away(
 
 
 async def test_closing_fails_the_requests_still_waiting_and_refuses_new_ones(
-    db: asyncpg.Connection, store: Store, database_url: str
+    db: asyncpg.Connection, database_url: str, user_id: int, enqueuer: Enqueuer
 ) -> None:
-    user_id = await new_user(db)
-    enqueuer = Enqueuer(store, max_batch=100, writers=1)
     async with first_request_held(database_url, db, enqueuer, user_id) as first:
         waiting = asyncio.create_task(enqueuer.enqueue(NewNotification(user_id, "waiting")))
         await queued(enqueuer, 1)
