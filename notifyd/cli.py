@@ -42,6 +42,20 @@ ANSWERING_COMMANDS = frozenset({"send", "status", "users", "check-config"})
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:
+        code = _main(argv)
+        sys.stdout.flush()  # here, not at exit, where a closed pipe could not be caught
+    except BrokenPipeError:
+        # The reader went away (`notifyd users list | head -3`): stop quietly, as other
+        # commands do. stdout now points at /dev/null so the last flush cannot fail too.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return EXIT_FAILURE
+    return code
+
+
+def _main(argv: list[str] | None) -> int:
     parser = _parser()
     # Whatever follows `notifyd psql` goes to psql itself (e.g. -c "SELECT ...").
     args, extra = parser.parse_known_args(argv)

@@ -282,6 +282,34 @@ async def test_users_add_and_list(cli: Cli, db: asyncpg.Connection) -> None:
     assert [user["id"] for user in json.loads(page.stdout)] == [second["id"]]
 
 
+async def test_a_reader_that_goes_away_ends_the_command_quietly(
+    cli: Cli, tmp_path: Path, database_url: str
+) -> None:
+    # `notifyd users list | head -1`: the pipe closes before (or while) the table is written.
+    for n in range(3):
+        await add_user(cli, "--email", f"user{n}@example.com")
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        env = {name: os.environ[name] for name in PASSTHROUGH_ENV if name in os.environ}
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "notifyd",
+            "users",
+            "list",
+            env={**env, "DATABASE_URL": database_url},
+            cwd=tmp_path,
+            stdout=write_end,
+            stderr=asyncio.subprocess.PIPE,
+        )
+    finally:
+        os.close(write_end)
+    _, err = await asyncio.wait_for(process.communicate(), 90)
+    assert process.returncode == 1
+    assert err.decode() == ""
+
+
 async def test_users_add_with_a_bad_contact_exits_2_naming_the_option(
     cli: Cli, db: asyncpg.Connection
 ) -> None:
