@@ -18,7 +18,7 @@ import asyncio
 from collections import deque
 from dataclasses import dataclass
 
-from notifyd.exceptions import DatabaseUnavailableError, NotifydError
+from notifyd.exceptions import DatabaseUnavailableError
 from notifyd.logs import get_logger
 from notifyd.models import NewNotification, Notification
 from notifyd.store import Store
@@ -140,11 +140,9 @@ class Enqueuer:
         except DatabaseUnavailableError as exc:
             _fail(pending, exc)
             return exc
-        except NotifydError as exc:
-            _fail(pending, exc)
-            return None
         except Exception as exc:
-            # Not a refusal notifyd knows how to name: the request gets a 500 of its own.
+            # A refusal (a NotifydError the API answers with a 4xx) or one notifyd cannot
+            # name (a 500): either way this request's own.
             _fail(pending, exc)
             return None
         self.batches += 1
