@@ -30,8 +30,8 @@ from pydantic import (
 from pydantic_core import InitErrorDetails, PydanticCustomError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from notifyd.constants import MAX_MESSAGE_LENGTH, MAX_SUBJECT_LENGTH
-from notifyd.exceptions import ConfigError
+from notifyd.domain import MAX_MESSAGE_LENGTH, MAX_SUBJECT_LENGTH
+from notifyd.errors import ConfigError
 
 DEFAULT_CONFIG_FILE = Path("notifyd.toml")
 

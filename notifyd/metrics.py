@@ -23,7 +23,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from notifyd import __version__
-from notifyd.constants import ATTEMPT_FAILED, ATTEMPT_SUCCESS, CHANNELS, FAILED, SENT
+from notifyd.domain import CHANNELS, AttemptStatus, Status
 
 # From 1 ms (a stub) to a minute (a vendor at its timeout).
 ATTEMPT_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
@@ -133,8 +133,8 @@ class _Counted(Collector):
             "Notifications this instance brought to a final status.",
             labels=["status"],
         )
-        finished.add_metric([SENT], m.finished_sent.value)
-        finished.add_metric([FAILED], m.finished_failed.value)
+        finished.add_metric([Status.SENT], m.finished_sent.value)
+        finished.add_metric([Status.FAILED], m.finished_failed.value)
         attempts = CounterMetricFamily(
             "notifyd_attempts",
             "Delivery attempts by channel and outcome.",
@@ -146,8 +146,8 @@ class _Counted(Collector):
             labels=["channel"],
         )
         for channel, counts in m.channels.items():
-            attempts.add_metric([channel, ATTEMPT_SUCCESS], counts.attempt_succeeded.value)
-            attempts.add_metric([channel, ATTEMPT_FAILED], counts.attempt_failed.value)
+            attempts.add_metric([channel, AttemptStatus.SUCCESS], counts.attempt_succeeded.value)
+            attempts.add_metric([channel, AttemptStatus.FAILED], counts.attempt_failed.value)
             buckets, total = counts.attempt_duration.exposition()
             durations.add_metric([channel], buckets, total)
         latency = HistogramMetricFamily(

@@ -21,9 +21,9 @@ import asyncpg
 import pytest
 
 from notifyd.config import LEGACY_EMAIL_SECURITY, LEGACY_ENV
-from notifyd.embedded import quiet_pgserver_import
-from notifyd.migrations import migrate
-from notifyd.store import Store
+from notifyd.db import Database
+from notifyd.db.embedded import quiet_pgserver_import
+from notifyd.db.migrations import migrate
 from tests.fakes.smtp import FakeSmtpServer
 from tests.fakes.telegram import FakeTelegramApi
 from tests.fakes.twilio import FakeTwilioApi
@@ -67,9 +67,9 @@ def template_database(pg_server_url: str) -> Iterator[str]:
             await admin.execute(f'CREATE DATABASE "{name}"')
         finally:
             await admin.close()
-        store = await Store.connect(database_url_for(pg_server_url, name), min_size=1)
+        store = await Database.connect(database_url_for(pg_server_url, name), min_size=1)
         try:
-            await migrate(store)
+            await migrate(store.pool)
         finally:
             await store.close()
 
@@ -108,10 +108,10 @@ async def db(database_url: str) -> AsyncIterator[asyncpg.Connection]:
 
 
 @pytest.fixture
-async def store(database_url: str) -> AsyncIterator[Store]:
-    store = await Store.connect(database_url, min_size=1, max_size=4)
-    yield store
-    await store.close()
+async def database(database_url: str) -> AsyncIterator[Database]:
+    database = await Database.connect(database_url, min_size=1, max_size=4)
+    yield database
+    await database.close()
 
 
 @pytest.fixture(autouse=True)

@@ -11,9 +11,9 @@ from typing import Any, TypeVar
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from notifyd.app import create_app
 from notifyd.config import Settings, deep_merge
-from notifyd.health import SERVICE
+from notifyd.web.app import create_app
+from notifyd.web.keys import SERVICE
 from tests.fakes.smtp import FakeSmtpServer
 from tests.fakes.telegram import FakeTelegramApi
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, assert_never
 
-from notifyd.providers.base import OutgoingMessage, Provider, Recipient
+from notifyd.domain import Channel
+from notifyd.providers.base import Provider
 from notifyd.providers.email import EmailProvider
 from notifyd.providers.sms import StubSmsProvider
 from notifyd.providers.telegram import TelegramProvider
@@ -13,15 +14,15 @@ from notifyd.providers.twilio import TwilioSmsProvider
 if TYPE_CHECKING:
     from notifyd.config import ChannelsSettings, SmsSettings
 
-__all__ = ["OutgoingMessage", "Provider", "Recipient", "build_providers"]
+__all__ = ["Provider", "build_providers"]
 
 
-def build_providers(channels: ChannelsSettings) -> dict[str, Provider]:
+def build_providers(channels: ChannelsSettings) -> dict[Channel, Provider]:
     """One provider per channel, keyed by channel name; none is started yet."""
     return {
-        "email": EmailProvider(channels.email),
-        "sms": _sms_provider(channels.sms),
-        "telegram": TelegramProvider(channels.telegram),
+        Channel.EMAIL: EmailProvider(channels.email),
+        Channel.SMS: _sms_provider(channels.sms),
+        Channel.TELEGRAM: TelegramProvider(channels.telegram),
     }
 
 

@@ -3,37 +3,12 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
 from typing import Any, Final
+
+from notifyd.domain import Channel, OutgoingMessage
 
 # What `Provider.check` answers when there is nothing to try (a provider without a vendor).
 NOTHING_TO_CHECK: Final = "nothing to check"
-
-
-@dataclass(frozen=True, slots=True)
-class Recipient:
-    """The contacts of the user a notification is for."""
-
-    user_id: int
-    email: str | None
-    phone: str | None
-    telegram_chat_id: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class OutgoingMessage:
-    """One message to deliver on one channel."""
-
-    notification_id: int
-    recipient: Recipient
-    subject: str
-    body: str
-
-    def as_text(self) -> str:
-        """Subject and body as one plain text, for channels without a subject line."""
-        if self.subject:
-            return f"{self.subject}\n\n{self.body}"
-        return self.body
 
 
 class Provider(ABC):
@@ -44,7 +19,7 @@ class Provider(ABC):
     It never lets a library exception escape and never puts a secret in an error.
     """
 
-    channel: str
+    channel: Channel
 
     async def start(self) -> None:  # noqa: B027  (optional hook, empty on purpose)
         """Open long-lived resources (HTTP sessions, connection pools)."""

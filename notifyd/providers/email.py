@@ -17,9 +17,10 @@ from typing import TYPE_CHECKING, Any
 
 import aiosmtplib
 
-from notifyd.exceptions import PermanentProviderError, ProviderError, TransientProviderError
+from notifyd.domain import Channel, OutgoingMessage
+from notifyd.errors import PermanentProviderError, ProviderError, TransientProviderError
 from notifyd.logs import get_logger
-from notifyd.providers.base import OutgoingMessage, Provider
+from notifyd.providers.base import Provider
 
 if TYPE_CHECKING:
     from email.headerregistry import Address
@@ -53,7 +54,7 @@ class EmailProvider(Provider):
     is replaced once, on the spot, by a fresh one.
     """
 
-    channel = "email"
+    channel = Channel.EMAIL
 
     def __init__(self, settings: EmailSettings) -> None:
         self._settings = settings

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from notifyd.exceptions import PermanentProviderError, TransientProviderError
+from notifyd.domain import Channel, OutgoingMessage
+from notifyd.errors import PermanentProviderError, TransientProviderError
 from notifyd.logs import get_logger
-from notifyd.providers.base import OutgoingMessage, Provider
+from notifyd.providers.base import Provider
 
 if TYPE_CHECKING:
     from notifyd.config import SmsSettings
@@ -20,7 +21,7 @@ class StubSmsProvider(Provider):
     `fail_always` makes every attempt fail transiently, to exercise retries and fallback.
     """
 
-    channel = "sms"
+    channel = Channel.SMS
 
     def __init__(self, settings: SmsSettings) -> None:
         self._settings = settings

@@ -13,9 +13,9 @@ from urllib.parse import quote
 
 import aiohttp
 
-from notifyd.exceptions import PermanentProviderError, TransientProviderError
+from notifyd.domain import Channel, OutgoingMessage
+from notifyd.errors import PermanentProviderError, TransientProviderError
 from notifyd.logs import get_logger
-from notifyd.providers.base import OutgoingMessage
 from notifyd.providers.http import BODY_EXCERPT, HttpProvider, json_object
 
 if TYPE_CHECKING:
@@ -32,7 +32,7 @@ _TOKEN_REFUSED = frozenset({401, 404})
 class TelegramProvider(HttpProvider):
     """Sends each message as plain text (no parse_mode: user text is never markup)."""
 
-    channel = "telegram"
+    channel = Channel.TELEGRAM
 
     def __init__(self, settings: TelegramSettings) -> None:
         token = settings.bot_token.get_secret_value()

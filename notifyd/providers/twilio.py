@@ -18,9 +18,9 @@ from urllib.parse import quote
 
 import aiohttp
 
-from notifyd.exceptions import PermanentProviderError, TransientProviderError
+from notifyd.domain import Channel, OutgoingMessage
+from notifyd.errors import PermanentProviderError, TransientProviderError
 from notifyd.logs import get_logger
-from notifyd.providers.base import OutgoingMessage
 from notifyd.providers.http import BODY_EXCERPT, HttpProvider, json_object
 from notifyd.providers.sms import mask_phone, sms_recipient
 
@@ -46,7 +46,7 @@ _ERROR_KEYS = ("code", "message", "more_info", "detail")
 class TwilioSmsProvider(HttpProvider):
     """Sends each message as one Twilio Message (Twilio splits it into segments)."""
 
-    channel = "sms"
+    channel = Channel.SMS
 
     def __init__(self, settings: SmsSettings) -> None:
         token = settings.auth_token.get_secret_value()

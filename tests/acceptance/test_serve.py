@@ -137,7 +137,7 @@ async def test_serve_without_a_database_starts_an_embedded_one_that_keeps_its_da
 
 
 async def test_migrate_command_applies_the_schema(launch: Launcher, pg_server_url: str) -> None:
-    from notifyd.migrations import load_migrations
+    from notifyd.db.migrations import load_migrations
     from tests.conftest import database_url_for
 
     name = "notifyd_migrate_" + str(free_port())

@@ -12,8 +12,8 @@ import asyncpg
 import pytest
 from structlog.testing import capture_logs
 
-from notifyd.admin.session import COOKIE_NAME, Sessions
-from notifyd.auth import caller_id
+from notifyd.web.admin.session import COOKIE_NAME, Sessions
+from notifyd.web.auth import caller_id
 from tests.admin.support import insert_user, login, origin, page
 from tests.support import Daemon
 

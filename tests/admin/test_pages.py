@@ -8,8 +8,8 @@ from urllib.parse import parse_qs, urlsplit
 import asyncpg
 import pytest
 
-from notifyd.api import STORE
-from notifyd.exceptions import DatabaseUnavailableError
+from notifyd.errors import DatabaseUnavailableError
+from notifyd.web.keys import DATABASE
 from tests.admin.support import (
     insert_attempt,
     insert_notification,
@@ -430,7 +430,7 @@ async def test_a_database_outage_is_an_html_503(
     async def unavailable(*_args: object) -> None:
         raise DatabaseUnavailableError("database unavailable: ConnectionRefusedError")
 
-    monkeypatch.setattr(daemon.app[STORE], "dashboard_counts", unavailable)
+    monkeypatch.setattr(daemon.app[DATABASE].dashboard, "counts", unavailable)
     response = await daemon.client.get("/admin/users")
     doc = await page(response, status=503)
     assert response.headers["Retry-After"] == "5"

@@ -7,13 +7,9 @@ from datetime import timedelta
 import asyncpg
 import pytest
 
-from notifyd.store import (
-    DASHBOARD_CHANNELS,
-    DASHBOARD_FINISHED,
-    LIST_USERS,
-    ChannelRate,
-    Store,
-)
+from notifyd.db import Database
+from notifyd.db.dashboard import DASHBOARD_CHANNELS, DASHBOARD_FINISHED, ChannelRate
+from notifyd.db.users import LIST_USERS
 from tests.admin.support import insert_attempt, insert_notification, insert_user
 
 
@@ -48,7 +44,7 @@ async def test_dashboard_queries_can_use_an_index_instead_of_reading_the_table(
     assert "Seq Scan" not in text, text
 
 
-async def test_dashboard_counts(store: Store, db: asyncpg.Connection) -> None:
+async def test_dashboard_counts(database: Database, db: asyncpg.Connection) -> None:
     user_id = await insert_user(db, email="a@example.com")
     await insert_notification(db, user_id, status="sent")
     await insert_notification(db, user_id, status="sent", finished_ago=timedelta(minutes=59))
@@ -61,7 +57,7 @@ async def test_dashboard_counts(store: Store, db: asyncpg.Connection) -> None:
     await insert_attempt(db, notification_id, "sms", 2, "success")
     await insert_attempt(db, notification_id, "sms", 3, "success")
 
-    counts = await store.dashboard_counts(3600)
+    counts = await database.dashboard.counts(3600)
 
     assert (counts.pending, counts.sent, counts.failed) == (1, 2, 1)
     assert counts.channels == (
@@ -71,8 +67,8 @@ async def test_dashboard_counts(store: Store, db: asyncpg.Connection) -> None:
     )
 
 
-async def test_list_users_pages_by_id(store: Store, db: asyncpg.Connection) -> None:
+async def test_list_users_pages_by_id(database: Database, db: asyncpg.Connection) -> None:
     ids = [await insert_user(db, phone=f"+1555000000{n}") for n in range(5)]
-    assert [u.id for u in await store.list_users(None, 2)] == ids[:2]
-    assert [u.id for u in await store.list_users(ids[1], 2)] == ids[2:4]
-    assert [u.id for u in await store.list_users(ids[4], 2)] == []
+    assert [u.id for u in await database.users.page(None, 2)] == ids[:2]
+    assert [u.id for u in await database.users.page(ids[1], 2)] == ids[2:4]
+    assert [u.id for u in await database.users.page(ids[4], 2)] == []

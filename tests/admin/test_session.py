@@ -7,11 +7,11 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 from aiohttp.test_utils import make_mocked_request
 
-from notifyd.admin.formatting import percent, seconds, timeline, when
-from notifyd.admin.session import Sessions, same_origin, session_key
-from notifyd.admin.views import safe_next
-from notifyd.auth import caller_id
-from notifyd.models import Attempt, Notification
+from notifyd.domain import Attempt, Notification
+from notifyd.web.admin.formatting import percent, seconds, timeline, when
+from notifyd.web.admin.session import Sessions, same_origin, session_key
+from notifyd.web.admin.views import safe_next
+from notifyd.web.auth import caller_id
 
 TOKEN = "t0ken-for-the-ops-team-0123456789"
 OTHER = "t0ken-for-the-crm-9876543210"

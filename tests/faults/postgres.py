@@ -16,7 +16,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from notifyd.embedded import quiet_pgserver_import
+from notifyd.db.embedded import quiet_pgserver_import
 
 SERVER_USER = "pgserver"
 START_TIMEOUT = 60.0

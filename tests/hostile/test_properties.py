@@ -16,8 +16,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from notifyd.constants import CHANNELS, MAX_MESSAGE_LENGTH, MAX_SUBJECT_LENGTH
-from notifyd.schemas import NotifyRequest
+from notifyd.domain import CHANNELS, MAX_MESSAGE_LENGTH, MAX_SUBJECT_LENGTH
+from notifyd.web.schemas import NotifyRequest
 from tests.support import Daemon
 
 JSON = st.recursive(

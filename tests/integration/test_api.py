@@ -10,7 +10,7 @@ from typing import Any
 import asyncpg
 import pytest
 
-from notifyd.api import ENQUEUER
+from notifyd.web.keys import ENQUEUER
 from tests.support import Daemon, wait_until
 
 ISO_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}\+00:00$")

@@ -8,10 +8,10 @@ import asyncpg
 import pytest
 from structlog.testing import capture_logs
 
-from notifyd.app import create_app
-from notifyd.auth import Authenticator, RateLimiter, caller_id
 from notifyd.config import load_settings
-from notifyd.exceptions import ConfigError
+from notifyd.errors import ConfigError
+from notifyd.web.app import create_app
+from notifyd.web.auth import Authenticator, RateLimiter, caller_id
 from tests.integration.test_api import assert_problem, count_notifications
 from tests.support import Daemon, make_settings
 
@@ -122,7 +122,7 @@ async def test_the_rate_limit_answers_429_with_retry_after_per_token(
 
 def test_rate_limiter_refills_at_its_rate(monkeypatch: pytest.MonkeyPatch) -> None:
     now = [100.0]
-    monkeypatch.setattr("notifyd.auth.time.monotonic", lambda: now[0])
+    monkeypatch.setattr("notifyd.web.auth.time.monotonic", lambda: now[0])
     limiter = RateLimiter(rate=2, burst=2)
     assert [limiter.wait_time("a") for _ in range(3)] == [0, 0, 0.5]
     now[0] += 0.5

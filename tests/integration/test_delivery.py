@@ -12,8 +12,9 @@ from typing import Any
 
 import asyncpg
 
-from notifyd.health import SERVICE
-from notifyd.providers.base import OutgoingMessage, Provider
+from notifyd.domain import OutgoingMessage
+from notifyd.providers.base import Provider
+from notifyd.web.keys import SERVICE
 from tests.fakes.smtp import FakeSmtpServer, unused_port
 from tests.fakes.telegram import FakeTelegramApi
 from tests.support import Daemon, wait_until

@@ -7,10 +7,9 @@ from collections.abc import Callable
 
 import asyncpg
 
-from notifyd.dispatcher import Dispatcher
-from notifyd.inflight import InFlight
-from notifyd.models import Delivery
-from notifyd.store import Store
+from notifyd.db import Database
+from notifyd.delivery.dispatcher import Dispatcher
+from notifyd.delivery.inflight import Delivery, InFlight
 
 
 async def backlog(db: asyncpg.Connection, count: int) -> None:
@@ -28,7 +27,7 @@ async def backlog(db: asyncpg.Connection, count: int) -> None:
 
 
 async def claim_round(
-    store: Store,
+    database: Database,
     capacity: int,
     refill_threshold: int = 1,
     on_room: Callable[[], None] = lambda: None,
@@ -37,7 +36,7 @@ async def claim_round(
     in_flight = InFlight(capacity=capacity, refill_threshold=refill_threshold, on_room=on_room)
     routed: list[Delivery] = []
     dispatcher = Dispatcher(
-        store,
+        database.queue,
         uuid.uuid4(),
         in_flight,
         routed.append,
@@ -53,11 +52,11 @@ async def claim_round(
 
 
 async def test_concurrent_claims_fill_the_room_exactly_and_take_each_row_once(
-    db: asyncpg.Connection, store: Store
+    db: asyncpg.Connection, database: Database
 ) -> None:
     await backlog(db, 500)
 
-    claimed, ids, in_flight = await claim_round(store, capacity=190)
+    claimed, ids, in_flight = await claim_round(database, capacity=190)
 
     assert claimed == len(ids) == len(set(ids)) == len(in_flight) == 190
     assert (
@@ -67,11 +66,11 @@ async def test_concurrent_claims_fill_the_room_exactly_and_take_each_row_once(
 
 
 async def test_concurrent_claims_stop_when_the_table_runs_dry(
-    db: asyncpg.Connection, store: Store
+    db: asyncpg.Connection, database: Database
 ) -> None:
     await backlog(db, 130)
 
-    claimed, ids, in_flight = await claim_round(store, capacity=1000)
+    claimed, ids, in_flight = await claim_round(database, capacity=1000)
 
     assert claimed == 130
     assert sorted(ids) == sorted(
@@ -81,7 +80,7 @@ async def test_concurrent_claims_stop_when_the_table_runs_dry(
 
 
 async def test_behind_a_full_claim_no_claim_is_made_for_less_than_a_batch(
-    db: asyncpg.Connection, store: Store
+    db: asyncpg.Connection, database: Database
 ) -> None:
     # A claim of a few rows costs the database nearly what a full one does: with a backlog,
     # the room left after full batches waits until a batch's worth is free.
@@ -89,7 +88,7 @@ async def test_behind_a_full_claim_no_claim_is_made_for_less_than_a_batch(
     wakes: list[None] = []
 
     claimed, ids, in_flight = await claim_round(
-        store, capacity=190, refill_threshold=40, on_room=lambda: wakes.append(None)
+        database, capacity=190, refill_threshold=40, on_room=lambda: wakes.append(None)
     )
 
     assert claimed == len(ids) == 160  # four full batches; 30 slots were not worth a claim

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from notifyd.exceptions import TransientProviderError
+from notifyd.errors import TransientProviderError
 from tests.fakes.smtp import FakeSmtpServer
 from tests.integration.test_email_provider import _message, _provider
 

@@ -11,8 +11,8 @@ import pytest
 from pydantic import SecretStr
 
 from notifyd.config import EmailSettings
-from notifyd.exceptions import PermanentProviderError, TransientProviderError
-from notifyd.providers import OutgoingMessage, Recipient
+from notifyd.domain import OutgoingMessage, Recipient
+from notifyd.errors import PermanentProviderError, TransientProviderError
 from notifyd.providers.email import EmailProvider
 from tests.fakes.leaks import error_texts
 from tests.fakes.smtp import FakeSmtpServer, unused_port

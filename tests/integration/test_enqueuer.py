@@ -10,10 +10,10 @@ from datetime import UTC, datetime, timedelta, timezone
 import asyncpg
 import pytest
 
-from notifyd.enqueuer import Enqueuer
-from notifyd.exceptions import ConstraintViolationError, DatabaseUnavailableError, UnknownUserError
-from notifyd.models import NewNotification, Notification
-from notifyd.store import Store
+from notifyd.db import Database
+from notifyd.domain import NewNotification, Notification
+from notifyd.errors import ConstraintViolationError, DatabaseUnavailableError, UnknownUserError
+from notifyd.web.enqueuer import Enqueuer
 from tests.support import wait_until
 
 BLOCK_INSERTS = "LOCK TABLE notifyd.notifications IN EXCLUSIVE MODE"
@@ -37,9 +37,9 @@ async def user_id(db: asyncpg.Connection) -> int:
 
 
 @pytest.fixture
-def enqueuer(store: Store) -> Enqueuer:
+def enqueuer(database: Database) -> Enqueuer:
     """Batches of up to 100, one statement at a time: what queues goes in the next one."""
-    return Enqueuer(store, max_batch=100, writers=1)
+    return Enqueuer(database.notifications, max_batch=100, writers=1)
 
 
 async def assert_stored_as_answered(db: asyncpg.Connection, notification: Notification) -> None:
@@ -95,7 +95,7 @@ async def queued(enqueuer: Enqueuer, count: int) -> None:
 
 
 async def test_requests_arriving_together_share_one_statement(
-    db: asyncpg.Connection, store: Store
+    db: asyncpg.Connection, database: Database
 ) -> None:
     user_id = await new_user(db)
     later = datetime.now(UTC) + timedelta(hours=1)
@@ -110,7 +110,7 @@ async def test_requests_arriving_together_share_one_statement(
         )
         for n in range(40)
     ]
-    enqueuer = Enqueuer(store, max_batch=100, writers=1)
+    enqueuer = Enqueuer(database.notifications, max_batch=100, writers=1)
     answers = await asyncio.gather(*(enqueuer.enqueue(new) for new in news))
     # One writer, and every request queued before it ran: a single statement.
     assert (enqueuer.batches, enqueuer.enqueued) == (1, 40)
@@ -143,9 +143,9 @@ async def test_a_lone_request_is_written_at_once_by_itself(
     await assert_stored_as_answered(db, answer)
 
 
-async def test_batches_are_capped(db: asyncpg.Connection, store: Store) -> None:
+async def test_batches_are_capped(db: asyncpg.Connection, database: Database) -> None:
     user_id = await new_user(db)
-    enqueuer = Enqueuer(store, max_batch=10, writers=1)
+    enqueuer = Enqueuer(database.notifications, max_batch=10, writers=1)
     news = [NewNotification(user_id=user_id, message=f"m{n}") for n in range(25)]
     answers = await asyncio.gather(*(enqueuer.enqueue(new) for new in news))
     assert (enqueuer.batches, enqueuer.enqueued) == (3, 25)
@@ -219,9 +219,9 @@ async def test_a_value_the_driver_cannot_send_fails_only_its_own_request(
     assert messages == ["good 1", "good 2"]
 
 
-async def test_writers_come_back_after_a_burst(db: asyncpg.Connection, store: Store) -> None:
+async def test_writers_come_back_after_a_burst(db: asyncpg.Connection, database: Database) -> None:
     user_id = await new_user(db)
-    enqueuer = Enqueuer(store, max_batch=5, writers=3)
+    enqueuer = Enqueuer(database.notifications, max_batch=5, writers=3)
     for burst in range(3):
         await asyncio.gather(
             *(enqueuer.enqueue(NewNotification(user_id, f"{burst}-{n}")) for n in range(20))
@@ -251,9 +251,9 @@ async def test_every_request_of_a_batch_hears_that_the_database_is_away(
     database_url: str, db: asyncpg.Connection
 ) -> None:
     user_id = await new_user(db)
-    store = await Store.connect(database_url, min_size=1, max_size=2)
-    await store.close()
-    enqueuer = Enqueuer(store, max_batch=100, writers=1)
+    database = await Database.connect(database_url, min_size=1, max_size=2)
+    await database.close()
+    enqueuer = Enqueuer(database.notifications, max_batch=100, writers=1)
     results = await asyncio.gather(
         *(enqueuer.enqueue(NewNotification(user_id, f"m{n}")) for n in range(3)),
         return_exceptions=True,

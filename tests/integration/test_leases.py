@@ -7,8 +7,8 @@ from collections.abc import Awaitable, Callable
 
 import asyncpg
 
-from notifyd.constants import PRESENCE_LOCK_NAMESPACE
-from notifyd.health import SERVICE
+from notifyd.db.listen import PRESENCE_LOCK_NAMESPACE
+from notifyd.web.keys import SERVICE
 from tests.fakes.smtp import FakeSmtpServer
 from tests.support import Daemon, wait_until
 

@@ -9,8 +9,8 @@ from collections.abc import AsyncIterator
 import asyncpg
 import pytest
 
-from notifyd.migrations import load_migrations, migrate
-from notifyd.store import Store
+from notifyd.db import Database
+from notifyd.db.migrations import load_migrations, migrate
 from tests.conftest import database_url_for
 
 
@@ -29,12 +29,12 @@ async def empty_database_url(pg_server_url: str) -> AsyncIterator[str]:
 async def test_instances_migrating_at_once_apply_each_migration_once(
     empty_database_url: str,
 ) -> None:
-    stores = [await Store.connect(empty_database_url, min_size=1, max_size=1) for _ in range(4)]
+    stores = [await Database.connect(empty_database_url, min_size=1, max_size=1) for _ in range(4)]
     try:
-        results = await asyncio.gather(*(migrate(store) for store in stores))
+        results = await asyncio.gather(*(migrate(database.pool) for database in stores))
     finally:
-        for store in stores:
-            await store.close()
+        for database in stores:
+            await database.close()
     expected = [m.name for m in load_migrations()]
     # Exactly one instance applied everything; the others waited on the lock and found
     # nothing left to do.

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from notifyd.openapi import Enqueued, NotificationOut, NotificationPage, Problem, UserOut
-from notifyd.schemas import NotifyRequest
+from notifyd.web.openapi import Enqueued, NotificationOut, NotificationPage, Problem, UserOut
+from notifyd.web.schemas import NotifyRequest
 from tests.support import Daemon
 
 
@@ -32,9 +32,12 @@ async def test_the_document_describes_every_route(daemon: Daemon) -> None:
     }
     # The request schema is the validating model's own, not a copy.
     schemas = doc["components"]["schemas"]
-    assert schemas["NotifyRequest"] == NotifyRequest.model_json_schema(
-        ref_template="#/components/schemas/{model}"
-    )
+    own = NotifyRequest.model_json_schema(ref_template="#/components/schemas/{model}")
+    shared = own.pop("$defs")
+    assert schemas["NotifyRequest"] == own
+    # The vocabulary it refers to (the Channel enum) is one component, shared by all.
+    assert all(schemas[name] == schema for name, schema in shared.items())
+    assert schemas["Channel"]["enum"] == ["email", "sms", "telegram"]
     assert schemas["NotifyRequest"]["additionalProperties"] is False
     assert schemas["NotifyRequest"]["properties"]["channels"]["uniqueItems"] is True
 

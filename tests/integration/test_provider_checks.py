@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from notifyd.config import EmailSettings, SmsSettings, TelegramSettings
-from notifyd.exceptions import PermanentProviderError, TransientProviderError
+from notifyd.errors import PermanentProviderError, TransientProviderError
 from notifyd.providers.base import NOTHING_TO_CHECK
 from notifyd.providers.email import EmailProvider
 from notifyd.providers.sms import StubSmsProvider

@@ -12,7 +12,7 @@ import uuid
 
 import asyncpg
 
-from notifyd.store import SERVER_SETTINGS
+from notifyd.db.connection import SERVER_SETTINGS
 
 CLAIM_FUNCTION = "notifyd.claim(integer, uuid, double precision)"
 

@@ -9,14 +9,14 @@ from datetime import UTC, datetime
 
 import asyncpg
 
-from notifyd.models import AttemptRecord, ClaimedNotification
-from notifyd.recorder import Recorder
-from notifyd.store import Store
+from notifyd.db import Database
+from notifyd.delivery.recorder import Recorder
+from notifyd.domain import AttemptRecord, ClaimedNotification
 from tests.support import wait_until
 
 
 async def claimed(
-    db: asyncpg.Connection, store: Store, owner: uuid.UUID, count: int
+    db: asyncpg.Connection, database: Database, owner: uuid.UUID, count: int
 ) -> list[ClaimedNotification]:
     user_id = await db.fetchval(
         "INSERT INTO notifyd.users (phone) VALUES ('+79001234567') RETURNING id"
@@ -27,7 +27,7 @@ async def claimed(
         user_id,
         count,
     )
-    return await store.claim(count, owner, 30)
+    return await database.queue.claim(count, owner, 30)
 
 
 def attempt(notification_id: int, status: str = "success") -> AttemptRecord:
@@ -65,11 +65,11 @@ class Outcomes:
 
 
 async def test_many_attempts_are_written_by_few_statements(
-    db: asyncpg.Connection, store: Store
+    db: asyncpg.Connection, database: Database
 ) -> None:
     owner = uuid.uuid4()
-    notifications = await claimed(db, store, owner, 300)
-    recorder = Recorder(store, owner, give_up_after=30, max_batch=500)
+    notifications = await claimed(db, database, owner, 300)
+    recorder = Recorder(database.queue, owner, give_up_after=30, max_batch=500)
     outcomes = Outcomes()
     for n in notifications:
         recorder.submit(attempt(n.id), "sent", outcomes.callback(n.id))
@@ -84,10 +84,10 @@ async def test_many_attempts_are_written_by_few_statements(
     assert [(r["status"], r["locked_by"]) for r in statuses] == [("sent", None)]
 
 
-async def test_batches_are_capped(db: asyncpg.Connection, store: Store) -> None:
+async def test_batches_are_capped(db: asyncpg.Connection, database: Database) -> None:
     owner = uuid.uuid4()
-    notifications = await claimed(db, store, owner, 25)
-    recorder = Recorder(store, owner, give_up_after=30, max_batch=10)
+    notifications = await claimed(db, database, owner, 25)
+    recorder = Recorder(database.queue, owner, give_up_after=30, max_batch=10)
     outcomes = Outcomes()
     for n in notifications:
         recorder.submit(attempt(n.id), "sent", outcomes.callback(n.id))
@@ -99,11 +99,11 @@ async def test_batches_are_capped(db: asyncpg.Connection, store: Store) -> None:
 
 
 async def test_a_retry_attempt_keeps_the_lease_and_a_final_one_ends_it(
-    db: asyncpg.Connection, store: Store
+    db: asyncpg.Connection, database: Database
 ) -> None:
     owner = uuid.uuid4()
-    retried, finished = await claimed(db, store, owner, 2)
-    recorder = Recorder(store, owner, give_up_after=30)
+    retried, finished = await claimed(db, database, owner, 2)
+    recorder = Recorder(database.queue, owner, give_up_after=30)
     outcomes = Outcomes()
     recorder.submit(attempt(retried.id, "failed"), None, outcomes.callback(retried.id))
     recorder.submit(attempt(finished.id, "failed"), "failed", outcomes.callback(finished.id))
@@ -120,16 +120,16 @@ async def test_a_retry_attempt_keeps_the_lease_and_a_final_one_ends_it(
 
 
 async def test_nothing_is_written_for_a_lease_lost_to_another_instance(
-    db: asyncpg.Connection, store: Store
+    db: asyncpg.Connection, database: Database
 ) -> None:
     owner = uuid.uuid4()
-    kept, lost_final, lost_retry = await claimed(db, store, owner, 3)
+    kept, lost_final, lost_retry = await claimed(db, database, owner, 3)
     await db.execute(
         "UPDATE notifyd.notifications SET locked_by = $1 WHERE id = ANY($2::bigint[])",
         uuid.uuid4(),
         [lost_final.id, lost_retry.id],
     )
-    recorder = Recorder(store, owner, give_up_after=30)
+    recorder = Recorder(database.queue, owner, give_up_after=30)
     outcomes = Outcomes()
     recorder.submit(attempt(kept.id), "sent", outcomes.callback(kept.id))
     recorder.submit(attempt(lost_final.id), "sent", outcomes.callback(lost_final.id))
@@ -145,11 +145,11 @@ async def test_nothing_is_written_for_a_lease_lost_to_another_instance(
 
 
 async def test_too_many_unwritten_attempts_hold_new_attempts_back(
-    db: asyncpg.Connection, store: Store
+    db: asyncpg.Connection, database: Database
 ) -> None:
     owner = uuid.uuid4()
-    notifications = await claimed(db, store, owner, 3)
-    recorder = Recorder(store, owner, give_up_after=30, max_unwritten=3)
+    notifications = await claimed(db, database, owner, 3)
+    recorder = Recorder(database.queue, owner, give_up_after=30, max_unwritten=3)
     outcomes = Outcomes()
     for n in notifications[:2]:
         recorder.submit(attempt(n.id), "sent", outcomes.callback(n.id))
@@ -167,10 +167,10 @@ async def test_during_an_outage_no_new_attempt_starts_until_writes_go_through(
     database_url: str, db: asyncpg.Connection
 ) -> None:
     owner = uuid.uuid4()
-    store = await Store.connect(database_url, min_size=1, max_size=2)
-    notifications = await claimed(db, store, owner, 2)
-    await store.close()
-    recorder = Recorder(store, owner, give_up_after=30, retry_delay_max=0.05)
+    database = await Database.connect(database_url, min_size=1, max_size=2)
+    notifications = await claimed(db, database, owner, 2)
+    await database.close()
+    recorder = Recorder(database.queue, owner, give_up_after=30, retry_delay_max=0.05)
     outcomes = Outcomes()
     recorder.submit(attempt(notifications[0].id), "sent", outcomes.callback(notifications[0].id))
     writer = asyncio.create_task(recorder.run())
@@ -182,8 +182,8 @@ async def test_during_an_outage_no_new_attempt_starts_until_writes_go_through(
     assert not recorder.accepting
     writer.cancel()
     # The database is back (a fresh pool): the next write succeeds and lets actors go on.
-    fresh = await Store.connect(database_url, min_size=1, max_size=2)
-    recorder._store = fresh
+    fresh = await Database.connect(database_url, min_size=1, max_size=2)
+    recorder._store = fresh.queue
     writer = asyncio.create_task(recorder.run())
     await asyncio.wait_for(recorder.wait_for_room(), 10)
     await outcomes.wait(1)
@@ -196,10 +196,10 @@ async def test_during_an_outage_writes_are_retried_until_the_lease_would_have_la
     database_url: str, db: asyncpg.Connection
 ) -> None:
     owner = uuid.uuid4()
-    store = await Store.connect(database_url, min_size=1, max_size=2)
-    [notification] = await claimed(db, store, owner, 1)
-    await store.close()  # every write now fails as if the database were gone
-    recorder = Recorder(store, owner, give_up_after=0.3, retry_delay_max=0.05)
+    database = await Database.connect(database_url, min_size=1, max_size=2)
+    [notification] = await claimed(db, database, owner, 1)
+    await database.close()  # every write now fails as if the database were gone
+    recorder = Recorder(database.queue, owner, give_up_after=0.3, retry_delay_max=0.05)
     outcomes = Outcomes()
     recorder.submit(attempt(notification.id), "sent", outcomes.callback(notification.id))
     writer = asyncio.create_task(recorder.run())

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 import pytest
 
-from notifyd.store import Store
+from notifyd.db import Database
 from tests.integration.test_api import assert_problem, count_notifications
 from tests.support import Daemon
 
@@ -66,7 +66,9 @@ async def test_send_at_works_for_rows_inserted_by_sql(db: asyncpg.Connection) ->
     assert (scheduled["priority"], scheduled["later"]) == (7, True)
 
 
-async def test_claims_go_by_priority_then_due_time(db: asyncpg.Connection, store: Store) -> None:
+async def test_claims_go_by_priority_then_due_time(
+    db: asyncpg.Connection, database: Database
+) -> None:
     user_id = await make_user(db)
     ids = {}
     for name, priority in [("normal", 0), ("urgent", 5), ("low", -1), ("urgent2", 5)]:
@@ -76,9 +78,9 @@ async def test_claims_go_by_priority_then_due_time(db: asyncpg.Connection, store
             name,
             priority,
         )
-    first = await store.claim(2, uuid.uuid4(), 30)
+    first = await database.queue.claim(2, uuid.uuid4(), 30)
     assert [n.id for n in first] == [ids["urgent"], ids["urgent2"]]
-    rest = await store.claim(10, uuid.uuid4(), 30)
+    rest = await database.queue.claim(10, uuid.uuid4(), 30)
     assert [n.id for n in rest] == [ids["normal"], ids["low"]]
 
 

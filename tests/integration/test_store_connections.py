@@ -4,28 +4,28 @@ from __future__ import annotations
 
 import pytest
 
-from notifyd.store import Store
+from notifyd.db import Database
 
 
 async def test_a_connection_whose_query_timed_out_is_replaced(database_url: str) -> None:
-    store = await Store.connect(database_url, min_size=1, max_size=1)
+    database = await Database.connect(database_url, min_size=1, max_size=1)
     try:
-        before = await store._fetchval("SELECT pg_backend_pid()")
+        before = await database.pool.fetchval("SELECT pg_backend_pid()")
         with pytest.raises(TimeoutError):  # asyncpg cancels the query on its side
-            await store._fetchval("SELECT pg_sleep(5)", query_timeout=0.05)
-        await store.ping(query_timeout=5)
-        after = await store._fetchval("SELECT pg_backend_pid()")
+            await database.pool.fetchval("SELECT pg_sleep(5)", query_timeout=0.05)
+        await database.ping(query_timeout=5)
+        after = await database.pool.fetchval("SELECT pg_backend_pid()")
         assert after != before
     finally:
-        await store.close()
+        await database.close()
 
 
 async def test_a_connection_is_kept_after_a_refused_statement(database_url: str) -> None:
-    store = await Store.connect(database_url, min_size=1, max_size=1)
+    database = await Database.connect(database_url, min_size=1, max_size=1)
     try:
-        before = await store._fetchval("SELECT pg_backend_pid()")
+        before = await database.pool.fetchval("SELECT pg_backend_pid()")
         with pytest.raises(Exception, match="division by zero"):
-            await store._fetchval("SELECT 1 / 0")
-        assert await store._fetchval("SELECT pg_backend_pid()") == before
+            await database.pool.fetchval("SELECT 1 / 0")
+        assert await database.pool.fetchval("SELECT pg_backend_pid()") == before
     finally:
-        await store.close()
+        await database.close()

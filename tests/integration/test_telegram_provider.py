@@ -11,8 +11,8 @@ from pydantic import SecretStr
 from structlog.testing import capture_logs
 
 from notifyd.config import TelegramSettings
-from notifyd.exceptions import PermanentProviderError, ProviderError, TransientProviderError
-from notifyd.providers import OutgoingMessage, Recipient
+from notifyd.domain import OutgoingMessage, Recipient
+from notifyd.errors import PermanentProviderError, ProviderError, TransientProviderError
 from notifyd.providers.telegram import TelegramProvider
 from tests.fakes.leaks import error_texts
 from tests.fakes.smtp import unused_port

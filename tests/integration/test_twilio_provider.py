@@ -16,8 +16,8 @@ from pydantic import SecretStr
 from structlog.testing import capture_logs
 
 from notifyd.config import SmsSettings
-from notifyd.exceptions import PermanentProviderError, ProviderError, TransientProviderError
-from notifyd.providers import OutgoingMessage, Recipient
+from notifyd.domain import OutgoingMessage, Recipient
+from notifyd.errors import PermanentProviderError, ProviderError, TransientProviderError
 from notifyd.providers.twilio import TwilioSmsProvider
 from tests.fakes.leaks import error_texts
 from tests.fakes.smtp import unused_port

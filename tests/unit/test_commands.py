@@ -13,9 +13,7 @@ import pytest
 from pydantic import SecretStr
 
 from notifyd.cli import main
-from notifyd.commands import render_status
-from notifyd.config import Settings
-from notifyd.config_check import (
+from notifyd.cli.check import (
     REDACTED,
     CheckResult,
     all_ok,
@@ -23,7 +21,9 @@ from notifyd.config_check import (
     report,
     secrets_of,
 )
-from notifyd.models import Attempt, Notification
+from notifyd.cli.commands import render_status
+from notifyd.config import Settings
+from notifyd.domain import Attempt, Notification
 
 
 def _exit_code_and_stderr(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:

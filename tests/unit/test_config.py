@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from notifyd.config import Settings, load_settings
-from notifyd.exceptions import ConfigError
+from notifyd.errors import ConfigError
 
 DB_PASSWORD = "db-pass-5f1c"
 SMTP_PASSWORD = "smtp-pass-a9e2"

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from notifyd.embedded import _forget_dead_handles
+from notifyd.db.embedded import _forget_dead_handles
 
 
 def dead_pid() -> int:

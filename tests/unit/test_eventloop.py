@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from notifyd import eventloop
+from notifyd.cli import eventloop
 
 
 def test_run_returns_the_result_on_uvloop_where_it_is_built() -> None:

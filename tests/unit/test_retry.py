@@ -7,8 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from notifyd.models import Attempt
-from notifyd.retry import (
+from notifyd.delivery.retry import (
     FallBack,
     ResumePoint,
     RetryLater,
@@ -17,6 +16,7 @@ from notifyd.retry import (
     decide,
     resume_point,
 )
+from notifyd.domain import Attempt
 
 SEEDS = range(200)
 POLICY = RetryPolicy(max_attempts=3, backoff_initial=1.0, backoff_max=60.0)

@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 from pydantic import BaseModel, ValidationError
 
-from notifyd.constants import MAX_MESSAGE_LENGTH
-from notifyd.problems import field_errors
-from notifyd.schemas import BIGINT_MAX, NotifyRequest, UserCreate, UserUpdate, timestamp
+from notifyd.domain import MAX_MESSAGE_LENGTH
+from notifyd.web.problems import field_errors
+from notifyd.web.schemas import BIGINT_MAX, NotifyRequest, UserCreate, UserUpdate, timestamp
 
 
 def _errors(model: type[BaseModel], body: dict[str, Any]) -> list[dict[str, str]]:

@@ -6,8 +6,9 @@ import pytest
 from structlog.testing import capture_logs
 
 from notifyd.config import ChannelsSettings, SmsSettings
-from notifyd.exceptions import PermanentProviderError, TransientProviderError
-from notifyd.providers import OutgoingMessage, Recipient, build_providers
+from notifyd.domain import OutgoingMessage, Recipient
+from notifyd.errors import PermanentProviderError, TransientProviderError
+from notifyd.providers import build_providers
 from notifyd.providers.sms import StubSmsProvider, mask_phone
 
 PHONE = "+79991234567"

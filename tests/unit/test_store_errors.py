@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncpg
 import pytest
 
-from notifyd.exceptions import ConstraintViolationError, DatabaseUnavailableError
-from notifyd.store import translate_errors
+from notifyd.db.connection import translate_errors
+from notifyd.errors import ConstraintViolationError, DatabaseUnavailableError
 
 
 @pytest.mark.parametrize(

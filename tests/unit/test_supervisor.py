@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from notifyd.supervisor import Supervisor
+from notifyd.delivery.supervisor import Supervisor
 from tests.support import wait_until
 
 

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from notifyd import tables
+from notifyd.cli import tables
 
 
 def test_columns_are_aligned_under_their_headers() -> None:

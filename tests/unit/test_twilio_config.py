@@ -10,7 +10,7 @@ import pytest
 from pydantic import SecretStr
 
 from notifyd.config import ChannelsSettings, SmsSettings, load_settings
-from notifyd.exceptions import ConfigError
+from notifyd.errors import ConfigError
 from notifyd.providers import build_providers
 from notifyd.providers.sms import StubSmsProvider
 from notifyd.providers.twilio import TwilioSmsProvider, retry_after_seconds

@@ -1,0 +1,166 @@
+"""`notifyd check-config`: try each configured part and say, one line each, what works.
+
+The database is connected to and its migrations compared with this notifyd's; each channel
+is tried through its provider's `check` (SMTP login, Telegram getMe, the Twilio account),
+all at once, each within its own timeout. Nothing is sent.
+
+Secrets never reach the output: every part reports through messages built to be free of
+them, and the report is scrubbed of every configured secret once more before it is shown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+from collections.abc import Awaitable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+from urllib.parse import quote, unquote, urlsplit
+
+from notifyd.cli import tables
+from notifyd.cli.commands import connect_one
+from notifyd.config import DEFAULT_CONFIG_FILE, Settings
+from notifyd.db.migrations import schema_status
+from notifyd.errors import NotifydError, ProviderError
+from notifyd.providers import Provider, build_providers
+from notifyd.providers.base import NOTHING_TO_CHECK
+
+Outcome = Literal["ok", "failed", "skipped"]
+REDACTED = "***"
+
+
+@dataclass(frozen=True, slots=True)
+class CheckResult:
+    part: str
+    outcome: Outcome
+    detail: str
+
+
+async def check_all(
+    settings: Settings, source: str, database: str | NotifydError
+) -> list[CheckResult]:
+    """Every check, in a fixed order: config, database, then the channels.
+
+    `database` is the URL to try, or why there is none (the embedded server did not start).
+    """
+    providers = build_providers(settings.channels)
+    checks: list[Awaitable[CheckResult]] = [_guarded("database", _database(settings, database))]
+    checks += [
+        _guarded(name, _channel(settings, name, provider)) for name, provider in providers.items()
+    ]
+    try:
+        results = await asyncio.gather(*checks)
+    finally:
+        await asyncio.gather(*(provider.close() for provider in providers.values()))
+    return [_config(settings, source), *results]
+
+
+def report(results: Sequence[CheckResult], settings: Settings) -> str:
+    """The results as a table, with every configured secret masked."""
+    text = tables.table(
+        ("PART", "RESULT", "DETAIL"), [(r.part, r.outcome, r.detail) for r in results]
+    )
+    for secret in secrets_of(settings):
+        text = text.replace(secret, REDACTED)
+    return text
+
+
+def all_ok(results: Sequence[CheckResult]) -> bool:
+    """Whether every configured part works (skipped parts are not configured)."""
+    return all(result.outcome != "failed" for result in results)
+
+
+def config_source(path: Path | None, environ: Mapping[str, str] | None = None) -> str:
+    """Which file `load_settings` read, in the words of the report."""
+    env = os.environ if environ is None else environ
+    if path is None and env.get("NOTIFYD_CONFIG"):
+        path = Path(env["NOTIFYD_CONFIG"])
+    if path is None and DEFAULT_CONFIG_FILE.is_file():
+        path = DEFAULT_CONFIG_FILE
+    if path is None:
+        return f"no {DEFAULT_CONFIG_FILE}: defaults and environment"
+    return f"read {path}"
+
+
+def secrets_of(settings: Settings) -> list[str]:
+    """Every secret in the configuration, in the forms it could be printed in, longest first."""
+    channels = settings.channels
+    values = [
+        channels.email.password.get_secret_value(),
+        channels.telegram.bot_token.get_secret_value(),
+        channels.sms.auth_token.get_secret_value(),
+        *(token.get_secret_value() for token in settings.api.tokens),
+    ]
+    if settings.database.url is not None:
+        password = urlsplit(settings.database.url.get_secret_value()).password
+        if password:
+            values += [password, unquote(password)]
+    if channels.sms.auth_token.get_secret_value():
+        # The HTTP basic credentials Twilio gets.
+        pair = f"{channels.sms.account_sid}:{channels.sms.auth_token.get_secret_value()}"
+        values.append(base64.b64encode(pair.encode()).decode())
+    forms = {form for value in values if value for form in _printed_forms(value)}
+    return sorted(forms, key=len, reverse=True)
+
+
+def _printed_forms(secret: str) -> set[str]:
+    # As written, and as a URL would carry it (a bot token sits in the request path).
+    return {secret, quote(secret, safe=""), quote(secret, safe=":")}
+
+
+def _config(settings: Settings, source: str) -> CheckResult:
+    http = settings.http
+    tokens = len(settings.api.tokens)
+    access = f"{tokens} API token(s)" if tokens else "open to all (no api.tokens)"
+    return CheckResult("config", "ok", f"{source}; API on {http.host}:{http.port}, {access}")
+
+
+async def _guarded(part: str, check: Awaitable[CheckResult]) -> CheckResult:
+    """A check's result; whatever it raises becomes a failure, so the others still run."""
+    try:
+        return await check
+    except ProviderError as exc:
+        return CheckResult(part, "failed", exc.message)
+    except NotifydError as exc:
+        return CheckResult(part, "failed", str(exc))
+    except Exception as exc:  # a bug in a check must not hide the others' results
+        return CheckResult(part, "failed", f"unexpected error: {type(exc).__name__}: {exc}")
+
+
+async def _database(settings: Settings, database: str | NotifydError) -> CheckResult:
+    db = settings.database
+    where = db.redacted_url() or f"embedded PostgreSQL in {db.embedded_dir}"
+    if isinstance(database, NotifydError):
+        return CheckResult("database", "failed", f"{where}: {database}")
+    try:
+        connected = await connect_one(settings, database)
+        try:
+            schema = await schema_status(connected.pool)
+        finally:
+            await connected.close()
+    except NotifydError as exc:
+        return CheckResult("database", "failed", f"{where}: {exc}")
+    if schema.pending:
+        names = ", ".join(migration.name for migration in schema.pending)
+        count = len(schema.pending)
+        state = f"{count} migration(s) pending ({names}): `notifyd migrate` or `serve` applies them"
+    else:
+        state = f"migrations up to date ({len(schema.applied)} applied)"
+    if schema.unknown:
+        versions = ", ".join(str(version) for version in sorted(schema.unknown))
+        state += f"; migrated by a newer notifyd (unknown versions {versions})"
+    return CheckResult("database", "ok", f"{where}: connected; {state}")
+
+
+async def _channel(settings: Settings, name: str, provider: Provider) -> CheckResult:
+    missing = provider.missing_setting
+    if missing is not None:
+        return CheckResult(name, "skipped", f"not configured ({missing} is not set)")
+    detail = await provider.check()
+    if detail == NOTHING_TO_CHECK:
+        if name == "sms":  # the only channel with a choice of provider
+            detail = f"{detail} ({settings.channels.sms.provider} provider)"
+        return CheckResult(name, "skipped", detail)
+    return CheckResult(name, "ok", detail)

@@ -1,0 +1,68 @@
+"""Every query notifyd runs, grouped by what it is about, over one connection pool.
+
+    Database
+    ├── users          Users          create, read, change and list users
+    ├── notifications  Notifications  enqueue (the one way in), read with attempts
+    ├── queue          Queue          claim, record attempts, leases, retention
+    └── dashboard      Dashboard      the admin pages' counts
+
+`listen.ListenConnection` is the session outside the pool (LISTEN and the presence lock),
+`migrations` applies `sql/`, and `embedded` runs a PostgreSQL when none is configured.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from notifyd.db.connection import Pool, translate_errors, wait_for_database
+from notifyd.db.dashboard import Dashboard, DashboardCounts
+from notifyd.db.notifications import Notifications
+from notifyd.db.queue import Queue
+from notifyd.db.users import Users
+
+__all__ = ["DashboardCounts", "Database", "Pool", "wait_for_database"]
+
+COUNT_PENDING: Final = "SELECT count(*) FROM notifyd.notifications WHERE status = 'pending'"
+
+
+class Database:
+    """notifyd's database: one pool, and the query groups that use it."""
+
+    def __init__(self, pool: Pool) -> None:
+        self.pool = pool
+        self.users = Users(pool)
+        self.notifications = Notifications(pool)
+        self.queue = Queue(pool)
+        self.dashboard = Dashboard(pool)
+
+    @classmethod
+    async def connect(
+        cls,
+        url: str,
+        *,
+        min_size: int = 2,
+        max_size: int = 10,
+        connect_timeout: float = 5.0,
+        command_timeout: float = 10.0,
+    ) -> Database:
+        pool = await Pool.connect(
+            url,
+            min_size=min_size,
+            max_size=max_size,
+            connect_timeout=connect_timeout,
+            command_timeout=command_timeout,
+        )
+        return cls(pool)
+
+    async def close(self) -> None:
+        await self.pool.close()
+
+    async def ping(self, query_timeout: float) -> None:
+        """Raise `DatabaseUnavailableError` unless the database answers in time."""
+        await self.pool.ping(query_timeout)
+
+    async def count_pending(self, query_timeout: float) -> int:
+        """Notifications waiting in the table, for every instance."""
+        async with translate_errors():
+            count: int = await self.pool.fetchval(COUNT_PENDING, query_timeout=query_timeout)
+        return count

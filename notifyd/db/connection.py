@@ -1,0 +1,191 @@
+"""The connection pool, and the translation of asyncpg's errors into notifyd's.
+
+Nothing outside `notifyd.db` sees asyncpg records or SQL; asyncpg errors become
+`DatabaseUnavailableError`, `NotFoundError` or `ConstraintViolationError` here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any, Final, TypeVar
+
+import asyncpg
+import orjson
+from asyncpg.pool import PoolConnectionProxy
+
+from notifyd.errors import ConstraintViolationError, DatabaseUnavailableError
+
+T = TypeVar("T")
+
+# Errors that mean "the database is not there right now", as opposed to a bad query.
+CONNECTION_ERRORS: Final = (
+    OSError,
+    asyncio.TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.AdminShutdownError,
+    asyncpg.CrashShutdownError,
+    asyncpg.TooManyConnectionsError,
+    asyncpg.InvalidAuthorizationSpecificationError,
+    # asyncpg's own state went wrong (an operation it thinks is still running, after a
+    # cancellation raced a lost server): the connection cannot be used again.
+    asyncpg.InternalClientError,
+)
+# The server refusing a new session: the database is not accepting connections (being
+# dropped, restored or switched over) or is gone. Matched by exact class: their subclasses
+# (a lock timeout, an object in use) happen while a query runs and are not outages.
+REFUSED_SESSION_ERRORS: Final = (
+    asyncpg.ObjectNotInPrerequisiteStateError,
+    asyncpg.InvalidCatalogNameError,
+)
+
+
+SERVER_SETTINGS: Final = {
+    "application_name": "notifyd",
+    "timezone": "UTC",
+    # A generic plan cached while a table was empty or never analyzed keeps a sequential
+    # scan forever on that connection; custom plans follow the table as it grows.
+    "plan_cache_mode": "force_custom_plan",
+}
+
+PING: Final = "SELECT 1"
+
+
+def json_text(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+@asynccontextmanager
+async def translate_errors() -> AsyncIterator[None]:
+    """Turn asyncpg's errors into notifyd's."""
+    try:
+        yield
+    except asyncpg.ForeignKeyViolationError as exc:
+        raise ConstraintViolationError(exc.constraint_name or "", str(exc)) from exc
+    except asyncpg.IntegrityConstraintViolationError as exc:
+        constraint = getattr(exc, "constraint_name", None) or ""
+        raise ConstraintViolationError(constraint, str(exc)) from exc
+    except (*CONNECTION_ERRORS, *REFUSED_SESSION_ERRORS) as exc:
+        if not isinstance(exc, CONNECTION_ERRORS) and type(exc) not in REFUSED_SESSION_ERRORS:
+            raise
+        reason = type(exc).__name__
+        if isinstance(exc, asyncpg.PostgresError):
+            reason = f"{reason}: {exc}"  # the server's words, which never quote a password
+        raise DatabaseUnavailableError(f"database unavailable: {reason}") from exc
+
+
+async def _keep_session(_connection: asyncpg.Connection) -> None:
+    """Return a connection to the pool as it is, without asyncpg's reset query.
+
+    The default reset costs a round trip per query. notifyd's queries leave a session as
+    they found it: no SET, LISTEN or cursors on pooled connections, and the migration lock
+    is released in a `finally`. asyncpg still rolls back a transaction left open.
+    """
+
+
+async def _init_connection(connection: asyncpg.Connection) -> None:
+    await connection.set_type_codec(
+        "jsonb",
+        encoder=json_text,
+        decoder=orjson.loads,
+        schema="pg_catalog",
+    )
+
+
+class Pool:
+    """One asyncpg pool; every query of notifyd goes through it."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    @classmethod
+    async def connect(
+        cls,
+        url: str,
+        *,
+        min_size: int = 2,
+        max_size: int = 10,
+        connect_timeout: float = 5.0,
+        command_timeout: float = 10.0,
+    ) -> Pool:
+        async with translate_errors():
+            pool = await asyncpg.create_pool(
+                url,
+                min_size=min_size,
+                max_size=max_size,
+                timeout=connect_timeout,
+                command_timeout=command_timeout,
+                server_settings=SERVER_SETTINGS,
+                init=_init_connection,
+                reset=_keep_session,
+            )
+        return cls(pool)
+
+    async def close(self) -> None:
+        await self._pool.close()
+
+    @asynccontextmanager
+    async def acquire(self) -> AsyncIterator[PoolConnectionProxy[asyncpg.Record]]:
+        """A pooled connection that goes back to the pool only in a known state.
+
+        Connections are returned without asyncpg's reset query (see `_keep_session`), and
+        that query was also what noticed a connection left mid-operation by a timeout, a
+        cancellation or a lost server. So a connection whose last operation ended in
+        anything but an answer from the server (which leaves the session usable) is
+        dropped here, and the next caller gets a fresh one.
+        """
+        async with self._pool.acquire() as connection:
+            try:
+                yield connection
+            except asyncpg.PostgresError:
+                raise
+            except BaseException:
+                connection.terminate()
+                raise
+
+    async def fetch(self, query: str, *args: Any) -> list[asyncpg.Record]:
+        async with self.acquire() as connection:
+            return await connection.fetch(query, *args)
+
+    async def fetchrow(self, query: str, *args: Any) -> asyncpg.Record | None:
+        async with self.acquire() as connection:
+            return await connection.fetchrow(query, *args)
+
+    async def fetchval(self, query: str, *args: Any, query_timeout: float | None = None) -> Any:
+        async with self.acquire() as connection:
+            return await connection.fetchval(query, *args, timeout=query_timeout)
+
+    async def execute(self, query: str, *args: Any) -> str:
+        async with self.acquire() as connection:
+            return await connection.execute(query, *args)
+
+    @asynccontextmanager
+    async def connection(self) -> AsyncIterator[PoolConnectionProxy[asyncpg.Record]]:
+        """A pooled connection with errors translated, for a transaction or the migrations."""
+        async with translate_errors(), self.acquire() as connection:
+            yield connection
+
+    async def ping(self, query_timeout: float) -> None:
+        """Raise `DatabaseUnavailableError` unless the database answers in time."""
+        async with translate_errors():
+            await self.fetchval(PING, query_timeout=query_timeout)
+
+
+async def wait_for_database(
+    connect: Callable[[], Awaitable[T]], deadline: float, on_retry: Callable[[str], None]
+) -> T:
+    """Connect, retrying with backoff until `deadline` (loop time) passes."""
+    loop = asyncio.get_running_loop()
+    delay = 0.2
+    while True:
+        try:
+            return await connect()
+        except DatabaseUnavailableError as exc:
+            if loop.time() + delay > deadline:
+                raise
+            on_retry(str(exc))
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)

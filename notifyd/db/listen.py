@@ -1,0 +1,89 @@
+"""The session connection: LISTEN for wake-ups, and the presence lock of this instance."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Final
+from uuid import UUID
+
+import asyncpg
+
+from notifyd.db.connection import CONNECTION_ERRORS, translate_errors
+
+# Channel PostgreSQL NOTIFY wakes the dispatcher on; the payload is constant on purpose.
+WAKE_CHANNEL: Final = "notifyd_wakeup"
+# First key of the session advisory lock each running instance holds ("noti" in ASCII); the
+# second is derived from the instance id (notifyd.instance_lock_key() in sql/).
+PRESENCE_LOCK_NAMESPACE: Final = 0x6E6F7469
+
+TAKE_PRESENCE: Final = "SELECT pg_try_advisory_lock($1, notifyd.instance_lock_key($2))"
+IS_LISTENING: Final = "SELECT $1 = ANY(ARRAY(SELECT pg_listening_channels()))"
+
+
+class ListenConnection:
+    """A dedicated connection: LISTENs for wake-ups and holds this instance's presence lock.
+
+    The presence lock is what tells other instances this one is alive; PostgreSQL drops it
+    when the session ends, whether the process exited, crashed or lost its connection.
+    """
+
+    def __init__(self, connection: asyncpg.Connection, owner: UUID) -> None:
+        self._connection = connection
+        self._owner = owner
+        self.present = False
+        self.terminated = asyncio.Event()
+        connection.add_termination_listener(lambda _conn: self.terminated.set())
+
+    @classmethod
+    async def open(
+        cls, url: str, owner: UUID, on_notify: Callable[[], None], connect_timeout: float
+    ) -> ListenConnection:
+        async with translate_errors():
+            connection = await asyncpg.connect(
+                url,
+                timeout=connect_timeout,
+                server_settings={"application_name": "notifyd-listener"},
+            )
+            listen = cls(connection, owner)
+            try:
+                await connection.add_listener(WAKE_CHANNEL, lambda *_: on_notify())
+                await listen.take_presence(connect_timeout)
+            except BaseException:
+                connection.terminate()
+                raise
+        return listen
+
+    async def take_presence(self, query_timeout: float) -> bool:
+        """Take the presence lock unless this session holds it already; return whether held.
+
+        It can be held by an older session of this instance that the server has not yet
+        noticed is gone; then it is tried again at the next check.
+        """
+        if not self.present:
+            async with translate_errors():
+                self.present = await self._connection.fetchval(
+                    TAKE_PRESENCE, PRESENCE_LOCK_NAMESPACE, self._owner, timeout=query_timeout
+                )
+        return self.present
+
+    async def is_listening(self, query_timeout: float) -> bool:
+        """Ask the server whether this session still listens (catches a silent death)."""
+        if self._connection.is_closed():
+            return False
+        async with translate_errors():
+            listening: bool = await self._connection.fetchval(
+                IS_LISTENING, WAKE_CHANNEL, timeout=query_timeout
+            )
+        return listening
+
+    def backend_pid(self) -> int:
+        return self._connection.get_server_pid()
+
+    async def close(self) -> None:
+        if self._connection.is_closed():
+            return
+        try:
+            await asyncio.wait_for(self._connection.close(), timeout=2)
+        except (*CONNECTION_ERRORS, asyncpg.PostgresError):
+            self._connection.terminate()

@@ -1,0 +1,271 @@
+"""The queue as the delivery pipeline sees it: claims, attempt writes, leases, retention.
+
+`Queue` is the one surface `notifyd.delivery` uses (see `DeliveryStore` there); nothing
+else in the pipeline reaches the database.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any, Final
+from uuid import UUID
+
+from notifyd.db import rows
+from notifyd.db.connection import Pool, json_text, translate_errors
+from notifyd.db.listen import WAKE_CHANNEL
+from notifyd.db.notifications import fetch_attempts
+from notifyd.domain import Attempt, AttemptRecord, ClaimedNotification, Status
+
+# The claim: `notifyd.claim()` (in sql/) leases the most urgent due rows, with the planner
+# settings that keep its plan right on stale statistics.
+CLAIM: Final = "SELECT * FROM notifyd.claim($1, $2, $3)"
+
+# A batch of attempts in one statement (one row per notification: an actor waits for its
+# attempt to be written before it makes the next). Final statuses are set, and their
+# attempts written, only where this instance still holds the lease; so are other attempts.
+# The plan may not depend on the planner's guesses, which are poor here (how many rows this
+# instance holds is never in the statistics): notifications are found by primary key
+# (`= ANY`, never a join with an unnested array or a walk of every leased row), and the
+# batch is filtered by two hashed sets (IN under OR is never turned into a join). It answers
+# with the ids it did not write, almost always none: one empty array to decode, not a row
+# per attempt. Provider answers come as JSON text: asyncpg's jsonb codec would call back
+# into Python for each one.
+# `lease_expires_at IS NOT NULL` stands for status 'processing' (the lease_consistent check
+# makes them equal while locked_by is set), so the partial index of leased rows, which
+# holds every row in flight, is not a candidate.
+RECORD_ATTEMPTS: Final = """
+    WITH finished AS (
+        UPDATE notifyd.notifications AS n
+        SET status = CASE WHEN n.id = ANY($12::bigint[]) THEN 'failed' ELSE 'sent' END,
+            locked_by = NULL, lease_expires_at = NULL, finished_at = now(), updated_at = now()
+        WHERE n.id = ANY($11::bigint[]) AND n.locked_by = $1 AND n.lease_expires_at IS NOT NULL
+        RETURNING n.id
+    ),
+    held AS (
+        SELECT id FROM notifyd.notifications
+        WHERE id = ANY($13::bigint[]) AND locked_by = $1 AND lease_expires_at IS NOT NULL
+    ),
+    written AS (
+        INSERT INTO notifyd.notification_attempts
+            (notification_id, channel, attempt, status, error, transient, provider_response,
+             started_at, finished_at)
+        SELECT b.notification_id, b.channel, b.attempt, b.status, b.error, b.transient,
+               b.provider_response::jsonb, b.started_at, b.finished_at
+        FROM unnest($2::bigint[], $3::text[], $4::integer[], $5::text[], $6::text[],
+                    $7::boolean[], $8::text[], $9::timestamptz[], $10::timestamptz[])
+                AS b (notification_id, channel, attempt, status, error, transient,
+                      provider_response, started_at, finished_at)
+        WHERE b.notification_id IN (SELECT id FROM finished)
+           OR b.notification_id IN (SELECT id FROM held)
+        RETURNING notification_id
+    )
+    SELECT ARRAY(
+        SELECT id FROM unnest($2::bigint[]) AS id
+        WHERE id NOT IN (SELECT notification_id FROM written)
+    )
+"""
+FINISH_WITHOUT_ATTEMPT: Final = """
+    UPDATE notifyd.notifications
+    SET status = $3, locked_by = NULL, lease_expires_at = NULL,
+        finished_at = now(), updated_at = now()
+    WHERE id = $1 AND locked_by = $2 AND status = 'processing'
+    RETURNING id
+"""
+# Rows claimed or renewed less than a heartbeat ago are skipped: renewing them would only
+# rewrite rows (a new version each) that a fast drain finishes within seconds anyway.
+EXTEND_LEASES: Final = """
+    UPDATE notifyd.notifications
+    SET lease_expires_at = now() + make_interval(secs => $3), updated_at = now()
+    WHERE id = ANY($2::bigint[]) AND locked_by = $1 AND status = 'processing'
+      AND updated_at < now() - make_interval(secs => $4)
+"""
+RELEASE: Final = """
+    UPDATE notifyd.notifications AS n
+    SET status = 'pending', locked_by = NULL, lease_expires_at = NULL,
+        run_after = greatest(n.run_after, r.run_after), updated_at = now()
+    FROM unnest($2::bigint[], $3::timestamptz[]) AS r (id, run_after)
+    WHERE n.id = r.id AND n.locked_by = $1 AND n.status = 'processing'
+"""
+REQUEUE_EXPIRED: Final = """
+    UPDATE notifyd.notifications
+    SET status = 'pending', locked_by = NULL, lease_expires_at = NULL, updated_at = now()
+    WHERE id IN (
+        SELECT id FROM notifyd.notifications
+        WHERE status = 'processing' AND lease_expires_at < now()
+        ORDER BY lease_expires_at
+        LIMIT $1
+        FOR UPDATE SKIP LOCKED
+    )
+"""
+# Leases held by instances that are gone: their presence lock is free (the session died
+# with the process) and their heartbeat has stopped. The heartbeat (updated_at, refreshed
+# with every lease extension) keeps a live instance that only lost its session connection
+# from being taken over while it still works; rows are taken only if claimed before this
+# statement began, so before the lock list was read (an instance locks before it claims).
+REQUEUE_ORPHANED: Final = """
+    UPDATE notifyd.notifications
+    SET status = 'pending', locked_by = NULL, lease_expires_at = NULL, updated_at = now()
+    WHERE id IN (
+        SELECT id FROM notifyd.notifications
+        WHERE status = 'processing'
+          AND locked_by <> $1
+          AND updated_at < now() - make_interval(secs => $3)
+          AND notifyd.instance_lock_key(locked_by) NOT IN (SELECT notifyd.live_instance_keys())
+        ORDER BY id
+        LIMIT $2
+        FOR UPDATE SKIP LOCKED
+    )
+"""
+# Retention: oldest first, in batches; another instance pruning at once skips these rows.
+PRUNE_NOTIFICATIONS: Final = """
+    DELETE FROM notifyd.notifications
+    WHERE id IN (
+        SELECT id FROM notifyd.notifications
+        WHERE finished_at < now() - make_interval(secs => $1)
+        ORDER BY finished_at
+        LIMIT $2
+        FOR UPDATE SKIP LOCKED
+    )
+"""
+PRUNE_IDEMPOTENCY_KEYS: Final = """
+    DELETE FROM notifyd.idempotency_keys
+    WHERE (scope, key) IN (
+        SELECT scope, key FROM notifyd.idempotency_keys
+        WHERE created_at < now() - make_interval(secs => $1)
+        ORDER BY created_at
+        LIMIT $2
+        FOR UPDATE SKIP LOCKED
+    )
+"""
+WAKE: Final = "SELECT pg_notify($1, '')"
+
+
+class Queue:
+    """Lease notifications to an instance, record their attempts, and keep the table tidy."""
+
+    def __init__(self, pool: Pool) -> None:
+        self._pool = pool
+
+    async def ping(self, query_timeout: float) -> None:
+        """Raise `DatabaseUnavailableError` unless the database answers in time."""
+        await self._pool.ping(query_timeout)
+
+    async def claim(
+        self, limit: int, owner: UUID, lease_seconds: float
+    ) -> list[ClaimedNotification]:
+        """Lease up to `limit` due notifications to `owner`, in the order to deliver them."""
+        async with translate_errors():
+            found = await self._pool.fetch(CLAIM, limit, owner, lease_seconds)
+        # UPDATE ... RETURNING does not keep the order the rows were picked in.
+        found.sort(key=lambda row: (-row["priority"], row["run_after"], row["id"]))
+        return [rows.claimed(row) for row in found]
+
+    async def attempts(self, notification_ids: Sequence[int]) -> dict[int, list[Attempt]]:
+        """The attempt log of each notification, oldest first (to resume a delivery)."""
+        return await fetch_attempts(self._pool, notification_ids)
+
+    async def record_attempts(
+        self, owner: UUID, entries: Sequence[tuple[AttemptRecord, Status | None]]
+    ) -> set[int]:
+        """Write attempts (with final statuses where given) while `owner` holds the leases.
+
+        At most one entry per notification. Returns the notification ids not written: their
+        leases are no longer `owner`'s, and nothing was written for them.
+        """
+        records = [record for record, _ in entries]
+        finals: list[int] = []
+        failed: list[int] = []
+        others: list[int] = []
+        for record, status in entries:
+            if status is None:
+                others.append(record.notification_id)
+                continue
+            if status not in (Status.SENT, Status.FAILED):
+                raise ValueError(f"a final status is 'sent' or 'failed', not {status!r}")
+            finals.append(record.notification_id)
+            if status == Status.FAILED:
+                failed.append(record.notification_id)
+        async with translate_errors():
+            not_written: list[int] = await self._pool.fetchval(
+                RECORD_ATTEMPTS,
+                owner,
+                [r.notification_id for r in records],
+                [r.channel for r in records],
+                [r.attempt for r in records],
+                [r.status for r in records],
+                [r.error for r in records],
+                [r.transient for r in records],
+                [
+                    None if r.provider_response is None else json_text(r.provider_response)
+                    for r in records
+                ],
+                [r.started_at for r in records],
+                [r.finished_at for r in records],
+                finals,
+                failed,
+                others,
+            )
+        return set(not_written)
+
+    async def finish_without_attempt(
+        self, notification_id: int, owner: UUID, status: Status = Status.FAILED
+    ) -> bool:
+        """Set a final status when nothing is left to try (a resumed, used-up delivery)."""
+        async with translate_errors():
+            found = await self._pool.fetchval(
+                FINISH_WITHOUT_ATTEMPT, notification_id, owner, status
+            )
+        return found is not None
+
+    async def extend_leases(
+        self,
+        owner: UUID,
+        notification_ids: Sequence[int],
+        lease_seconds: float,
+        renewed_within: float = 0.0,
+    ) -> None:
+        """Renew `owner`'s leases, except those claimed or renewed in `renewed_within` s."""
+        async with translate_errors():
+            await self._pool.execute(
+                EXTEND_LEASES, owner, list(notification_ids), lease_seconds, renewed_within
+            )
+
+    async def release(self, owner: UUID, unfinished: Sequence[tuple[int, datetime]]) -> None:
+        """Hand leased notifications back to the queue: (id, claimable from) pairs."""
+        ids = [notification_id for notification_id, _ in unfinished]
+        times = [run_after for _, run_after in unfinished]
+        async with translate_errors():
+            await self._pool.execute(RELEASE, owner, ids, times)
+
+    async def requeue_expired(self, limit: int = 1000) -> int:
+        """Make notifications whose lease ran out claimable again; wake the dispatchers."""
+        return await self._requeue(REQUEUE_EXPIRED, limit)
+
+    async def requeue_orphaned(self, owner: UUID, silent_for: float, limit: int = 1000) -> int:
+        """Make claimable again what gone instances held; wake the dispatchers.
+
+        Gone: no presence lock, and no heartbeat for `silent_for` seconds.
+        """
+        return await self._requeue(REQUEUE_ORPHANED, owner, limit, silent_for)
+
+    async def prune_notifications(self, older_than: float, limit: int) -> int:
+        """Delete up to `limit` notifications finished `older_than` seconds ago."""
+        return await self._delete(PRUNE_NOTIFICATIONS, older_than, limit)
+
+    async def prune_idempotency_keys(self, older_than: float, limit: int) -> int:
+        """Delete up to `limit` idempotency keys taken `older_than` seconds ago."""
+        return await self._delete(PRUNE_IDEMPOTENCY_KEYS, older_than, limit)
+
+    async def _delete(self, query: str, *args: Any) -> int:
+        async with translate_errors():
+            status = await self._pool.execute(query, *args)
+        return int(status.split()[-1])
+
+    async def _requeue(self, query: str, *args: Any) -> int:
+        async with translate_errors(), self._pool.acquire() as connection:
+            status = await connection.execute(query, *args)
+            count = int(status.split()[-1])
+            if count:
+                await connection.execute(WAKE, WAKE_CHANNEL)
+        return count

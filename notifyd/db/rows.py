@@ -1,0 +1,89 @@
+"""Rows into typed values: the only place that reads an asyncpg record."""
+
+from __future__ import annotations
+
+import asyncpg
+
+from notifyd.domain import (
+    Attempt,
+    Channel,
+    ClaimedNotification,
+    Notification,
+    Recipient,
+    Status,
+    User,
+)
+
+
+def returned(row: asyncpg.Record | None) -> asyncpg.Record:
+    """The row an INSERT ... RETURNING always gives back."""
+    if row is None:
+        raise RuntimeError("INSERT ... RETURNING returned no row")
+    return row
+
+
+def user(row: asyncpg.Record) -> User:
+    return User(
+        id=row["id"],
+        email=row["email"],
+        phone=row["phone"],
+        telegram_chat_id=row["telegram_chat_id"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+    )
+
+
+def notification(
+    row: asyncpg.Record, *, subject: str | None = None, message: str | None = None
+) -> Notification:
+    """The notification in `row`; `subject` and `message` when the row leaves them out."""
+    return Notification(
+        id=row["id"],
+        user_id=row["user_id"],
+        subject=row["subject"] if subject is None else subject,
+        message=row["message"] if message is None else message,
+        channels=channel_list(row["channels"]),
+        status=Status(row["status"]),
+        send_at=row["send_at"],
+        priority=row["priority"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        finished_at=row["finished_at"],
+    )
+
+
+def channel_list(names: list[str]) -> tuple[Channel, ...]:
+    """A stored channel list (the database's check allows known names only)."""
+    return tuple(Channel(name) for name in names)
+
+
+def attempt(row: asyncpg.Record) -> Attempt:
+    return Attempt(
+        id=row["id"],
+        notification_id=row["notification_id"],
+        channel=row["channel"],
+        attempt=row["attempt"],
+        status=row["status"],
+        error=row["error"],
+        transient=row["transient"],
+        provider_response=row["provider_response"],
+        started_at=row["started_at"],
+        finished_at=row["finished_at"],
+    )
+
+
+def claimed(row: asyncpg.Record) -> ClaimedNotification:
+    return ClaimedNotification(
+        id=row["id"],
+        recipient=Recipient(
+            user_id=row["user_id"],
+            email=row["email"],
+            phone=row["phone"],
+            telegram_chat_id=row["telegram_chat_id"],
+        ),
+        subject=row["subject"],
+        message=row["message"],
+        channels=channel_list(row["channels"]),
+        created_at=row["created_at"],
+        claims=row["claims"],
+    )

@@ -1,0 +1,201 @@
+"""The dispatcher: claims pending notifications and hands each to its first channel."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from uuid import UUID
+
+from notifyd.delivery.inflight import Delivery, InFlight
+from notifyd.delivery.retry import resume_point
+from notifyd.delivery.store import DeliveryStore
+from notifyd.delivery.timers import wait_for_event
+from notifyd.domain import Attempt, ClaimedNotification, Status
+from notifyd.errors import DatabaseUnavailableError
+from notifyd.logs import get_logger
+
+log = get_logger(__name__)
+
+
+class Dispatcher:
+    """Claims in batches whenever woken (NOTIFY, a freed slot) or every `poll_interval`.
+
+    NOTIFY only wakes it: the table is the truth, and the poll catches whatever a lost
+    notification would have missed. It claims only while `may_claim()` (the instance holds
+    its presence lock), since other instances take over leases held without one.
+    """
+
+    def __init__(
+        self,
+        store: DeliveryStore,
+        owner: UUID,
+        in_flight: InFlight,
+        route: Callable[[Delivery], None],
+        *,
+        may_claim: Callable[[], bool],
+        poll_interval: float,
+        batch_size: int,
+        claimers: int,
+        lease_seconds: float,
+        max_attempts: int,
+    ) -> None:
+        self._store = store
+        self._owner = owner
+        self._in_flight = in_flight
+        self._route = route
+        self._may_claim = may_claim
+        self._poll_interval = poll_interval
+        self._batch_size = batch_size
+        self._claimers = claimers
+        # Room promised to claims still running, and whether one found the table dry.
+        self._reserved = 0
+        self._exhausted = False
+        self._claims_this_round = 0
+        self._lanes: list[asyncio.Task[int]] = []
+        self._lease_seconds = lease_seconds
+        self._max_attempts = max_attempts
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self._claiming = False
+        # Completed claim rounds, for readiness checks and tests.
+        self.rounds = 0
+        self._failing_since: float | None = None
+
+    def idle(self) -> bool:
+        """True after at least one claim round, with no round running or requested."""
+        return self.rounds > 0 and not self._claiming and not self._wake.is_set()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def stop_claiming(self) -> None:
+        self._stopping = True
+        self._wake.set()
+
+    async def run(self) -> None:
+        while not self._stopping:
+            await wait_for_event(self._wake, self._poll_interval)
+            self._wake.clear()
+            if self._stopping:
+                return
+            self._claiming = True
+            try:
+                await self.claim_available()
+            finally:
+                self._claiming = False
+                self.rounds += 1
+
+    async def claim_available(self) -> int:
+        """Claim until the table has nothing ready or there is no room; return the count.
+
+        One claim at a time while the table has less than a batch ready; once a claim
+        comes back full (a backlog), up to `claimers` run at once (SKIP LOCKED keeps them
+        apart). A claim spends most of its time in the database, and one after the other
+        they held a drain back while the rest of the pipeline waited.
+        """
+        if not self._may_claim():
+            return 0
+        self._exhausted = False
+        self._claims_this_round = 0
+        try:
+            async with asyncio.TaskGroup() as lanes:  # a lane that fails cancels the others
+                self._lanes = [lanes.create_task(self._claim_lane(lanes))]
+        except BaseExceptionGroup as group:
+            # One lane's bug: raised as itself, so the supervisor's log names it.
+            if len(group.exceptions) == 1:
+                raise group.exceptions[0] from None
+            raise
+        return sum(lane.result() for lane in self._lanes)
+
+    async def _claim_lane(self, lanes: asyncio.TaskGroup) -> int:
+        """Claim batch after batch until the table runs dry, room runs out, or claims fail.
+
+        A full batch opens another lane in `lanes`, up to `claimers`.
+        """
+        total = 0
+        while not self._stopping and not self._exhausted:
+            limit = min(self._batch_size, self._in_flight.free() - self._reserved)
+            if limit <= 0 or (self._claims_this_round and limit < self._in_flight.refill_threshold):
+                # Behind a full claim (a backlog), a claim for the few slots freed since
+                # costs the database nearly what a full one does; in-flight wakes the
+                # dispatcher again once a batch's worth of room is free.
+                break
+            self._claims_this_round += 1
+            self._reserved += limit
+            started = time.perf_counter()
+            try:
+                claimed = await self._store.claim(limit, self._owner, self._lease_seconds)
+            except DatabaseUnavailableError as exc:
+                self._exhausted = True
+                # Once per outage, not once per poll.
+                if self._failing_since is None:
+                    self._failing_since = time.monotonic()
+                    log.warning("claim_failed", error=str(exc))
+                break
+            finally:
+                self._reserved -= limit
+            if self._failing_since is not None:
+                log.info(
+                    "claim_recovered",
+                    outage_s=round(time.monotonic() - self._failing_since, 3),
+                )
+                self._failing_since = None
+            full = len(claimed) == limit
+            if not full:
+                self._exhausted = True
+            elif len(self._lanes) < self._claimers:
+                self._lanes.append(lanes.create_task(self._claim_lane(lanes)))
+            # Whichever lane ends last, a table found dry is not a backlog.
+            self._in_flight.backlog = not self._exhausted
+            if claimed:
+                log.debug(
+                    "claimed",
+                    count=len(claimed),
+                    duration_ms=round((time.perf_counter() - started) * 1000, 3),
+                )
+            # A notification still held here whose lease lapsed (an outage) and that came
+            # back: the delivery in memory goes on; a second one would send it twice.
+            claimed = [n for n in claimed if n.id not in self._in_flight]
+            for notification in claimed:
+                self._in_flight.add(notification.id)
+            await self._admit(claimed)
+            total += len(claimed)
+        return total
+
+    async def _admit(self, claimed: list[ClaimedNotification]) -> None:
+        resumed = [n for n in claimed if n.claims > 1]
+        history: dict[int, list[Attempt]] = {}
+        if resumed:
+            try:
+                history = await self._store.attempts([n.id for n in resumed])
+            except DatabaseUnavailableError as exc:
+                # Without the log we cannot tell where to resume: let the lease lapse.
+                log.warning("resume_failed", error=str(exc), count=len(resumed))
+                for notification in resumed:
+                    self._in_flight.done(notification.id)
+                resumed_ids = {n.id for n in resumed}
+                claimed = [n for n in claimed if n.id not in resumed_ids]
+        for notification in claimed:
+            if notification.claims == 1:
+                self._route(Delivery(notification))
+                continue
+            await self._resume(notification, history.get(notification.id, []))
+
+    async def _resume(self, notification: ClaimedNotification, attempts: list[Attempt]) -> None:
+        point = resume_point(notification.channels, attempts, self._max_attempts)
+        log.info(
+            "delivery_resumed",
+            notification_id=notification.id,
+            attempts_logged=len(attempts),
+            channel_index=point.channel_index,
+        )
+        if point.channel_index is not None:
+            self._route(Delivery(notification, point.channel_index, point.attempts_on_channel))
+            return
+        status = Status.SENT if point.already_sent else Status.FAILED
+        try:
+            await self._store.finish_without_attempt(notification.id, self._owner, status)
+        except DatabaseUnavailableError as exc:
+            log.warning("finish_failed", notification_id=notification.id, error=str(exc))
+        self._in_flight.done(notification.id)

@@ -1,0 +1,250 @@
+"""The delivery service: dispatcher, listener, lease keeper and channel actors, wired."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from typing import Final
+
+from notifyd.config import Settings
+from notifyd.delivery.actors import ActorContext, ChannelActors
+from notifyd.delivery.dispatcher import Dispatcher
+from notifyd.delivery.inflight import Delivery, InFlight
+from notifyd.delivery.leases import LeaseKeeper
+from notifyd.delivery.listener import Listener
+from notifyd.delivery.recorder import Recorder
+from notifyd.delivery.retention import Pruner
+from notifyd.delivery.retry import RetryPolicy
+from notifyd.delivery.store import DeliveryStore
+from notifyd.delivery.supervisor import Supervisor
+from notifyd.domain import Channel
+from notifyd.errors import DatabaseUnavailableError
+from notifyd.logs import get_logger
+from notifyd.metrics import Metrics
+from notifyd.providers import Provider
+
+log = get_logger(__name__)
+
+# Longest wait at shutdown for the claims under way (within the grace period).
+CLAIM_ROUND_GRACE: Final = 2.0
+
+
+class DeliveryService:
+    """Everything that moves notifications from the table to the providers."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: DeliveryStore,
+        database_url: str,
+        providers: Mapping[Channel, Provider],
+        metrics: Metrics,
+        on_failure: Callable[[str], None],
+    ) -> None:
+        self.owner = uuid.uuid4()
+        self._settings = settings
+        self._store = store
+        self._draining = False
+        self._parked: list[tuple[int, datetime]] = []
+        dispatcher_settings = settings.dispatcher
+        delivery = settings.delivery
+        self.in_flight = InFlight(
+            dispatcher_settings.max_in_flight,
+            refill_threshold=dispatcher_settings.batch_size,
+            on_room=self._wake_dispatcher,
+        )
+        self.recorder = Recorder(
+            store,
+            self.owner,
+            give_up_after=delivery.lease_seconds,
+            max_batch=dispatcher_settings.write_batch_size,
+        )
+        context = ActorContext(
+            recorder=self.recorder,
+            policy=RetryPolicy(
+                delivery.max_attempts,
+                delivery.backoff_initial,
+                delivery.backoff_max,
+                delivery.max_retry_after,
+            ),
+            in_flight=self.in_flight,
+            metrics=metrics,
+            hand_off=self.route,
+        )
+        channel_settings = settings.channels
+        self.actors = {
+            name: ChannelActors(
+                name,
+                provider,
+                context,
+                concurrency=getattr(channel_settings, name).concurrency,
+                timeout=getattr(channel_settings, name).timeout,
+            )
+            for name, provider in providers.items()
+        }
+        self.listener = Listener(
+            database_url,
+            self.owner,
+            self._wake_dispatcher,
+            check_interval=dispatcher_settings.listen_check_interval,
+            connect_timeout=settings.database.connect_timeout,
+            backoff_max=dispatcher_settings.reconnect_backoff_max,
+        )
+        self.dispatcher = Dispatcher(
+            store,
+            self.owner,
+            self.in_flight,
+            self.route,
+            may_claim=self.listener.present.is_set,
+            poll_interval=dispatcher_settings.poll_interval,
+            batch_size=dispatcher_settings.batch_size,
+            claimers=dispatcher_settings.claimers,
+            lease_seconds=delivery.lease_seconds,
+            max_attempts=delivery.max_attempts,
+        )
+        self.lease_keeper = LeaseKeeper(
+            store,
+            self.owner,
+            self.in_flight,
+            lease_seconds=delivery.lease_seconds,
+            present=self.listener.present,
+            peers_settled=self.listener.peers_settled,
+        )
+        retention = settings.retention
+        self.pruner = Pruner(
+            store,
+            days=retention.days,
+            idempotency_key_seconds=retention.idempotency_key_hours * 3600,
+            interval=retention.prune_interval,
+            batch_size=retention.batch_size,
+        )
+        self.supervisor = Supervisor(on_failure)
+        self._watch(metrics)
+
+    def _watch(self, metrics: Metrics) -> None:
+        """Export the state of the pipeline, read at each scrape."""
+        actors = self.actors
+        metrics.watch(
+            "notifyd_inbox_depth",
+            "Deliveries waiting for an actor, by channel.",
+            lambda: [(name, a.inbox.qsize()) for name, a in actors.items()],
+            label="channel",
+        )
+        metrics.watch(
+            "notifyd_busy_actors",
+            "Actors making an attempt right now, by channel.",
+            lambda: [(name, a.busy) for name, a in actors.items()],
+            label="channel",
+        )
+        metrics.watch(
+            "notifyd_in_flight",
+            "Notifications this instance holds (claimed, not yet finished).",
+            lambda: [("", len(self.in_flight))],
+        )
+        metrics.watch(
+            "notifyd_unwritten_attempts",
+            "Attempts made and waiting to be written.",
+            lambda: [("", len(self.recorder))],
+        )
+        metrics.watch(
+            "notifyd_listener_reconnects",
+            "Times the LISTEN connection was re-established.",
+            lambda: [("", self.listener.reconnects)],
+            counter=True,
+        )
+        metrics.watch(
+            "notifyd_listener_connected",
+            "1 while the LISTEN connection is up and holds the presence lock.",
+            lambda: [("", float(self.listener.present.is_set()))],
+        )
+
+    def readiness(self) -> dict[str, str]:
+        """Each part of delivery: "ok", or why it cannot work right now."""
+        listener = "ok"
+        if not self.listener.connected.is_set():
+            listener = "not connected"
+        elif not self.listener.present.is_set():
+            listener = "connected, waiting for the presence lock"
+        expected = sum(actors.concurrency for actors in self.actors.values())
+        running = self.supervisor.running("actor:")
+        dispatching = self.supervisor.running("dispatcher") > 0
+        delivery = "ok"
+        if self._draining:
+            delivery = "stopping"
+        elif running < expected or not dispatching:
+            state = "running" if dispatching else "stopped"
+            delivery = f"{running} of {expected} actors running, dispatcher {state}"
+        return {"listener": listener, "delivery": delivery}
+
+    def _wake_dispatcher(self) -> None:
+        self.dispatcher.wake()
+
+    def route(self, delivery: Delivery) -> None:
+        """Put a delivery in the inbox of the channel it is at."""
+        if self._draining:
+            self._parked.append((delivery.notification.id, datetime.now(UTC)))
+            self.in_flight.done(delivery.notification.id)
+            return
+        self.actors[delivery.channel].inbox.put_nowait(delivery)
+
+    def start(self) -> None:
+        for channel_actors in self.actors.values():
+            for name, factory in channel_actors.task_specs():
+                self.supervisor.spawn(name, factory)
+        for n in range(1, self._settings.dispatcher.writers + 1):
+            self.supervisor.spawn(f"recorder#{n}", self.recorder.run)
+        self.supervisor.spawn("lease-keeper", self.lease_keeper.run)
+        self.supervisor.spawn("dispatcher", self.dispatcher.run)
+        self.supervisor.spawn("listener", self.listener.run)
+        self.supervisor.spawn("pruner", self.pruner.run)
+        log.info("delivery_started", instance=str(self.owner))
+
+    async def stop(self, grace_seconds: float) -> None:
+        """Stop claiming, let running attempts finish, release everything else."""
+        self.dispatcher.stop_claiming()
+        # A claim under way ends first: cancelled, rows the server had already leased to
+        # this instance would wait for a takeover instead of being released below.
+        await self.supervisor.stop("dispatcher", grace=min(grace_seconds, CLAIM_ROUND_GRACE))
+        self._draining = True
+        unfinished: list[tuple[int, datetime]] = []
+        for channel_actors in self.actors.values():
+            channel_actors.draining = True
+            unfinished.extend(channel_actors.take_unfinished())
+        for notification_id, _ in unfinished:
+            self.in_flight.done(notification_id)
+        try:
+            async with asyncio.timeout(grace_seconds):
+                await self.in_flight.wait_empty()
+        except TimeoutError:
+            log.warning("shutdown_grace_expired", in_flight=len(self.in_flight))
+        await self.supervisor.stop("actor:")
+        await self.supervisor.stop("deadlines:")
+        # Attempts already made are written before anything is released.
+        try:
+            async with asyncio.timeout(max(grace_seconds, 1.0)):
+                await self.recorder.wait_idle()
+        except TimeoutError:
+            log.warning("shutdown_writes_pending", pending=len(self.recorder))
+        await self.supervisor.stop("recorder#")
+        await self.supervisor.stop("lease-keeper")
+        await self.supervisor.stop("pruner")
+        for channel_actors in self.actors.values():
+            unfinished.extend(channel_actors.parked)
+        unfinished.extend(self._parked)
+        now = datetime.now(UTC)
+        unfinished.extend((notification_id, now) for notification_id in self.in_flight.ids())
+        await self._release(unfinished)
+        # Last: until the release, the presence lock must keep others off these leases.
+        await self.supervisor.stop("listener")
+
+    async def _release(self, unfinished: list[tuple[int, datetime]]) -> None:
+        if not unfinished:
+            return
+        try:
+            await self._store.release(self.owner, unfinished)
+        except DatabaseUnavailableError as exc:
+            log.error("release_failed", error=str(exc), count=len(unfinished))
+            return
+        log.info("released_unfinished", count=len(unfinished))

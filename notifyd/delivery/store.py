@@ -1,0 +1,66 @@
+"""What the delivery pipeline needs of the database, and nothing more.
+
+`notifyd.db.Queue` is the real one; the tests' in-memory queue is another, so the
+dispatcher, the actors and the recorder can be tested without PostgreSQL as well as with it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Protocol
+from uuid import UUID
+
+from notifyd.domain import Attempt, AttemptRecord, ClaimedNotification, Status
+
+
+class DeliveryStore(Protocol):
+    """The queue's surface: claims, the attempt log, leases and retention.
+
+    Every method raises `DatabaseUnavailableError` when the database cannot be reached.
+    """
+
+    async def ping(self, query_timeout: float) -> None:
+        """Return once the database answers; raise if it does not within the timeout."""
+
+    async def claim(
+        self, limit: int, owner: UUID, lease_seconds: float
+    ) -> list[ClaimedNotification]:
+        """Lease up to `limit` due notifications to `owner`, in the order to deliver them."""
+
+    async def attempts(self, notification_ids: Sequence[int]) -> dict[int, list[Attempt]]:
+        """The attempt log of each notification, oldest first."""
+
+    async def record_attempts(
+        self, owner: UUID, entries: Sequence[tuple[AttemptRecord, Status | None]]
+    ) -> set[int]:
+        """Write attempts (and final statuses) where `owner` holds the lease; return the rest."""
+
+    async def finish_without_attempt(
+        self, notification_id: int, owner: UUID, status: Status = Status.FAILED
+    ) -> bool:
+        """Set a final status with no attempt (a resumed delivery with nothing left to try)."""
+
+    async def extend_leases(
+        self,
+        owner: UUID,
+        notification_ids: Sequence[int],
+        lease_seconds: float,
+        renewed_within: float = 0.0,
+    ) -> None:
+        """Renew `owner`'s leases, except those claimed or renewed in `renewed_within` s."""
+
+    async def release(self, owner: UUID, unfinished: Sequence[tuple[int, datetime]]) -> None:
+        """Hand leased notifications back to the queue: (id, claimable from) pairs."""
+
+    async def requeue_expired(self, limit: int = 1000) -> int:
+        """Make notifications whose lease ran out claimable again."""
+
+    async def requeue_orphaned(self, owner: UUID, silent_for: float, limit: int = 1000) -> int:
+        """Make claimable again what instances that are gone held."""
+
+    async def prune_notifications(self, older_than: float, limit: int) -> int:
+        """Delete up to `limit` notifications finished `older_than` seconds ago."""
+
+    async def prune_idempotency_keys(self, older_than: float, limit: int) -> int:
+        """Delete up to `limit` idempotency keys taken `older_than` seconds ago."""

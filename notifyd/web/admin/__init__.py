@@ -1,0 +1,125 @@
+"""The admin dashboard: server-rendered HTML under /admin/, for operators.
+
+A sub-application of the daemon's app. Its middleware logs the operator in (when API
+tokens are set), refuses cross-site form posts, answers errors as HTML pages, and sends
+headers that keep the pages out of frames and caches and forbid every script.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from urllib.parse import urlencode
+
+import aiohttp_jinja2
+import jinja2
+from aiohttp import web
+
+from notifyd.config import Settings
+from notifyd.errors import DatabaseUnavailableError
+from notifyd.logs import get_logger
+from notifyd.web.admin.formatting import FILTERS, percent
+from notifyd.web.admin.session import COOKIE_NAME, Sessions, clear_cookie, same_origin
+from notifyd.web.admin.views import LOGIN_PATH, PREFIX, add_routes, error_page, redirect
+from notifyd.web.keys import CALLER, SESSIONS
+from notifyd.web.problems import Handler
+
+__all__ = ["add_admin", "admin_app"]
+
+log = get_logger(__name__)
+
+STATIC_DIR = Path(__file__).parent / "static"
+_PUBLIC = (LOGIN_PATH, f"{PREFIX}/static/")
+SECURITY_HEADERS = {
+    # No script runs, whatever a notification contains; styles only from the stylesheet.
+    "Content-Security-Policy": (
+        "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
+        "frame-ancestors 'none'; base-uri 'none'"
+    ),
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+}
+
+
+def add_admin(app: web.Application, settings: Settings) -> None:
+    """Serve the dashboard under /admin/, behind the API tokens when there are any."""
+    tokens = [token.get_secret_value() for token in settings.api.tokens]
+    # Before the sub-application, which would otherwise answer /admin with its 404.
+    app.router.add_get(PREFIX, _to_dashboard)
+    app.add_subapp(f"{PREFIX}/", admin_app(tokens))
+
+
+def admin_app(tokens: list[str]) -> web.Application:
+    app = web.Application(middlewares=[admin_middleware])
+    app[SESSIONS] = Sessions(tokens)
+    env = aiohttp_jinja2.setup(
+        app,
+        loader=jinja2.PackageLoader("notifyd.web.admin", "templates"),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        filters=FILTERS,
+    )
+    env.globals["percent"] = percent
+    add_routes(app)
+    app.router.add_static("/static/", STATIC_DIR)
+    return app
+
+
+async def _to_dashboard(_request: web.Request) -> web.Response:
+    return redirect(f"{PREFIX}/")
+
+
+@web.middleware
+async def admin_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        response = await _guarded(request, handler)
+    except DatabaseUnavailableError:
+        log.warning("admin_database_unavailable", path=request.path)
+        response = await error_page(
+            request, 503, "Database unavailable", "The database does not answer; try again."
+        )
+        response.headers["Retry-After"] = "5"
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        response = await error_page(request, exc.status, exc.reason, _detail(exc.status))
+    response.headers.update(SECURITY_HEADERS)
+    if not request.path.startswith(f"{PREFIX}/static/"):
+        # Pages hold people's contacts: keep them out of shared caches and the disk cache.
+        response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+async def _guarded(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if request.method not in {"GET", "HEAD"} and not same_origin(request):
+        log.warning("admin_cross_site_refused", path=request.path, method=request.method)
+        return await error_page(
+            request, 403, "Forbidden", "A form of another site cannot change anything here."
+        )
+    sessions = request.config_dict[SESSIONS]
+    if not sessions.enabled:
+        request[CALLER] = ""
+        return await handler(request)
+    if request.path.startswith(_PUBLIC):
+        return await handler(request)
+    cookie = request.cookies.get(COOKIE_NAME)
+    caller = sessions.verify(cookie, time.time())
+    if caller is None:
+        target = LOGIN_PATH
+        if request.method in {"GET", "HEAD"}:
+            target = f"{LOGIN_PATH}?{urlencode({'next': request.path_qs})}"
+        response = redirect(target)
+        if cookie is not None:
+            clear_cookie(response, request)  # expired, forged, or from before a token change
+        return response
+    request[CALLER] = caller
+    return await handler(request)
+
+
+def _detail(status: int) -> str:
+    if status == 404:
+        return "There is no such page."
+    if status == 405:
+        return "This page does not take that method."
+    return "The request could not be handled."

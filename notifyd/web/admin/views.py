@@ -1,0 +1,319 @@
+"""The dashboard's pages: notifications, one notification's attempts, users, login."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import urlencode
+
+import aiohttp_jinja2
+from aiohttp import web
+from pydantic import ValidationError
+
+from notifyd.domain import BIGINT_MAX, CHANNELS, NotificationFilter, Status, User
+from notifyd.errors import ConstraintViolationError, NotFoundError
+from notifyd.logs import get_logger
+from notifyd.web.admin.formatting import timeline
+from notifyd.web.admin.session import COOKIE_NAME, clear_cookie, set_cookie
+from notifyd.web.keys import CALLER, DATABASE, SESSIONS
+from notifyd.web.problems import field_errors
+from notifyd.web.schemas import NotificationQuery, UserUpdate, encode_cursor
+
+log = get_logger(__name__)
+
+PREFIX = "/admin"
+LOGIN_PATH = f"{PREFIX}/login"
+
+# The header's counts cover this many seconds back.
+COUNTS_WINDOW = 3600.0
+PAGE_SIZE = 50
+RECENT_NOTIFICATIONS = 20
+STATUSES = tuple(Status)
+CONTACT_FIELDS = ("email", "phone", "telegram_chat_id")
+# What the list page reads from its query string (any other parameter is ignored).
+_LIST_PARAMS = frozenset(NotificationQuery.model_fields)
+
+
+def redirect(location: str) -> web.Response:
+    return web.Response(status=303, headers={"Location": location})
+
+
+async def render(
+    request: web.Request,
+    template: str,
+    context: Mapping[str, Any],
+    *,
+    status: int = 200,
+    counts: bool = True,
+) -> web.Response:
+    """A page; with the header's counts unless `counts` is False (login, errors)."""
+    sessions = request.config_dict[SESSIONS]
+    page = {
+        "counts": (
+            await request.config_dict[DATABASE].dashboard.counts(COUNTS_WINDOW) if counts else None
+        ),
+        "login_required": sessions.enabled,
+        "logged_in": CALLER in request,
+        **context,
+    }
+    return aiohttp_jinja2.render_template(template, request, page, status=status)
+
+
+async def error_page(request: web.Request, status: int, title: str, detail: str) -> web.Response:
+    return await render(
+        request, "error.html", {"title": title, "detail": detail}, status=status, counts=False
+    )
+
+
+# Notifications
+
+
+async def notifications(request: web.Request) -> web.Response:
+    """GET /admin/: notifications, newest first, filtered, a page at a time."""
+    params = {
+        name: value.strip()
+        for name, value in request.query.items()
+        if name in _LIST_PARAMS and value.strip()
+    }
+    filters = {name: value for name, value in params.items() if name != "cursor"}
+    context: dict[str, Any] = {
+        "section": "notifications",
+        "params": params,
+        "statuses": STATUSES,
+        "channels": CHANNELS,
+        "items": [],
+        "errors": [],
+        "next_url": None,
+        "first_url": _list_url(filters) if "cursor" in params else None,
+    }
+    try:
+        query = NotificationQuery.model_validate(params)
+    except ValidationError as exc:
+        context["errors"] = field_errors(exc)
+        return await render(request, "notifications.html", context, status=400)
+    found = await request.config_dict[DATABASE].notifications.page(
+        query.to_filter(), query.limit + 1
+    )
+    context["items"] = page = found[: query.limit]
+    if len(found) > query.limit and page:
+        context["next_url"] = _list_url({**filters, "cursor": encode_cursor(page[-1].id)})
+    return await render(request, "notifications.html", context)
+
+
+def _list_url(params: Mapping[str, str]) -> str:
+    return f"{PREFIX}/?{urlencode(params)}" if params else f"{PREFIX}/"
+
+
+async def notification(request: web.Request) -> web.Response:
+    """GET /admin/notifications/{id}: the notification and its attempts as a timeline."""
+    notification_id = _path_id(request)
+    notifications = request.config_dict[DATABASE].notifications
+    try:
+        found = await notifications.get(notification_id)
+    except NotFoundError:
+        return await _not_found(request, f"Notification {notification_id} does not exist.")
+    attempts = await notifications.attempts([notification_id])
+    context = {
+        "section": "notifications",
+        "n": found,
+        "timeline": timeline(found, attempts[notification_id]),
+    }
+    return await render(request, "notification.html", context)
+
+
+# Users
+
+
+async def users(request: web.Request) -> web.Response:
+    """GET /admin/users: users by id, a page at a time; ?user_id= opens one."""
+    wanted = request.query.get("user_id", "").strip()
+    if wanted:
+        if _valid_id(wanted):
+            return redirect(f"{PREFIX}/users/{int(wanted)}")
+        return await _users_page(request, None, ["user_id: must be a user id (a number)"])
+    after = request.query.get("after", "").strip()
+    if after and not _valid_id(after):
+        return await _users_page(request, None, ["after: must be a user id (a number)"])
+    return await _users_page(request, int(after) if after else None, [])
+
+
+async def _users_page(request: web.Request, after: int | None, errors: list[str]) -> web.Response:
+    found = [] if errors else await request.config_dict[DATABASE].users.page(after, PAGE_SIZE + 1)
+    page = found[:PAGE_SIZE]
+    next_url = None
+    if len(found) > PAGE_SIZE:
+        next_url = f"{PREFIX}/users?{urlencode({'after': page[-1].id})}"
+    context = {
+        "section": "users",
+        "items": page,
+        "errors": errors,
+        "next_url": next_url,
+        "first_page": bool(after),
+    }
+    return await render(request, "users.html", context, status=400 if errors else 200)
+
+
+async def user(request: web.Request) -> web.Response:
+    """GET /admin/users/{id}: contacts (an edit form) and recent notifications."""
+    user_id = _path_id(request)
+    try:
+        found = await request.config_dict[DATABASE].users.get(user_id)
+    except NotFoundError:
+        return await _not_found(request, f"User {user_id} does not exist.")
+    values = {name: getattr(found, name) or "" for name in CONTACT_FIELDS}
+    return await _user_page(request, found, values, {}, saved="saved" in request.query)
+
+
+async def update_user(request: web.Request) -> web.Response:
+    """POST /admin/users/{id}: change the contacts; an empty field clears that contact.
+
+    Checked by the API's own rules (UserUpdate): a bad value is shown next to its field,
+    and nothing is written.
+    """
+    user_id = _path_id(request)
+    users = request.config_dict[DATABASE].users
+    form = await request.post()
+    # Only the fields the form sent change; a blank one clears the contact.
+    sent = {
+        name: value.strip() for name in CONTACT_FIELDS if isinstance(value := form.get(name), str)
+    }
+    errors: dict[str, str] = {}
+    try:
+        changes = UserUpdate.model_validate(
+            {name: value or None for name, value in sent.items()}
+        ).contacts()
+    except ValidationError as exc:
+        for error in field_errors(exc):
+            errors.setdefault(error["field"], error["message"])
+    else:
+        try:
+            await users.update(user_id, changes)
+        except NotFoundError:
+            return await _not_found(request, f"User {user_id} does not exist.")
+        except ConstraintViolationError as exc:
+            field = exc.constraint.removeprefix("users_").removesuffix("_format")
+            name = field if field in CONTACT_FIELDS else "(body)"
+            errors[name] = f"refused by the database ({exc.constraint})"
+        else:
+            log.info(
+                "admin_user_updated",
+                user_id=user_id,
+                caller=request[CALLER],
+                fields=sorted(changes),
+            )
+            return redirect(f"{PREFIX}/users/{user_id}?saved=1")
+    try:
+        found = await users.get(user_id)
+    except NotFoundError:
+        return await _not_found(request, f"User {user_id} does not exist.")
+    # What was typed stays in the form, next to what is wrong with it.
+    values = {name: sent.get(name, getattr(found, name) or "") for name in CONTACT_FIELDS}
+    return await _user_page(request, found, values, errors, status=422)
+
+
+async def _user_page(
+    request: web.Request,
+    found: User,
+    values: Mapping[str, str],
+    errors: Mapping[str, str],
+    *,
+    saved: bool = False,
+    status: int = 200,
+) -> web.Response:
+    recent = await request.config_dict[DATABASE].notifications.page(
+        NotificationFilter(user_id=found.id), RECENT_NOTIFICATIONS
+    )
+    context = {
+        "section": "users",
+        "u": found,
+        "values": values,
+        "errors": errors,
+        "saved": saved,
+        "recent": recent,
+        "fields": CONTACT_FIELDS,
+        "all_url": f"{PREFIX}/?{urlencode({'user_id': found.id})}",
+    }
+    return await render(request, "user.html", context, status=status)
+
+
+# Login
+
+
+async def login_page(request: web.Request) -> web.Response:
+    """GET /admin/login: the form that takes an API token."""
+    sessions = request.config_dict[SESSIONS]
+    target = safe_next(request.query.get("next"))
+    if not sessions.enabled or sessions.verify(request.cookies.get(COOKIE_NAME), time.time()):
+        return redirect(target)
+    return await render(request, "login.html", {"next": target, "error": None}, counts=False)
+
+
+async def login(request: web.Request) -> web.Response:
+    """POST /admin/login: check the token, then set the session cookie."""
+    sessions = request.config_dict[SESSIONS]
+    form = await request.post()
+    target = safe_next(_text(form.get("next")))
+    if not sessions.enabled:
+        return redirect(target)
+    caller = sessions.caller(_text(form.get("token")))
+    if caller is None:
+        log.warning("admin_login_refused", remote=request.remote)
+        context = {"next": target, "error": "That is not a valid API token."}
+        return await render(request, "login.html", context, status=403, counts=False)
+    log.info("admin_login", caller=caller, remote=request.remote)
+    response = redirect(target)
+    set_cookie(response, request, sessions.issue(caller, time.time()), sessions.lifetime)
+    return response
+
+
+async def logout(request: web.Request) -> web.Response:
+    """POST /admin/logout: drop the session cookie."""
+    log.info("admin_logout", caller=request[CALLER])
+    response = redirect(LOGIN_PATH)
+    clear_cookie(response, request)
+    return response
+
+
+def safe_next(value: str | None) -> str:
+    """Where to go after logging in: a dashboard path, never another site."""
+    if (
+        not value
+        or not value.startswith(f"{PREFIX}/")
+        or value.startswith(LOGIN_PATH)
+        or "//" in value
+        or "\\" in value
+        or not value.isprintable()
+    ):
+        return f"{PREFIX}/"
+    return value
+
+
+def _text(value: object) -> str:
+    return value if isinstance(value, str) else ""
+
+
+def _valid_id(text: str) -> bool:
+    return text.isascii() and text.isdigit() and len(text) <= 20 and 1 <= int(text) <= BIGINT_MAX
+
+
+def _path_id(request: web.Request) -> int:
+    text = request.match_info["id"]
+    if not _valid_id(text):
+        raise web.HTTPNotFound()
+    return int(text)
+
+
+async def _not_found(request: web.Request, detail: str) -> web.Response:
+    return await error_page(request, 404, "Not found", detail)
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/", notifications)
+    app.router.add_get(r"/notifications/{id:\d{1,20}}", notification)
+    app.router.add_get("/users", users)
+    app.router.add_get(r"/users/{id:\d{1,20}}", user)
+    app.router.add_post(r"/users/{id:\d{1,20}}", update_user)
+    app.router.add_get("/login", login_page)
+    app.router.add_post("/login", login)
+    app.router.add_post("/logout", logout)

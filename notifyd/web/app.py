@@ -1,0 +1,143 @@
+"""The application factory: HTTP API, database and delivery service, wired together."""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+from collections.abc import AsyncIterator, Callable
+
+from aiohttp import web
+
+from notifyd.config import Settings
+from notifyd.db import Database, wait_for_database
+from notifyd.db.migrations import migrate
+from notifyd.delivery.service import DeliveryService
+from notifyd.logs import get_logger
+from notifyd.metrics import Metrics
+from notifyd.providers import build_providers
+from notifyd.web.admin import add_admin
+from notifyd.web.api import add_routes
+from notifyd.web.auth import Authenticator, RateLimiter, auth_middleware
+from notifyd.web.enqueuer import Enqueuer
+from notifyd.web.health import add_probe_routes
+from notifyd.web.keys import (
+    DATABASE,
+    ENQUEUER,
+    FATAL,
+    IDEMPOTENCY_KEY_SECONDS,
+    LIMITS,
+    METRICS,
+    SERVICE,
+    SETTINGS,
+)
+from notifyd.web.problems import problem_middleware
+from notifyd.web.schemas import Limits
+
+log = get_logger(__name__)
+
+STARTUP_DATABASE_WAIT = 30.0
+
+
+def create_app(settings: Settings, database_url: str, *, deliver: bool = True) -> web.Application:
+    """Build the daemon. With `deliver=False` only the API runs (no dispatcher, no actors)."""
+    api = settings.api
+    authenticator = Authenticator([token.get_secret_value() for token in api.tokens])
+    limiter = (
+        RateLimiter(api.rate_limit, burst=max(1.0, api.rate_limit)) if api.rate_limit else None
+    )
+    app = web.Application(
+        client_max_size=settings.http.max_body_bytes,
+        middlewares=[problem_middleware, auth_middleware(authenticator, limiter)],
+    )
+    if not authenticator.enabled:
+        _warn_open_api(settings.http.host)
+    app[SETTINGS] = settings
+    app[FATAL] = asyncio.Event()
+    app[IDEMPOTENCY_KEY_SECONDS] = settings.retention.idempotency_key_hours * 3600
+    app[LIMITS] = Limits(
+        max_message_length=settings.limits.max_message_length,
+        max_subject_bytes=settings.limits.max_subject_bytes,
+    )
+    app[METRICS] = Metrics()
+    add_routes(app)
+    add_probe_routes(app)
+    add_admin(app, settings)
+    app.cleanup_ctx.append(_database(database_url))
+    if deliver:
+        app.cleanup_ctx.append(_delivery(database_url))
+    return app
+
+
+def _warn_open_api(host: str) -> None:
+    hint = "set api.tokens (NOTIFYD_API__TOKENS) to require a bearer token"
+    if _is_loopback(host):
+        log.warning("api_open", host=host, hint=hint)
+    else:
+        # Anyone on the network can enqueue messages to every user.
+        log.error("api_open_on_network", host=host, hint=hint)
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a host name: assume it is reachable from elsewhere
+
+
+def _database(
+    database_url: str,
+) -> Callable[[web.Application], AsyncIterator[None]]:
+    async def context(app: web.Application) -> AsyncIterator[None]:
+        db = app[SETTINGS].database
+        loop = asyncio.get_running_loop()
+        database = await wait_for_database(
+            lambda: Database.connect(
+                database_url,
+                min_size=db.pool_min_size,
+                max_size=db.pool_max_size,
+                connect_timeout=db.connect_timeout,
+                command_timeout=db.command_timeout,
+            ),
+            deadline=loop.time() + STARTUP_DATABASE_WAIT,
+            on_retry=lambda error: log.warning("database_unavailable", error=error),
+        )
+        applied = await migrate(database.pool)
+        log.info("database_ready", migrations_applied=applied)
+        app[DATABASE] = database
+        enqueuer = Enqueuer(
+            database.notifications,
+            max_batch=app[SETTINGS].api.enqueue_batch_size,
+            writers=app[SETTINGS].api.enqueue_writers,
+        )
+        app[ENQUEUER] = enqueuer
+        yield
+        await enqueuer.close()
+        await database.close()
+
+    return context
+
+
+def _delivery(database_url: str) -> Callable[[web.Application], AsyncIterator[None]]:
+    async def context(app: web.Application) -> AsyncIterator[None]:
+        settings = app[SETTINGS]
+        providers = build_providers(settings.channels)
+        for provider in providers.values():
+            await provider.start()
+        service = DeliveryService(
+            settings,
+            app[DATABASE].queue,
+            database_url,
+            providers,
+            app[METRICS],
+            on_failure=lambda _name: app[FATAL].set(),
+        )
+        app[SERVICE] = service
+        service.start()
+        yield
+        await service.stop(settings.shutdown.grace_seconds)
+        for provider in providers.values():
+            await provider.close()
+
+    return context
