@@ -84,10 +84,11 @@ class Daemon:
         service = self.app[SERVICE]
         await asyncio.wait_for(service.listener.present.wait(), deadline)
 
-        async def idle() -> bool:
-            return service.dispatcher.idle()
+        async def ready() -> bool:
+            response = await self.client.get("/readyz")
+            return response.status == 200
 
-        await wait_until(idle, deadline=deadline, what="the dispatcher's first claim")
+        await wait_until(ready, deadline=deadline, what="/readyz after the first claim")
 
     async def create_user(self, **contacts: Any) -> int:
         response = await self.client.post("/api/users/", json=contacts)
