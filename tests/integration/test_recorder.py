@@ -12,6 +12,7 @@ from notifyd.db import Database
 from notifyd.delivery.recorder import Recorder
 from notifyd.domain import AttemptRecord, AttemptStatus, Channel, ClaimedNotification, Status
 from tests.support import wait_until
+from tests.unit.pipeline import has_room
 
 
 async def claimed(
@@ -74,15 +75,6 @@ async def statements(db: asyncpg.Connection) -> int:
         "SELECT count(DISTINCT xmin::text) FROM notifyd.notification_attempts"
     )
     return count
-
-
-async def has_room(recorder: Recorder) -> bool:
-    """Whether an actor may start an attempt now (`wait_for_room` returns at once)."""
-    waiter = asyncio.create_task(recorder.wait_for_room())
-    await asyncio.sleep(0)  # one loop turn: a set event lets the waiter finish
-    done = waiter.done()
-    waiter.cancel()
-    return done
 
 
 async def test_many_attempts_are_written_by_few_statements(
