@@ -48,8 +48,8 @@ class LeaseKeeper:
         self._lease_seconds = lease_seconds
         self._present = present
         self._peers_settled = peers_settled
-        # Completed rounds, for tests that wait for one.
-        self.ticks = 0
+        # Rounds that reached the database: an instance alive to its peers (a metric).
+        self.heartbeats = 0
 
     @property
     def interval(self) -> float:
@@ -80,8 +80,7 @@ class LeaseKeeper:
         except DatabaseUnavailableError as exc:
             log.warning("lease_renewal_failed", error=str(exc))
             return
-        finally:
-            self.ticks += 1
+        self.heartbeats += 1
         if expired:
             log.warning("expired_leases_requeued", count=expired)
         if orphaned:

@@ -156,6 +156,19 @@ class DeliveryService:
             counter=True,
         )
         metrics.watch(
+            "notifyd_lease_heartbeats",
+            "Lease keeper rounds that reached the database (renewals and takeovers).",
+            lambda: [("", self.lease_keeper.heartbeats)],
+            counter=True,
+        )
+        metrics.watch(
+            "notifyd_pruned",
+            "Rows deleted by retention, by table.",
+            lambda: list(self.pruner.pruned.items()),
+            label="table",
+            counter=True,
+        )
+        metrics.watch(
             "notifyd_listener_connected",
             "1 while the LISTEN connection is up and holds the presence lock.",
             lambda: [("", float(self.listener.present.is_set()))],

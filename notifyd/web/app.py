@@ -112,6 +112,11 @@ def _database(
             writers=app[SETTINGS].api.enqueue_writers,
         )
         app[ENQUEUER] = enqueuer
+        app[METRICS].watch(
+            "notifyd_enqueue_waiting",
+            "POST /api/notify/ requests waiting for a writer (the group commit's queue).",
+            lambda: [("", len(enqueuer))],
+        )
         yield
         await enqueuer.close()
         await database.close()

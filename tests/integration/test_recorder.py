@@ -11,7 +11,7 @@ import asyncpg
 from notifyd.db import Database
 from notifyd.delivery.recorder import Recorder
 from notifyd.domain import AttemptRecord, AttemptStatus, Channel, ClaimedNotification, Status
-from tests.support import wait_until
+from tests.support import statements_and_rows, wait_until
 from tests.unit.pipeline import has_room
 
 
@@ -69,14 +69,6 @@ class Outcomes:
         await wait_until(all_in, deadline=10, what=f"{count} recorder outcomes")
 
 
-async def statements(db: asyncpg.Connection) -> int:
-    """Transactions that wrote attempts (each statement commits on its own)."""
-    count: int = await db.fetchval(
-        "SELECT count(DISTINCT xmin::text) FROM notifyd.notification_attempts"
-    )
-    return count
-
-
 async def test_many_attempts_are_written_by_few_statements(
     db: asyncpg.Connection, database: Database
 ) -> None:
@@ -90,7 +82,7 @@ async def test_many_attempts_are_written_by_few_statements(
     await outcomes.wait(300)
     writer.cancel()
     assert set(outcomes.by_id.values()) == {True}
-    assert await statements(db) == 1
+    assert await statements_and_rows(db, "notification_attempts") == (1, 300)
     assert await db.fetchval("SELECT count(*) FROM notifyd.notification_attempts") == 300
     statuses = await db.fetch("SELECT DISTINCT status, locked_by FROM notifyd.notifications")
     assert [(r["status"], r["locked_by"]) for r in statuses] == [("sent", None)]
@@ -107,7 +99,7 @@ async def test_batches_are_capped(db: asyncpg.Connection, database: Database) ->
     await outcomes.wait(25)
     await recorder.wait_idle()
     writer.cancel()
-    assert await statements(db) == 3
+    assert await statements_and_rows(db, "notification_attempts") == (3, 25)
 
 
 async def test_a_retry_attempt_keeps_the_lease_and_a_final_one_ends_it(
