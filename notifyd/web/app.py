@@ -103,7 +103,11 @@ def _database(
             deadline=loop.time() + STARTUP_DATABASE_WAIT,
             on_retry=lambda error: log.warning("database_unavailable", error=error),
         )
-        applied = await migrate(database.pool)
+        try:
+            applied = await migrate(database.pool)
+        except BaseException:
+            await database.close()
+            raise
         log.info("database_ready", migrations_applied=applied)
         app[DATABASE] = database
         enqueuer = Enqueuer(
