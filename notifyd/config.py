@@ -160,6 +160,9 @@ class DeliverySettings(_Section):
     # A vendor's Retry-After above this makes the channel fall back instead of waiting.
     max_retry_after: float = Field(default=300.0, gt=0)
     lease_seconds: float = Field(default=30.0, ge=1)
+    # A notification the vendor keeps throttling falls back to its next channel after
+    # waiting this long (seconds) on one channel; throttled attempts do not count otherwise.
+    max_throttle_wait: float = Field(default=600.0, gt=0)
 
     @model_validator(mode="after")
     def _backoff_bounds(self) -> DeliverySettings:
@@ -171,6 +174,15 @@ class DeliverySettings(_Section):
 class _ChannelSettings(_Section):
     concurrency: int = Field(default=10, ge=1, le=1000)
     timeout: float = Field(default=10.0, gt=0)
+    # Messages per second the vendor takes, shared by every instance on the database;
+    # 0: no limit.
+    rate_limit: float = Field(default=0.0, ge=0, le=100_000)
+    # Seconds between two messages to one recipient, across instances; 0: no limit.
+    per_recipient_interval: float = Field(default=0.0, ge=0, le=86_400)
+
+    def effective_rate_limit(self) -> float:
+        """Messages per second actually applied (a provider may derive its default)."""
+        return self.rate_limit
 
 
 class EmailSettings(_ChannelSettings):
@@ -201,10 +213,14 @@ class EmailSettings(_ChannelSettings):
 _TWILIO_ACCOUNT_SID = re.compile(r"AC[0-9a-fA-F]{32}")
 _TWILIO_SERVICE_SID = re.compile(r"MG[0-9a-fA-F]{32}")
 _E164 = re.compile(r"\+[1-9][0-9]{6,14}")
+# North American toll-free numbers (800, 833, 844, 855, 866, 877, 888).
+_TOLL_FREE = re.compile(r"\+18(00|33|44|55|66|77|88)[0-9]{7}")
 
 
 class SmsSettings(_ChannelSettings):
     provider: Literal["stub", "twilio"] = "stub"
+    # None: by sender, as Twilio queues them (see `effective_rate_limit`).
+    rate_limit: float | None = Field(default=None, ge=0, le=100_000)  # type: ignore[assignment]
     # Every attempt fails (transiently), whichever the provider: to exercise fallback.
     fail_always: bool = False
     # Twilio: the account, its auth token, and the sender (a number or a Messaging Service).
@@ -234,6 +250,21 @@ class SmsSettings(_ChannelSettings):
         if value and not _E164.fullmatch(value):
             raise ValueError("must be an E.164 phone number like +15551234567")
         return value
+
+    def effective_rate_limit(self) -> float:
+        """`rate_limit` if set; else what the sender takes without Twilio refusing.
+
+        The stub has no vendor. A Messaging Service queues messages at its senders' pace
+        itself. A US toll-free number sends 3 message segments a second by default, any
+        other number (a long code) 1.
+        """
+        if self.rate_limit is not None:
+            return self.rate_limit
+        if self.provider == "stub" or self.messaging_service_sid:
+            return 0.0
+        if _TOLL_FREE.fullmatch(self.from_number):
+            return 3.0
+        return 1.0
 
     @model_validator(mode="after")
     def _twilio_complete(self) -> SmsSettings:
@@ -271,12 +302,25 @@ class TelegramSettings(_ChannelSettings):
     # Empty: the channel is not configured and every attempt fails permanently.
     bot_token: SecretStr = SecretStr("")
     api_url: HttpBaseUrl = "https://api.telegram.org"
+    # Telegram's published limits: about 30 messages a second per bot, one a second per
+    # chat, and 20 a minute to a group (a negative chat id).
+    rate_limit: float = Field(default=30.0, ge=0, le=100_000)
+    per_recipient_interval: float = Field(default=1.0, ge=0, le=86_400)
+    group_interval: float = Field(default=3.0, ge=0, le=86_400)
 
 
 class ChannelsSettings(_Section):
     email: EmailSettings = EmailSettings()
     sms: SmsSettings = SmsSettings()
     telegram: TelegramSettings = TelegramSettings()
+
+
+def channel_settings(
+    channels: ChannelsSettings, channel: str
+) -> EmailSettings | SmsSettings | TelegramSettings:
+    """The settings section of `channel` (`channels.<name>`)."""
+    section: EmailSettings | SmsSettings | TelegramSettings = getattr(channels, channel)
+    return section
 
 
 class ShutdownSettings(_Section):

@@ -44,6 +44,8 @@ class AttemptStatus(StrEnum):
 
     SUCCESS = "success"
     FAILED = "failed"
+    # The vendor asked to slow down: a pause, which does not count as an attempt.
+    THROTTLED = "throttled"
 
 
 # Limits the API and the database both enforce.
@@ -169,6 +171,14 @@ class Recipient:
     phone: str | None
     telegram_chat_id: str | None
 
+    def contact(self, channel: Channel) -> str | None:
+        """The address, number or chat id that `channel` delivers to."""
+        if channel is Channel.EMAIL:
+            return self.email
+        if channel is Channel.SMS:
+            return self.phone
+        return self.telegram_chat_id
+
 
 @dataclass(frozen=True, slots=True)
 class ClaimedNotification:
@@ -182,6 +192,10 @@ class ClaimedNotification:
     created_at: datetime
     # Above 1 when an earlier lease expired: delivery resumes from the attempt log.
     claims: int
+    # Higher goes first, in the claim and in the channels' inboxes.
+    priority: int = 0
+    # Channels on which a vendor said the user's contact can never be reached.
+    suppressed: frozenset[Channel] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,8 +9,12 @@
     ├── NotFoundError                a requested row does not exist
     ├── IdempotencyKeyReusedError    an Idempotency-Key came back with a different request
     └── ProviderError                a provider could not deliver one message
-        ├── TransientProviderError   worth retrying (timeouts, 4xx SMTP, 5xx/429 HTTP, refused)
-        └── PermanentProviderError   retrying cannot help (no contact, 5xx SMTP, 400/401/403 HTTP)
+        ├── TransientProviderError   worth retrying (timeouts, 4xx SMTP, 5xx HTTP, refused)
+        │   └── ThrottledError       the vendor asks to slow down (HTTP 429, SMTP 421 / 4.7.x):
+        │                            a pause, not a failure of the message
+        └── PermanentProviderError   retrying cannot help (no contact, 5xx SMTP, 400/401 HTTP)
+            └── RecipientUnreachableError  this contact can never be reached this way (the
+                                           user blocked the bot, replied STOP, no such mailbox)
 
 Library errors (asyncpg, aiohttp, aiosmtplib) are translated into these at the module that
 talks to the library, so the rest of the daemon only ever sees this tree.
@@ -18,7 +22,7 @@ talks to the library, so the rest of the daemon only ever sees this tree.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 
 class NotifydError(Exception):
@@ -91,3 +95,38 @@ class TransientProviderError(ProviderError):
 
 class PermanentProviderError(ProviderError):
     """Delivery failed for a reason retrying cannot fix: fall back to the next channel."""
+
+
+class ThrottledError(TransientProviderError):
+    """The vendor is limiting how fast it accepts messages: wait, then try again.
+
+    `scope` says what is limited: the whole channel (the bot, the account, the mail server)
+    or only this recipient. A throttled attempt does not count against the channel's
+    attempts; the channel (or the recipient) pauses for `retry_after` seconds, or a short
+    default when the vendor does not say.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        scope: Literal["channel", "recipient"] = "channel",
+        response: dict[str, Any] | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message, response=response, retry_after=retry_after)
+        self.scope = scope
+
+
+class RecipientUnreachableError(PermanentProviderError):
+    """The vendor says this contact can never be reached this way; `reason` says why.
+
+    The contact is suppressed: later deliveries skip this channel for this user, without
+    calling the vendor, until the contact changes or the suppression is lifted by hand.
+    """
+
+    def __init__(
+        self, message: str, *, reason: str, response: dict[str, Any] | None = None
+    ) -> None:
+        super().__init__(message, response=response)
+        self.reason = reason

@@ -72,6 +72,7 @@ class ChannelMetrics:
     def __init__(self) -> None:
         self.attempt_succeeded = Count()
         self.attempt_failed = Count()
+        self.attempt_throttled = Count()
         self.attempt_duration = Buckets(ATTEMPT_BUCKETS)
 
 
@@ -148,6 +149,7 @@ class _Counted(Collector):
         for channel, counts in m.channels.items():
             attempts.add_metric([channel, AttemptStatus.SUCCESS], counts.attempt_succeeded.value)
             attempts.add_metric([channel, AttemptStatus.FAILED], counts.attempt_failed.value)
+            attempts.add_metric([channel, AttemptStatus.THROTTLED], counts.attempt_throttled.value)
             buckets, total = counts.attempt_duration.exposition()
             durations.add_metric([channel], buckets, total)
         latency = HistogramMetricFamily(

@@ -15,7 +15,7 @@ from notifyd.db import rows
 from notifyd.db.connection import Pool, json_text, translate_errors
 from notifyd.db.listen import WAKE_CHANNEL
 from notifyd.db.notifications import fetch_attempts
-from notifyd.domain import Attempt, AttemptRecord, ClaimedNotification, Status
+from notifyd.domain import Attempt, AttemptRecord, Channel, ClaimedNotification, Status
 
 # The claim: `notifyd.claim()` (in sql/) leases the most urgent due rows, with the planner
 # settings that keep its plan right on stale statistics.
@@ -139,6 +139,25 @@ PRUNE_IDEMPOTENCY_KEYS: Final = """
     )
 """
 WAKE: Final = "SELECT pg_notify($1, '')"
+RESERVE_SLOT: Final = "SELECT reserved, wait FROM notifyd.reserve_slot($1, $2, $3, $4, $5)"
+PAUSE_SLOT: Final = "SELECT notifyd.pause_slot($1, $2)"
+# The reason and the time are the latest vendor answer's.
+SUPPRESS: Final = """
+    INSERT INTO notifyd.suppressions (user_id, channel, contact, reason)
+    VALUES ($1, $2, $3, $4)
+    ON CONFLICT (user_id, channel) DO UPDATE
+        SET contact = EXCLUDED.contact, reason = EXCLUDED.reason, since = now()
+"""
+# Slots long past are forgotten: a key with no row starts with a free slot anyway.
+PRUNE_PACING: Final = """
+    DELETE FROM notifyd.pacing
+    WHERE key IN (
+        SELECT key FROM notifyd.pacing
+        WHERE tat < now() - make_interval(secs => $1)
+        LIMIT $2
+        FOR UPDATE SKIP LOCKED
+    )
+"""
 
 
 class Queue:
@@ -256,6 +275,41 @@ class Queue:
     async def prune_idempotency_keys(self, older_than: float, limit: int) -> int:
         """Delete up to `limit` idempotency keys taken `older_than` seconds ago."""
         return await self._delete(PRUNE_IDEMPOTENCY_KEYS, older_than, limit)
+
+    async def prune_pacing(self, older_than: float, limit: int) -> int:
+        """Delete up to `limit` sending slots that passed `older_than` seconds ago."""
+        return await self._delete(PRUNE_PACING, older_than, limit)
+
+    async def reserve_slot(
+        self,
+        channel_key: str | None,
+        channel_interval: float,
+        recipient_key: str | None,
+        recipient_interval: float,
+        horizon: float,
+    ) -> tuple[bool, float]:
+        """Take the next sending slot of a channel and a recipient if within `horizon` s."""
+        async with translate_errors():
+            row = await self._pool.fetchrow(
+                RESERVE_SLOT,
+                channel_key,
+                channel_interval,
+                recipient_key,
+                recipient_interval,
+                horizon,
+            )
+        found = rows.returned(row)
+        return bool(found["reserved"]), float(found["wait"])
+
+    async def pause_slot(self, key: str, seconds: float) -> None:
+        """Give no slot of `key` for `seconds` (a vendor said "retry after")."""
+        async with translate_errors():
+            await self._pool.execute(PAUSE_SLOT, key, seconds)
+
+    async def suppress(self, user_id: int, channel: Channel, contact: str, reason: str) -> None:
+        """Record that `contact` can never be reached on `channel`."""
+        async with translate_errors():
+            await self._pool.execute(SUPPRESS, user_id, channel, contact, reason)
 
     async def _delete(self, query: str, *args: Any) -> int:
         async with translate_errors():

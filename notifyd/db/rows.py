@@ -86,4 +86,6 @@ def claimed(row: asyncpg.Record) -> ClaimedNotification:
         channels=channel_list(row["channels"]),
         created_at=row["created_at"],
         claims=row["claims"],
+        priority=row["priority"],
+        suppressed=frozenset(Channel(name) for name in row["suppressed"] or ()),
     )

@@ -20,15 +20,21 @@ import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Any
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final
+from uuid import UUID
 
+from notifyd.delivery.attempt import AttemptResult, attempt_once
 from notifyd.delivery.inflight import Delivery, InFlight
+from notifyd.delivery.pacing import Pacer
 from notifyd.delivery.recorder import Recorder
 from notifyd.delivery.retry import FallBack, RetryLater, RetryPolicy, decide
+from notifyd.delivery.store import DeliveryStore
 from notifyd.delivery.timers import Deadlines
 from notifyd.domain import AttemptRecord, AttemptStatus, Channel, Status
-from notifyd.errors import ProviderError
+from notifyd.errors import (
+    DatabaseUnavailableError,
+)
 from notifyd.logs import get_logger
 from notifyd.metrics import ChannelMetrics, Metrics
 from notifyd.providers import Provider
@@ -36,17 +42,8 @@ from notifyd.providers import Provider
 log = get_logger(__name__)
 
 
-# Not frozen: one is made per attempt, and a frozen dataclass takes several times as long
-# to build.
-@dataclass(slots=True)
-class AttemptResult:
-    """What one attempt came to, before it is written."""
-
-    ok: bool
-    error: str | None = None
-    transient: bool | None = None
-    response: dict[str, Any] | None = None
-    retry_after: float | None = None
+# A sending slot this close is waited for by the actor itself rather than on a timer.
+SLOT_SLACK: Final = 0.005
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,9 +54,13 @@ class ActorContext:
     policy: RetryPolicy
     in_flight: InFlight
     metrics: Metrics
+    store: DeliveryStore
+    owner: UUID
     # No attempt starts unless the lease is known to hold this much longer: past that,
     # renewals have been failing and another instance may be delivering it already.
     lease_margin: float
+    # A channel that throttles a notification for longer than this is given up on.
+    max_throttle_wait: float
 
 
 class ChannelActors:
@@ -70,6 +71,7 @@ class ChannelActors:
         channel: Channel,
         provider: Provider,
         context: ActorContext,
+        pacer: Pacer,
         *,
         concurrency: int,
         actors: int,
@@ -77,6 +79,7 @@ class ChannelActors:
     ) -> None:
         self.channel = channel
         self.provider = provider
+        self.pacer = pacer
         self.inbox = context.in_flight.inboxes[channel]
         self.busy = 0
         self.concurrency = concurrency
@@ -105,29 +108,137 @@ class ChannelActors:
                 # a slot may have waited through the start of an outage.
                 await context.recorder.wait_for_room()
                 delivery = await self.inbox.get()
-                self.inbox.task_done()
                 in_flight.taken(delivery)
-                if in_flight.draining:
-                    in_flight.give_back(delivery)
+                if not self._may_attempt(delivery):
                     continue
-                if time.monotonic() > delivery.lease_until - context.lease_margin:
-                    log.warning(
-                        "lease_unconfirmed",
-                        notification_id=delivery.id,
-                        channel=self.channel,
-                    )
-                    in_flight.forget(delivery)
+                suppressed = self.channel in delivery.notification.suppressed
+                if not suppressed and not await self._has_slot(delivery):
                     continue
                 self.busy += 1
                 try:
                     attempt = delivery.attempts_on_channel + 1
                     started_at = datetime.now(UTC)
                     started = time.perf_counter()
-                    result = await self._attempt(delivery, task)
+                    if suppressed:
+                        result = AttemptResult(ok=False, error=SUPPRESSED, transient=False)
+                    else:
+                        result = await attempt_once(
+                            self.provider, delivery, self._deadlines, task, self.channel
+                        )
                     elapsed = time.perf_counter() - started
                 finally:
                     self.busy -= 1
-            await self._conclude(delivery, attempt, result, started_at, elapsed)
+            delivery.slot_at = None
+            if result.throttled is not None:
+                await self._throttled(delivery, attempt, result, started_at, elapsed)
+            else:
+                await self._conclude(delivery, attempt, result, started_at, elapsed)
+
+    def _may_attempt(self, delivery: Delivery) -> bool:
+        """False, having dealt with it, for a delivery that must not be attempted now."""
+        in_flight = self._context.in_flight
+        if in_flight.draining:
+            in_flight.give_back(delivery)
+            return False
+        if time.monotonic() > delivery.lease_until - self._context.lease_margin:
+            log.warning("lease_unconfirmed", notification_id=delivery.id, channel=self.channel)
+            in_flight.forget(delivery)
+            return False
+        return True
+
+    async def _has_slot(self, delivery: Delivery) -> bool:
+        """True when the channel's pace lets the attempt go now.
+
+        Otherwise the delivery waits for its slot on a timer (a short wait), or goes back
+        to the queue until then (a long one), and False is returned.
+        """
+        in_flight = self._context.in_flight
+        recipient = delivery.notification.recipient
+        if delivery.slot_at is None:
+            if not self.pacer.paces(recipient):
+                return True
+            try:
+                slot = await self.pacer.reserve(recipient)
+            except DatabaseUnavailableError:
+                in_flight.wait(delivery, 1.0)
+                return False
+            if not slot.reserved:
+                await self._send_back(delivery, slot.wait)
+                return False
+            delivery.slot_at = time.monotonic() + slot.wait
+        remaining = delivery.slot_at - time.monotonic()
+        if remaining > SLOT_SLACK:
+            in_flight.wait(delivery, remaining)
+            return False
+        return True
+
+    async def _send_back(self, delivery: Delivery, wait: float) -> None:
+        """Hand a delivery back to the queue, claimable `wait` seconds from now."""
+        context = self._context
+        due = datetime.now(UTC) + timedelta(seconds=wait)
+        try:
+            await context.store.release(context.owner, [(delivery.id, due)])
+        except DatabaseUnavailableError:
+            context.in_flight.wait(delivery, min(wait, 1.0))
+            return
+        log.info(
+            "delivery_deferred",
+            notification_id=delivery.id,
+            channel=self.channel,
+            wait_s=round(wait, 3),
+        )
+        context.in_flight.forget(delivery)
+
+    async def _throttled(
+        self,
+        delivery: Delivery,
+        attempt: int,
+        result: AttemptResult,
+        started_at: datetime,
+        elapsed: float,
+    ) -> None:
+        """The vendor asked to slow down: pause, and try again without counting it.
+
+        Past `max_throttle_wait` on this channel, the notification falls back instead.
+        """
+        context = self._context
+        now = time.monotonic()
+        if delivery.throttled_since is None:
+            delivery.throttled_since = now
+        waited = now - delivery.throttled_since
+        give_up = waited >= context.max_throttle_wait
+        error = result.error or "throttled"
+        if give_up:
+            error += (
+                f" (throttled for {waited:.0f} s, longer than delivery.max_throttle_wait:"
+                " trying the next channel)"
+            )
+        final_status = Status.FAILED if give_up and delivery.is_last_channel() else None
+        self._metrics.attempt_throttled.inc()
+        self._log_attempt(delivery, attempt, AttemptStatus.THROTTLED, error, elapsed)
+        written = await context.recorder.write(
+            self._record(
+                delivery, attempt, AttemptStatus.THROTTLED, error, True, result, started_at
+            ),
+            final_status,
+        )
+        if not written:
+            context.in_flight.forget(delivery)
+            return
+        recipient = delivery.notification.recipient
+        try:
+            await self.pacer.pause(
+                recipient, result.retry_after, whole=result.throttled == "channel"
+            )
+        except DatabaseUnavailableError as exc:
+            log.warning("pause_not_shared", channel=self.channel, error=str(exc))
+        if final_status is not None:
+            context.in_flight.forget(delivery)
+            self._finished(delivery, final_status, attempt)
+        elif give_up:
+            context.in_flight.fall_back(delivery)
+        else:
+            context.in_flight.wait(delivery, 0.0)
 
     async def _conclude(
         self,
@@ -139,11 +250,9 @@ class ChannelActors:
     ) -> None:
         """Have the attempt written, then finish, retry later or fall back."""
         context = self._context
-        finished_at = datetime.now(UTC)
         metrics = self._metrics
         (metrics.attempt_succeeded if result.ok else metrics.attempt_failed).inc()
         metrics.attempt_duration.observe(elapsed)
-
         if result.ok:
             decision: RetryLater | FallBack | None = None
             final_status: Status | None = Status.SENT
@@ -156,26 +265,11 @@ class ChannelActors:
             )
             last = isinstance(decision, FallBack) and delivery.is_last_channel()
             final_status = Status.FAILED if last else None
-        log.info(
-            "attempt_finished",
-            notification_id=delivery.id,
-            channel=self.channel,
-            attempt=attempt,
-            status=AttemptStatus.SUCCESS if result.ok else AttemptStatus.FAILED,
-            error=result.error,
-            duration_ms=round(elapsed * 1000, 3),
-        )
+        status = AttemptStatus.SUCCESS if result.ok else AttemptStatus.FAILED
+        self._log_attempt(delivery, attempt, status, result.error, elapsed)
         written = await context.recorder.write(
-            AttemptRecord(
-                notification_id=delivery.id,
-                channel=self.channel,
-                attempt=attempt,
-                status=AttemptStatus.SUCCESS if result.ok else AttemptStatus.FAILED,
-                error=result.error,
-                transient=result.transient,
-                provider_response=result.response,
-                started_at=started_at,
-                finished_at=max(finished_at, started_at),
+            self._record(
+                delivery, attempt, status, result.error, result.transient, result, started_at
             ),
             final_status,
         )
@@ -184,7 +278,10 @@ class ChannelActors:
             # Not ours any more, or not recorded in time: whoever holds the lease next
             # resumes from the attempt log.
             in_flight.forget(delivery)
-        elif final_status is not None:
+            return
+        if result.unreachable is not None:
+            await self._suppress(delivery, result.unreachable)
+        if final_status is not None:
             in_flight.forget(delivery)
             self._finished(delivery, final_status, attempt)
         elif isinstance(decision, RetryLater):
@@ -192,40 +289,63 @@ class ChannelActors:
         else:
             in_flight.fall_back(delivery)
 
-    async def _attempt(self, delivery: Delivery, task: asyncio.Task[Any]) -> AttemptResult:
-        self._deadlines.arm(task)
+    async def _suppress(self, delivery: Delivery, reason: str) -> None:
+        """Remember that the user's contact on this channel can never be reached."""
+        recipient = delivery.notification.recipient
+        contact = recipient.contact(self.channel)
+        if not contact:
+            return
         try:
-            response = await self.provider.send(delivery.message)
-        except asyncio.CancelledError:
-            if not self._deadlines.disarm(task):
-                raise  # the daemon is stopping
-            return AttemptResult(
-                ok=False, error=f"timed out after {self._timeout:g}s", transient=True
-            )
-        except ProviderError as exc:
-            return AttemptResult(
-                ok=False,
-                error=exc.message,
-                transient=exc.transient,
-                response=exc.response,
-                retry_after=exc.retry_after,
-            )
-        except Exception as exc:
-            # A provider bug, not a vendor answer. Only the type is logged: the text of an
-            # untranslated library error may carry a secret (a token in a URL).
-            log.error(
-                "provider_crashed",
-                notification_id=delivery.id,
-                channel=self.channel,
-                error_type=f"{type(exc).__module__}.{type(exc).__qualname__}",
-            )
-            return AttemptResult(
-                ok=False, error=f"internal error: {type(exc).__name__}", transient=True
-            )
-        finally:
-            # A provider that swallowed the deadline's cancellation still gets it taken back.
-            self._deadlines.disarm(task)
-        return AttemptResult(ok=True, response=response)
+            await self._context.store.suppress(recipient.user_id, self.channel, contact, reason)
+        except DatabaseUnavailableError as exc:
+            log.warning("suppression_not_recorded", channel=self.channel, error=str(exc))
+            return
+        log.warning(
+            "contact_suppressed",
+            user_id=recipient.user_id,
+            channel=self.channel,
+            reason=reason,
+        )
+
+    def _record(
+        self,
+        delivery: Delivery,
+        attempt: int,
+        status: AttemptStatus,
+        error: str | None,
+        transient: bool | None,
+        result: AttemptResult,
+        started_at: datetime,
+    ) -> AttemptRecord:
+        return AttemptRecord(
+            notification_id=delivery.id,
+            channel=self.channel,
+            attempt=attempt,
+            status=status,
+            error=error,
+            transient=transient,
+            provider_response=result.response,
+            started_at=started_at,
+            finished_at=max(datetime.now(UTC), started_at),
+        )
+
+    def _log_attempt(
+        self,
+        delivery: Delivery,
+        attempt: int,
+        status: AttemptStatus,
+        error: str | None,
+        elapsed: float,
+    ) -> None:
+        log.info(
+            "attempt_finished",
+            notification_id=delivery.id,
+            channel=self.channel,
+            attempt=attempt,
+            status=status,
+            error=error,
+            duration_ms=round(elapsed * 1000, 3),
+        )
 
     def _finished(self, delivery: Delivery, status: Status, attempt: int) -> None:
         notification = delivery.notification
@@ -245,3 +365,9 @@ class ChannelActors:
                 notification_id=notification.id,
                 channels=list(notification.channels),
             )
+
+
+SUPPRESSED: Final = (
+    "suppressed: the vendor said earlier that this contact cannot be reached; change the"
+    " contact or lift the suppression to try it again"
+)

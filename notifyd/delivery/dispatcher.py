@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from uuid import UUID
 
 from notifyd.delivery.inflight import Delivery, InFlight
@@ -187,6 +188,10 @@ class Dispatcher:
             channel_index=point.channel_index,
         )
         if point.channel_index is not None:
+            if point.throttled_since is not None:
+                # The wait counts from the first "slow down", whoever heard it.
+                waited = (datetime.now(UTC) - point.throttled_since).total_seconds()
+                delivery.throttled_since = time.monotonic() - max(0.0, waited)
             self._in_flight.start(delivery, point.channel_index, point.attempts_on_channel)
             return
         status = Status.SENT if point.already_sent else Status.FAILED

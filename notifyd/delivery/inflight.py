@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import itertools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -48,6 +49,10 @@ class Delivery:
     # While WAITING or PARKED: when it may be attempted (or claimed) again.
     due: datetime | None = None
     timer: asyncio.TimerHandle | None = None
+    # A sending slot taken for its next attempt (monotonic time), on a paced channel.
+    slot_at: float | None = None
+    # Since when the vendor has been throttling it on this channel (monotonic).
+    throttled_since: float | None = None
     # What every attempt sends, built once.
     message: OutgoingMessage = field(init=False)
 
@@ -72,6 +77,29 @@ class Delivery:
         return self.channel_index + 1 >= len(self.notification.channels)
 
 
+class Inbox:
+    """A channel's deliveries waiting for an actor: the most urgent first, then in order."""
+
+    def __init__(self) -> None:
+        self._queue: asyncio.PriorityQueue[tuple[int, int, Delivery]] = asyncio.PriorityQueue()
+        self._order = itertools.count()
+
+    def put_nowait(self, delivery: Delivery) -> None:
+        self._queue.put_nowait((-delivery.notification.priority, next(self._order), delivery))
+
+    async def get(self) -> Delivery:
+        return (await self._queue.get())[2]
+
+    def get_nowait(self) -> Delivery:
+        return self._queue.get_nowait()[2]
+
+    def qsize(self) -> int:
+        return self._queue.qsize()
+
+    def empty(self) -> bool:
+        return self._queue.empty()
+
+
 class InFlight:
     """The notifications this instance holds, bounded, and the inboxes they move through.
 
@@ -85,7 +113,7 @@ class InFlight:
         capacity: int,
         refill_threshold: int,
         on_room: Callable[[], None],
-        inboxes: Mapping[Channel, asyncio.Queue[Delivery]],
+        inboxes: Mapping[Channel, Inbox],
     ) -> None:
         self.capacity = capacity
         self._refill_threshold = max(1, min(refill_threshold, capacity))
@@ -149,6 +177,10 @@ class InFlight:
     def retry_later(self, delivery: Delivery, delay: float) -> None:
         """Attempt the same channel again after `delay` s, without holding an actor."""
         delivery.attempts_on_channel += 1
+        self.wait(delivery, delay)
+
+    def wait(self, delivery: Delivery, delay: float) -> None:
+        """Back in the inbox after `delay` s (a backoff, a sending slot), without an actor."""
         delivery.due = datetime.now(UTC) + timedelta(seconds=delay)
         if self.draining:
             self._park(delivery, delivery.due)
@@ -162,6 +194,8 @@ class InFlight:
         """Go on with the next channel in the notification's order."""
         delivery.channel_index += 1
         delivery.attempts_on_channel = 0
+        delivery.slot_at = None
+        delivery.throttled_since = None
         if self.draining:
             self._park(delivery, datetime.now(UTC))
         else:
@@ -198,7 +232,6 @@ class InFlight:
         for inbox in self.inboxes.values():
             while not inbox.empty():
                 inbox.get_nowait()
-                inbox.task_done()
 
     async def wait_settled(self) -> None:
         """Wait until nothing is with an actor or on its way to one."""

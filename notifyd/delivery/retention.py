@@ -57,6 +57,8 @@ class Pruner:
         if self._keep_seconds > 0:
             notifications = await self._drain(self._store.prune_notifications, self._keep_seconds)
         keys = await self._drain(self._store.prune_idempotency_keys, self._idempotency_key_seconds)
+        # Sending slots an hour past hold nothing any more.
+        await self._drain(self._store.prune_pacing, 3600.0)
         self.pruned["notifications"] += notifications
         self.pruned["idempotency_keys"] += keys
         if notifications or keys:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
-from notifyd.domain import Attempt
+from notifyd.domain import Attempt, AttemptStatus
 
 _RANDOM = random.Random()
 
@@ -78,6 +79,8 @@ class ResumePoint:
     channel_index: int | None
     attempts_on_channel: int
     already_sent: bool = False
+    # When the vendor first throttled it on that channel, if it did.
+    throttled_since: datetime | None = None
 
 
 def resume_point(
@@ -85,15 +88,18 @@ def resume_point(
 ) -> ResumePoint:
     """Resume from the attempt log, skipping the channels already used up.
 
-    A channel is used up after `max_attempts` logged attempts or one permanent failure.
-    An attempt that was in flight when the previous owner died was never logged, so it is
-    simply made again: this is the one place a duplicate delivery can come from.
+    A channel is used up after `max_attempts` logged attempts or one permanent failure;
+    throttled attempts (the vendor asked to slow down) do not count. An attempt that was
+    in flight when the previous owner died was never logged, so it is simply made again:
+    this is the one place a duplicate delivery can come from.
     """
-    if any(a.status == "success" for a in attempts):
+    if any(a.status == AttemptStatus.SUCCESS for a in attempts):
         return ResumePoint(None, 0, already_sent=True)
     for index, channel in enumerate(channels):
-        logged = [a for a in attempts if a.channel == channel]
-        used_up = len(logged) >= max_attempts or any(a.transient is False for a in logged)
+        on_channel = [a for a in attempts if a.channel == channel]
+        counted = [a for a in on_channel if a.status != AttemptStatus.THROTTLED]
+        used_up = len(counted) >= max_attempts or any(a.transient is False for a in counted)
         if not used_up:
-            return ResumePoint(index, len(logged))
+            throttled = [a.started_at for a in on_channel if a.status == AttemptStatus.THROTTLED]
+            return ResumePoint(index, len(counted), throttled_since=min(throttled, default=None))
     return ResumePoint(None, 0)

@@ -8,12 +8,13 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Final
 
-from notifyd.config import Settings
+from notifyd.config import Settings, channel_settings
 from notifyd.delivery.actors import ActorContext, ChannelActors
 from notifyd.delivery.dispatcher import Dispatcher
-from notifyd.delivery.inflight import InFlight
+from notifyd.delivery.inflight import Inbox, InFlight
 from notifyd.delivery.leases import LeaseKeeper, heartbeat_interval
 from notifyd.delivery.listener import Listener
+from notifyd.delivery.pacing import pacer_for
 from notifyd.delivery.recorder import Recorder
 from notifyd.delivery.retention import Pruner
 from notifyd.delivery.retry import RetryPolicy
@@ -52,7 +53,7 @@ class DeliveryService:
             dispatcher_settings.max_in_flight,
             refill_threshold=dispatcher_settings.batch_size,
             on_room=self._wake_dispatcher,
-            inboxes={channel: asyncio.Queue() for channel in providers},
+            inboxes={channel: Inbox() for channel in providers},
         )
         self.recorder = Recorder(
             store,
@@ -72,20 +73,23 @@ class DeliveryService:
             ),
             in_flight=self.in_flight,
             metrics=metrics,
+            store=store,
+            owner=self.owner,
             lease_margin=heartbeat_interval(delivery.lease_seconds),
+            max_throttle_wait=delivery.max_throttle_wait,
         )
-        channel_settings = settings.channels
         self.actors = {
-            name: ChannelActors(
-                name,
+            channel: ChannelActors(
+                channel,
                 provider,
                 context,
-                concurrency=getattr(channel_settings, name).concurrency,
+                pacer_for(channel, settings.channels, store),
+                concurrency=channel_settings(settings.channels, channel).concurrency,
                 # Enough actors to carry a whole claimed batch while attempts are written.
                 actors=dispatcher_settings.batch_size,
-                timeout=getattr(channel_settings, name).timeout,
+                timeout=channel_settings(settings.channels, channel).timeout,
             )
-            for name, provider in providers.items()
+            for channel, provider in providers.items()
         }
         self.listener = Listener(
             database_url,
@@ -155,6 +159,12 @@ class DeliveryService:
             "Times the LISTEN connection was re-established.",
             lambda: [("", self.listener.reconnects)],
             counter=True,
+        )
+        metrics.watch(
+            "notifyd_channel_paused",
+            "1 while this instance knows the channel's vendor asked it to wait.",
+            lambda: [(name, float(a.pacer.paused)) for name, a in actors.items()],
+            label="channel",
         )
         metrics.watch(
             "notifyd_lease_heartbeats",

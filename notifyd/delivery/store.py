@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Protocol
 from uuid import UUID
 
-from notifyd.domain import Attempt, AttemptRecord, ClaimedNotification, Status
+from notifyd.domain import Attempt, AttemptRecord, Channel, ClaimedNotification, Status
 
 
 class DeliveryStore(Protocol):
@@ -64,3 +64,25 @@ class DeliveryStore(Protocol):
 
     async def prune_idempotency_keys(self, older_than: float, limit: int) -> int:
         """Delete up to `limit` idempotency keys taken `older_than` seconds ago."""
+
+    async def prune_pacing(self, older_than: float, limit: int) -> int:
+        """Delete up to `limit` sending slots that passed `older_than` seconds ago."""
+
+    async def reserve_slot(
+        self,
+        channel_key: str | None,
+        channel_interval: float,
+        recipient_key: str | None,
+        recipient_interval: float,
+        horizon: float,
+    ) -> tuple[bool, float]:
+        """Take the next sending slot of a channel and a recipient if within `horizon` s.
+
+        Returns (taken, seconds until the slot).
+        """
+
+    async def pause_slot(self, key: str, seconds: float) -> None:
+        """Give no slot of `key` for `seconds` (a vendor said "retry after")."""
+
+    async def suppress(self, user_id: int, channel: Channel, contact: str, reason: str) -> None:
+        """Record that `contact` can never be reached on `channel`."""

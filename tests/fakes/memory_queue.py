@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -56,6 +57,10 @@ class MemoryQueue:
         self._ids = itertools.count(1)
         self._attempt_ids = itertools.count(1)
         self.calls: dict[str, int] = {}
+        # Pacing: each key's next free slot (monotonic seconds), and every slot taken.
+        self.slots: dict[str, float] = {}
+        self.reserved: list[tuple[str | None, str | None, float]] = []
+        self.suppressions: dict[tuple[int, Channel], tuple[str, str]] = {}
 
     # Arranging
 
@@ -86,6 +91,9 @@ class MemoryQueue:
 
     def answer(self) -> None:
         self._answering.set()
+
+    def suppressed_of(self, user_id: int) -> list[Channel]:
+        return [channel for (user, channel) in self.suppressions if user == user_id]
 
     def attempts_of(self, notification_id: int) -> list[Attempt]:
         return [a for a in self.attempt_log if a.notification_id == notification_id]
@@ -124,6 +132,8 @@ class MemoryQueue:
                 channels=row.channels,
                 created_at=row.created_at,
                 claims=row.claims,
+                priority=row.priority,
+                suppressed=frozenset(self.suppressed_of(row.recipient.user_id)),
             )
             for row in due
         ]
@@ -219,3 +229,42 @@ class MemoryQueue:
     async def prune_idempotency_keys(self, older_than: float, limit: int) -> int:
         await self._call("prune_idempotency_keys")
         return 0
+
+    async def prune_pacing(self, older_than: float, limit: int) -> int:
+        await self._call("prune_pacing")
+        return 0
+
+    async def reserve_slot(
+        self,
+        channel_key: str | None,
+        channel_interval: float,
+        recipient_key: str | None,
+        recipient_interval: float,
+        horizon: float,
+    ) -> tuple[bool, float]:
+        await self._call("reserve_slot")
+        now = time.monotonic()
+        keys = [
+            (key, interval)
+            for key, interval in (
+                (channel_key, channel_interval),
+                (recipient_key, recipient_interval),
+            )
+            if key is not None and interval > 0
+        ]
+        slot = max([now, *(self.slots.get(key, now) for key, _ in keys)])
+        wait = slot - now
+        if wait > horizon:
+            return False, wait
+        for key, interval in keys:
+            self.slots[key] = slot + interval
+        self.reserved.append((channel_key, recipient_key, slot))
+        return True, wait
+
+    async def pause_slot(self, key: str, seconds: float) -> None:
+        await self._call("pause_slot")
+        self.slots[key] = max(self.slots.get(key, 0.0), time.monotonic() + seconds)
+
+    async def suppress(self, user_id: int, channel: Channel, contact: str, reason: str) -> None:
+        await self._call("suppress")
+        self.suppressions[(user_id, channel)] = (contact, reason)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import Callable
 
@@ -10,7 +9,7 @@ import asyncpg
 
 from notifyd.db import Database
 from notifyd.delivery.dispatcher import Dispatcher
-from notifyd.delivery.inflight import Delivery, InFlight
+from notifyd.delivery.inflight import Delivery, Inbox, InFlight
 from notifyd.domain import Channel
 
 
@@ -35,7 +34,7 @@ async def claim_round(
     on_room: Callable[[], None] = lambda: None,
 ) -> tuple[int, list[Delivery], InFlight]:
     """One `claim_available()` with up to 3 lanes of 40: the count, deliveries routed, in-flight."""
-    inboxes: dict[Channel, asyncio.Queue[Delivery]] = {c: asyncio.Queue() for c in Channel}
+    inboxes = {channel: Inbox() for channel in Channel}
     in_flight = InFlight(
         capacity=capacity, refill_threshold=refill_threshold, on_room=on_room, inboxes=inboxes
     )

@@ -11,7 +11,8 @@ from typing import Any
 
 from notifyd.delivery.actors import ActorContext, ChannelActors
 from notifyd.delivery.dispatcher import Dispatcher
-from notifyd.delivery.inflight import Delivery, InFlight
+from notifyd.delivery.inflight import Inbox, InFlight
+from notifyd.delivery.pacing import Pacer, fixed_interval
 from notifyd.delivery.recorder import Recorder
 from notifyd.delivery.retry import RetryPolicy
 from notifyd.domain import Channel, OutgoingMessage
@@ -74,6 +75,10 @@ class Pipeline:
         lease_seconds: float = 30.0,
         stall_after: float = 0.2,
         lease_margin: float = 1.0,
+        max_throttle_wait: float = 600.0,
+        rate_limits: dict[Channel, float] | None = None,
+        intervals: dict[Channel, float] | None = None,
+        horizon: float = 10.0,
     ) -> None:
         self.queue = MemoryQueue()
         self.owner = uuid.uuid4()
@@ -83,7 +88,7 @@ class Pipeline:
             capacity,
             refill_threshold=1,
             on_room=self._wake,
-            inboxes={channel: asyncio.Queue[Delivery]() for channel in providers},
+            inboxes={channel: Inbox() for channel in providers},
         )
         self.recorder = Recorder(
             self.queue, self.owner, give_up_after=lease_seconds, stall_after=stall_after
@@ -94,11 +99,26 @@ class Pipeline:
             policy=RetryPolicy(max_attempts, backoff_initial=0.0, backoff_max=0.0),
             in_flight=self.in_flight,
             metrics=self.metrics,
+            store=self.queue,
+            owner=self.owner,
             lease_margin=lease_margin,
+            max_throttle_wait=max_throttle_wait,
         )
         self.actors = {
             channel: ChannelActors(
-                channel, provider, context, concurrency=concurrency, actors=actors, timeout=5.0
+                channel,
+                provider,
+                context,
+                Pacer(
+                    channel,
+                    self.queue,
+                    rate_limit=(rate_limits or {}).get(channel, 0.0),
+                    recipient_interval=fixed_interval((intervals or {}).get(channel, 0.0)),
+                    horizon=horizon,
+                ),
+                concurrency=concurrency,
+                actors=actors,
+                timeout=5.0,
             )
             for channel, provider in providers.items()
         }

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from notifyd.delivery.inflight import Delivery, InFlight, Where
+from notifyd.delivery.inflight import Inbox, InFlight, Where
 from notifyd.domain import Channel, ClaimedNotification, Recipient
 
 SMS, EMAIL = Channel.SMS, Channel.EMAIL
@@ -37,7 +37,7 @@ def make(capacity: int = 10, refill: int = 1) -> tuple[InFlight, list[None]]:
         capacity,
         refill_threshold=refill,
         on_room=lambda: wakes.append(None),
-        inboxes={SMS: asyncio.Queue[Delivery](), EMAIL: asyncio.Queue[Delivery]()},
+        inboxes={SMS: Inbox(), EMAIL: Inbox()},
     )
     return in_flight, wakes
 

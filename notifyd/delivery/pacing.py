@@ -1,0 +1,149 @@
+"""Pacing: a channel's attempts spaced to what its vendor takes, across every instance.
+
+Each paced attempt first takes a sending slot in PostgreSQL (`notifyd.reserve_slot`): the
+channel's next slot (`rate_limit` a second) and the recipient's (`per_recipient_interval`
+between two messages to one chat or number), both at once. Slots live in the database, so
+two instances share one limit instead of each sending at the full rate. A slot a few
+seconds away is waited out on a timer, outside the actors; a slot further away is not
+taken, and the notification goes back to the queue until then, so a slow channel never
+fills memory or holds back the other channels' work.
+
+A vendor's "slow down" (`ThrottledError`) pushes the channel's (or the recipient's) next
+slot by the time it asked for: every instance pauses, not only the one that was told.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Final
+
+from notifyd.config import ChannelsSettings, channel_settings
+from notifyd.delivery.store import DeliveryStore
+from notifyd.domain import Channel, Recipient
+from notifyd.logs import get_logger
+
+log = get_logger(__name__)
+
+# A slot at most this far away is waited for in memory; a later one sends the notification
+# back to the queue (it is claimed again when its slot comes).
+HOLD_HORIZON: Final = 10.0
+# The pause after a "slow down" that did not say for how long.
+DEFAULT_PAUSE: Final = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class Slot:
+    """A sending slot: taken (`reserved`) and `wait` seconds away, or not taken."""
+
+    reserved: bool
+    wait: float
+
+
+NOW: Final = Slot(reserved=True, wait=0.0)
+
+
+class Pacer:
+    """The sending slots of one channel, and its pauses."""
+
+    def __init__(
+        self,
+        channel: Channel,
+        store: DeliveryStore,
+        *,
+        rate_limit: float,
+        recipient_interval: Callable[[str], float],
+        horizon: float = HOLD_HORIZON,
+    ) -> None:
+        self.channel = channel
+        self._store = store
+        self._interval = 1.0 / rate_limit if rate_limit > 0 else 0.0
+        self._recipient_interval = recipient_interval
+        self._horizon = horizon
+        # Monotonic time until which this instance knows the channel is paused.
+        self.paused_until = 0.0
+        self._paused = False
+
+    def paces(self, recipient: Recipient) -> bool:
+        """Whether an attempt to `recipient` needs a slot at all."""
+        if self._interval:
+            return True
+        contact = recipient.contact(self.channel)
+        return bool(contact) and self._recipient_interval(contact or "") > 0
+
+    @property
+    def paused(self) -> bool:
+        return time.monotonic() < self.paused_until
+
+    async def reserve(self, recipient: Recipient) -> Slot:
+        """Take the next slot for a message to `recipient` (`DatabaseUnavailableError`)."""
+        contact = recipient.contact(self.channel)
+        recipient_interval = self._recipient_interval(contact) if contact else 0.0
+        if not self._interval and not recipient_interval:
+            return NOW
+        reserved, wait = await self._store.reserve_slot(
+            self.channel.value,
+            self._interval,
+            self._recipient_key(contact) if contact and recipient_interval else None,
+            recipient_interval,
+            self._horizon,
+        )
+        if self._paused and not self.paused:
+            self._paused = False
+            log.info("channel_resumed", channel=self.channel)
+        return Slot(reserved, max(0.0, wait))
+
+    async def pause(self, recipient: Recipient, seconds: float | None, *, whole: bool) -> float:
+        """The vendor said to slow down: no slot for `seconds` (`DatabaseUnavailableError`).
+
+        `whole`: the channel pauses; otherwise only this recipient. Returns the pause.
+        """
+        pause = DEFAULT_PAUSE if seconds is None else seconds
+        contact = recipient.contact(self.channel)
+        if whole or not contact:
+            key = self.channel.value
+            self.paused_until = max(self.paused_until, time.monotonic() + pause)
+            if not self._paused:
+                self._paused = True
+                log.warning("channel_paused", channel=self.channel, seconds=pause)
+        else:
+            key = self._recipient_key(contact)
+            log.info("recipient_paused", channel=self.channel, seconds=pause)
+        await self._store.pause_slot(key, pause)
+        return pause
+
+    def _recipient_key(self, contact: str) -> str:
+        return f"{self.channel.value}:{contact}"
+
+
+def telegram_interval(per_chat: float, per_group: float) -> Callable[[str], float]:
+    """Telegram's spacing: `per_group` for a group or channel (a negative id, or an
+    @username), `per_chat` for a private chat."""
+
+    def interval(chat_id: str) -> float:
+        return per_group if chat_id.startswith(("-", "@")) else per_chat
+
+    return interval
+
+
+def fixed_interval(seconds: float) -> Callable[[str], float]:
+    def interval(_contact: str) -> float:
+        return seconds
+
+    return interval
+
+
+def pacer_for(channel: Channel, settings: ChannelsSettings, store: DeliveryStore) -> Pacer:
+    """The pacer of `channel` as configured (`channels.<name>.rate_limit` and intervals)."""
+    if channel is Channel.TELEGRAM:
+        telegram = settings.telegram
+        interval = telegram_interval(telegram.per_recipient_interval, telegram.group_interval)
+        return Pacer(channel, store, rate_limit=telegram.rate_limit, recipient_interval=interval)
+    config = channel_settings(settings, channel)
+    return Pacer(
+        channel,
+        store,
+        rate_limit=config.effective_rate_limit(),
+        recipient_interval=fixed_interval(config.per_recipient_interval),
+    )

@@ -1,0 +1,179 @@
+"""Pacing, throttling and suppression in the actor loop, over the in-memory queue."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from datetime import timedelta
+
+from notifyd.domain import AttemptStatus, Channel, Recipient, Status
+from notifyd.errors import RecipientUnreachableError, ThrottledError
+from tests.support import wait_until
+from tests.unit.pipeline import Pipeline, ScriptedProvider
+
+TELEGRAM, SMS = Channel.TELEGRAM, Channel.SMS
+
+
+def chat(user_id: int, chat_id: str) -> Recipient:
+    return Recipient(user_id=user_id, email=None, phone="+79001234567", telegram_chat_id=chat_id)
+
+
+async def settled(pipeline: Pipeline, count: int) -> None:
+    async def done() -> bool:
+        statuses = pipeline.statuses()
+        finals = statuses[Status.SENT] + statuses[Status.FAILED]
+        return finals >= count and len(pipeline.in_flight) == 0
+
+    await wait_until(done, deadline=10, what=f"{count} notifications to finish")
+
+
+async def test_a_rate_limit_spaces_the_channel_s_attempts() -> None:
+    telegram = ScriptedProvider(TELEGRAM)
+    pipeline = Pipeline({TELEGRAM: telegram}, rate_limits={TELEGRAM: 50.0}, actors=10)
+    for n in range(10):
+        pipeline.queue.add([TELEGRAM], recipient=chat(n, str(1000 + n)))
+    pipeline.start()
+    await pipeline.claim()
+    await settled(pipeline, 10)
+    await pipeline.stop()
+
+    slots = sorted(slot for _, _, slot in pipeline.queue.reserved)
+    assert len(slots) == 10
+    gaps = [later - earlier for earlier, later in itertools.pairwise(slots)]
+    assert min(gaps) >= 0.02 - 1e-6  # 1/50 s apart: never faster than the vendor takes
+
+
+async def test_one_recipient_s_burst_is_spaced_without_holding_back_the_others() -> None:
+    telegram = ScriptedProvider(TELEGRAM)
+    pipeline = Pipeline({TELEGRAM: telegram}, intervals={TELEGRAM: 0.2}, concurrency=1, actors=2)
+    burst = [pipeline.queue.add([TELEGRAM], recipient=chat(1, "42")) for _ in range(4)]
+    others = [pipeline.queue.add([TELEGRAM], recipient=chat(n, str(n))) for n in range(2, 6)]
+    pipeline.start()
+    started = time.monotonic()
+    await pipeline.claim()
+
+    async def others_sent() -> bool:
+        return set(others) <= set(telegram.sent)
+
+    await wait_until(others_sent, deadline=5, what="the other recipients' messages")
+    others_done = time.monotonic() - started
+    await settled(pipeline, 8)
+    await pipeline.stop()
+
+    # The burst to chat 42 takes 3 intervals; the others did not wait behind it.
+    assert others_done < 0.2 * 3
+    order = [n for n in telegram.sent if n in burst]
+    assert order == burst
+    burst_slots = sorted(slot for _, key, slot in pipeline.queue.reserved if key == "telegram:42")
+    assert [round(b - a, 2) for a, b in itertools.pairwise(burst_slots)] == [0.2] * 3
+
+
+async def test_a_slot_beyond_the_horizon_sends_the_notification_back_to_the_queue() -> None:
+    telegram = ScriptedProvider(TELEGRAM)
+    pipeline = Pipeline({TELEGRAM: telegram}, intervals={TELEGRAM: 30.0}, horizon=1.0)
+    first = pipeline.queue.add([TELEGRAM], recipient=chat(1, "42"))
+    second = pipeline.queue.add([TELEGRAM], recipient=chat(1, "42"))
+    pipeline.start()
+    await pipeline.claim()
+
+    async def deferred() -> bool:
+        return pipeline.queue.rows[second].status == Status.PENDING
+
+    await wait_until(deferred, deadline=5, what="the second to go back to the queue")
+    await settled(pipeline, 1)
+    await pipeline.stop()
+    assert telegram.sent == [first]
+    row = pipeline.queue.rows[second]
+    assert row.locked_by is None
+    assert pipeline.queue.attempts_of(second) == []  # waiting is not an attempt
+    assert second not in pipeline.in_flight
+
+
+async def test_a_throttled_attempt_pauses_the_channel_and_does_not_count() -> None:
+    throttled = ThrottledError("Too Many Requests: retry after 0.2", retry_after=0.2)
+    telegram = ScriptedProvider(TELEGRAM, [throttled, throttled])
+    pipeline = Pipeline({TELEGRAM: telegram}, max_attempts=1, rate_limits={TELEGRAM: 1000.0})
+    notification_id = pipeline.queue.add([TELEGRAM], recipient=chat(1, "42"))
+    pipeline.start()
+    await pipeline.claim()
+    await settled(pipeline, 1)
+    await pipeline.stop()
+
+    log = pipeline.queue.attempts_of(notification_id)
+    assert [(a.attempt, a.status) for a in log] == [
+        (1, AttemptStatus.THROTTLED),
+        (1, AttemptStatus.THROTTLED),
+        (1, AttemptStatus.SUCCESS),
+    ]
+    assert pipeline.queue.rows[notification_id].status == Status.SENT
+    # Every retry waited for the pause the vendor asked for.
+    assert log[1].started_at - log[0].finished_at >= timedelta(seconds=0.2)
+    assert pipeline.metrics.channels[TELEGRAM].attempt_throttled.value == 2
+
+
+async def test_throttled_for_too_long_falls_back_saying_why() -> None:
+    throttled = ThrottledError("Too Many Requests", retry_after=0.05)
+    telegram = ScriptedProvider(TELEGRAM, [throttled] * 100)
+    sms = ScriptedProvider(SMS)
+    pipeline = Pipeline(
+        {TELEGRAM: telegram, SMS: sms}, max_throttle_wait=0.2, rate_limits={TELEGRAM: 1000.0}
+    )
+    notification_id = pipeline.queue.add([TELEGRAM, SMS], recipient=chat(1, "42"))
+    pipeline.start()
+    await pipeline.claim()
+    await settled(pipeline, 1)
+    await pipeline.stop()
+
+    log = pipeline.queue.attempts_of(notification_id)
+    assert (log[-1].channel, log[-1].status) == (SMS, AttemptStatus.SUCCESS)
+    last_throttled = [a for a in log if a.channel == TELEGRAM][-1]
+    assert "longer than delivery.max_throttle_wait" in (last_throttled.error or "")
+    assert all(a.status == AttemptStatus.THROTTLED for a in log if a.channel == TELEGRAM)
+
+
+async def test_an_unreachable_contact_is_suppressed_and_skipped_afterwards() -> None:
+    blocked = RecipientUnreachableError("Forbidden: bot was blocked by the user", reason="blocked")
+    telegram = ScriptedProvider(TELEGRAM, [blocked])
+    sms = ScriptedProvider(SMS)
+    pipeline = Pipeline({TELEGRAM: telegram, SMS: sms})
+    first = pipeline.queue.add([TELEGRAM, SMS], recipient=chat(7, "42"))
+    pipeline.start()
+    await pipeline.claim()
+    await settled(pipeline, 1)
+    assert pipeline.queue.suppressions == {(7, TELEGRAM): ("42", "blocked")}
+
+    second = pipeline.queue.add([TELEGRAM, SMS], recipient=chat(7, "42"))
+    await pipeline.claim()
+    await settled(pipeline, 2)
+    await pipeline.stop()
+
+    assert telegram.calls == 1  # the second never reached the vendor
+    skipped = pipeline.queue.attempts_of(second)
+    assert [(a.channel, a.status, a.transient) for a in skipped] == [
+        (TELEGRAM, AttemptStatus.FAILED, False),
+        (SMS, AttemptStatus.SUCCESS, None),
+    ]
+    assert "suppressed" in (skipped[0].error or "")
+    assert pipeline.queue.rows[first].status == Status.SENT
+
+
+async def test_higher_priority_goes_first_while_a_channel_is_busy() -> None:
+    gate = asyncio.Event()
+    telegram = ScriptedProvider(TELEGRAM, [gate])
+    pipeline = Pipeline({TELEGRAM: telegram}, concurrency=1, actors=1)
+    blocker = pipeline.queue.add([TELEGRAM], recipient=chat(1, "1"))
+    pipeline.start()
+    await pipeline.claim()
+
+    async def attempting() -> bool:
+        return telegram.running == 1
+
+    await wait_until(attempting, deadline=5, what="the first attempt")
+    low = [pipeline.queue.add([TELEGRAM], recipient=chat(n, str(n))) for n in (2, 3)]
+    urgent = pipeline.queue.add([TELEGRAM], priority=50, recipient=chat(4, "4"))
+    await pipeline.claim()
+    gate.set()
+    await settled(pipeline, 4)
+    await pipeline.stop()
+    assert telegram.sent == [blocker, urgent, *low]
