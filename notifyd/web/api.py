@@ -188,12 +188,15 @@ def _idempotency_key(request: web.Request) -> str | None:
     if len(values) > 1:
         raise _bad_key("send the header once")
     key = values[0]
-    if len(key) >= 2 and key[0] == key[-1] == '"':  # a quoted sf-string (RFC 8941)
-        key = key[1:-1]
+    # The length as sent, quotes included: what the OpenAPI document can state.
     if not 1 <= len(key) <= MAX_IDEMPOTENCY_KEY_LENGTH:
         raise _bad_key(f"must be 1 to {MAX_IDEMPOTENCY_KEY_LENGTH} characters")
     if not all(" " <= char <= "~" for char in key):
         raise _bad_key("must be printable ASCII")
+    if len(key) >= 2 and key[0] == key[-1] == '"':  # a quoted sf-string (RFC 8941)
+        key = key[1:-1]
+        if not key:
+            raise _bad_key("must not be empty between its quotes")
     return key
 
 
