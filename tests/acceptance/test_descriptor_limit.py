@@ -19,6 +19,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
+from tests.acceptance.daemon_process import DaemonProcess, free_port
 from tests.fakes.smtp import FakeSmtpServer
 from tests.fakes.telegram import FakeTelegramApi
 from tests.faults.harness import (
@@ -157,3 +158,21 @@ async def test_stalled_clients_cannot_starve_delivery_of_descriptors(
     assert daemon.events("http_connections_refused")
     assert turned_away > 0
     print(f"DESCRIPTORS: cap {cap} of {DAEMON_LIMIT}, {turned_away} connections turned away")
+
+
+async def test_a_limit_too_low_for_the_settings_stops_the_daemon_at_start(
+    tmp_path: Path, database_url: str
+) -> None:
+    def tiny_limit() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (128, 128))
+
+    process = DaemonProcess(
+        ["serve"],
+        {"DATABASE_URL": database_url, "NOTIFYD_HTTP__PORT": str(free_port())},
+        cwd=tmp_path,
+        preexec_fn=tiny_limit,
+    )
+    await process.start()
+    assert await process.wait() == 2
+    assert b"RLIMIT_NOFILE 128" in process.stderr
+    assert b"ulimit -n" in process.stderr
