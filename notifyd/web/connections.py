@@ -13,9 +13,10 @@ them around aiohttp's own protocol (`web.RequestHandler`), as deadlines per conn
 
 A deadline that passes drops the connection: a 408 answer for headers begun and not
 finished, nothing for a connection that sent nothing, an abort mid-body. While an answer
-waits for a client that does not read it, `send_timeout` runs. Beyond `max_connections`
-open at once, a new connection gets a 503 and is closed at once, so the descriptors kept
-in reserve for the database and the vendors stay free (see `notifyd.web.server`).
+waits for a client that does not read it, `send_timeout` runs. With `max_connections`
+open at once, a new connection replaces the longest-idle kept-alive one, or gets a 503
+and is closed at once, so the descriptors kept in reserve for the database and the
+vendors stay free (see `notifyd.web.server`).
 
 Errors the client causes (malformed HTTP, a body it abandons) are logged at info level
 without a traceback: a stranger can send them at will, and they say nothing about notifyd.
@@ -106,20 +107,37 @@ class Connections:
         self._options = handler_options
         self.open = 0
         # Connections dropped, by reason: header_timeout, body_timeout, send_timeout,
-        # idle_timeout, over_capacity.
+        # idle_timeout, over_capacity, idle_evicted.
         self.dropped: Counter[str] = Counter()
+        # Kept-alive connections waiting for their next request, longest waiting first.
+        self._idle: dict[GuardedRequestHandler, None] = {}
         self._refused_since_log = 0
         self._refusal_logged_at = -REFUSAL_LOG_INTERVAL
 
     def __call__(self) -> asyncio.Protocol:
         loop = asyncio.get_running_loop()
         if self.open >= self.limits.max_connections:
-            self._refused(loop.time())
-            return _Refusal()
+            # Full: make room by closing the connection that has waited longest for a next
+            # request (a client pool keeps many), or else turn the new one away. The
+            # closed one's descriptor is freed a moment later: the reserve's accept burst
+            # covers the overlap.
+            victim = next(iter(self._idle), None)
+            if victim is None:
+                self._refused(loop.time())
+                return _Refusal()
+            self.waiting(victim, False)
+            victim.evict()
         # Counted here, not in connection_made: a burst of accepts creates its protocols
         # before any of them is told of its connection.
         self.open += 1
         return GuardedRequestHandler(self._manager, self, loop=loop, **self._options)
+
+    def waiting(self, handler: GuardedRequestHandler, idle: bool) -> None:
+        """Note whether `handler` waits, kept alive, for its next request."""
+        if idle:
+            self._idle[handler] = None
+        else:
+            self._idle.pop(handler, None)
 
     def released(self) -> None:
         self.open -= 1
@@ -185,6 +203,7 @@ class GuardedRequestHandler(web.RequestHandler):
         if data:
             if self._phase is _Phase.IDLE:
                 self._phase = _Phase.HEADERS
+                self._connections.waiting(self, False)
                 self._arm(self._limits.header_timeout, self._headers_late)
             if self._phase is _Phase.HEADERS:
                 self._partial = True
@@ -194,6 +213,7 @@ class GuardedRequestHandler(web.RequestHandler):
         """A request's headers are in and notifyd starts on it (called by a middleware)."""
         self._in_request = True
         self._partial = False
+        self._connections.waiting(self, False)  # pipelined: no first byte to see
         payload = request.content
         if payload.is_eof():
             self._phase = _Phase.HANDLING
@@ -218,7 +238,14 @@ class GuardedRequestHandler(web.RequestHandler):
     def _idle(self) -> None:
         self._phase = _Phase.IDLE
         self._payload = None
+        self._connections.waiting(self, True)
         self._arm(self._limits.idle_timeout, self._idle_over)
+
+    def evict(self) -> None:
+        """Close this idle connection to make room for a new one (the cap is reached)."""
+        self._disarm()
+        self._drop("idle_evicted", info=False)
+        self.force_close()
 
     def _headers_late(self) -> None:
         self._deadline = None
@@ -246,6 +273,7 @@ class GuardedRequestHandler(web.RequestHandler):
 
     def _idle_over(self) -> None:
         self._deadline = None
+        self._connections.waiting(self, False)
         self._drop("idle_timeout", info=False)
         self.force_close()
 
@@ -271,6 +299,7 @@ class GuardedRequestHandler(web.RequestHandler):
 
     def connection_lost(self, exc: BaseException | None) -> None:
         self._disarm()
+        self._connections.waiting(self, False)
         if self._send_deadline is not None:
             self._send_deadline.cancel()
             self._send_deadline = None

@@ -161,7 +161,14 @@ class HttpServer:
             await self._server.wait_closed()
 
 
-DROP_REASONS = ("header_timeout", "body_timeout", "idle_timeout", "send_timeout", "over_capacity")
+DROP_REASONS = (
+    "header_timeout",
+    "body_timeout",
+    "idle_timeout",
+    "send_timeout",
+    "over_capacity",
+    "idle_evicted",
+)
 
 
 class _ConnectionsCollector(Collector):

@@ -359,3 +359,30 @@ async def test_a_broken_chunk_after_the_headers_ends_the_request(serve: Serve) -
     await read_all(reader)
     await served.wait_dropped("body_timeout")
     writer.close()
+
+
+async def test_at_the_cap_the_longest_idle_connection_makes_room(serve: Serve) -> None:
+    # Kept-alive connections of client pools fill the cap; a new client still gets in.
+    served = await serve(max_connections=2, idle_timeout=PATIENCE, header_timeout=PATIENCE)
+    pool = [await served.connect() for _ in range(2)]
+    for _reader, writer in pool:
+        writer.write(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
+    for reader, _writer in pool:
+        assert status_of(await reader.readuntil(b'{"status":"ok"}')) == 200
+    await served.wait_phase("idle")
+
+    async def both_idle() -> bool:
+        manager = served.server.runner.server
+        assert manager is not None
+        return sum(getattr(c, "phase", None) == "idle" for c in manager.connections) == 2
+
+    await wait_until(both_idle, what="both pooled connections idle")
+    reader, writer = await served.connect()
+    writer.write(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+    assert status_of(await read_all(reader)) == 200
+    assert await read_all(pool[0][0]) == b""  # the first pooled connection was closed
+    assert served.dropped.get("idle_evicted") == 1
+    assert "over_capacity" not in served.dropped
+    writer.close()
+    for _reader, pooled in pool:
+        pooled.close()
