@@ -17,7 +17,7 @@ from notifyd.providers import build_providers
 from notifyd.web.admin import add_admin
 from notifyd.web.api import add_routes
 from notifyd.web.auth import Authenticator, RateLimiter, auth_middleware
-from notifyd.web.checks import checks_middleware
+from notifyd.web.checks import host_middleware, query_middleware
 from notifyd.web.connections import connection_middleware
 from notifyd.web.enqueuer import Enqueuer
 from notifyd.web.forwarded import forwarded_middleware
@@ -55,8 +55,9 @@ def create_app(settings: Settings, database_url: str, *, deliver: bool = True) -
             connection_middleware(),
             problem_middleware,
             forwarded_middleware(settings.http.trusted_proxies),
-            checks_middleware(),
+            host_middleware(),
             auth_middleware(authenticator, limiter),
+            query_middleware(),
         ],
     )
     if not authenticator.enabled:

@@ -24,6 +24,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Sequence
+from urllib.parse import urlsplit
 
 from aiohttp import HttpVersion11, web
 
@@ -47,6 +48,11 @@ class HostPolicy:
     def refusal(self, request: web.BaseRequest) -> ApiError | None:
         """The 4xx for a request whose Host is malformed or not served; None if served."""
         values = request.headers.getall(HOST_FIELD, [])
+        target = request.raw_path
+        if not target.startswith("/") and "://" in target:
+            # An absolute-form target names the host itself, and wins over Host (RFC 9112
+            # 3.2.2): only proxies get those, but a client may send one anyway.
+            values = [urlsplit(target).netloc]
         if not values:
             if request.version >= HttpVersion11:
                 return _bad_host("HTTP/1.1 requires a Host header")

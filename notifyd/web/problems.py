@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable
 from http import HTTPStatus
 from typing import Any
@@ -147,7 +148,10 @@ def fault_reason(exc: BaseException) -> str:
     text = exc.message if isinstance(exc, HttpProcessingError) else str(exc)
     text = text.partition("message:")[2] or text
     lines = [line.strip() for line in text.splitlines() if line.strip()]
-    return (lines[0].rstrip(":") if lines else type(exc).__name__)[:200]
+    reason = lines[0] if lines else type(exc).__name__
+    # "Got more than 8190 bytes when reading: b'aaaa...'": not the bytes themselves.
+    reason = re.split(r":? (?:b|bytearray\()['\"]", reason, maxsplit=1)[0]
+    return reason.rstrip(":")[:200]
 
 
 def _detail(exc: web.HTTPException) -> str:

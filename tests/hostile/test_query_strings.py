@@ -6,6 +6,8 @@ page; nothing is written. Paths are sent exactly as written (no client-side repa
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 import asyncpg
 import pytest
 from aiohttp import ClientResponse
@@ -146,3 +148,12 @@ async def test_a_post_with_a_query_is_refused_and_writes_nothing(
     )
     await page(response, status=400)
     assert await db.fetchval("SELECT phone FROM notifyd.users") == "+15551234567"
+
+
+async def test_without_a_token_the_query_is_not_even_read(
+    daemon_factory: Callable[..., Awaitable[Daemon]],
+) -> None:
+    daemon = await daemon_factory(api={"tokens": ["t0ken-for-the-ops-team-0123456789"]})
+    # 401 first: a caller without a token learns nothing of which parameters exist.
+    assert (await get(daemon, "/api/notifications?colour=red")).status == 401
+    assert (await get(daemon, "/api/notifications?status=%ff")).status == 401

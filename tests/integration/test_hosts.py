@@ -7,6 +7,7 @@ that is all the requests below need to look like one.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -185,3 +186,15 @@ def test_which_names_are_served(listen: str, allowed: list[str], host: str, serv
 
     settings = HttpSettings(host=listen, allowed_hosts=tuple(allowed))
     assert HostPolicy(settings.host, settings.allowed_hosts).serves(host) is served
+
+
+async def test_an_absolute_target_names_the_host_instead_of_the_header(daemon: Daemon) -> None:
+    # RFC 9112: the authority of an absolute-form target wins over Host.
+    reader, writer = await asyncio.open_connection("127.0.0.1", daemon.client.port)
+    writer.write(
+        b"GET http://rebind.attacker.example/api/notifications HTTP/1.1\r\n"
+        b"Host: localhost\r\nConnection: close\r\n\r\n"
+    )
+    answer = await asyncio.wait_for(reader.read(), 10)
+    writer.close()
+    assert answer.startswith(b"HTTP/1.1 421 ")

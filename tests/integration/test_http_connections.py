@@ -386,3 +386,17 @@ async def test_at_the_cap_the_longest_idle_connection_makes_room(serve: Serve) -
     writer.close()
     for _reader, pooled in pool:
         pooled.close()
+
+
+async def test_an_overlong_header_is_refused_without_echoing_it(serve: Serve) -> None:
+    served = await serve()
+    reader, writer = await served.connect()
+    with capture_logs() as logs:
+        writer.write(
+            b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nX: " + b"q" * 20_000 + b"\r\n\r\n"
+        )
+        answer = await read_all(reader)
+    assert status_of(answer) == 400
+    assert b"qqqq" not in answer
+    assert "qqqq" not in str(logs)
+    writer.close()
