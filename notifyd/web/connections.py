@@ -29,7 +29,7 @@ import enum
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import orjson
 from aiohttp import web
@@ -160,9 +160,9 @@ class _Refusal(asyncio.Protocol):
     """A connection beyond the cap: a 503, then closed before it can hold anything."""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.WriteTransport)
-        transport.write(_BUSY_ANSWER)
-        transport.close()
+        stream = cast(asyncio.WriteTransport, transport)  # a listening TCP socket's
+        stream.write(_BUSY_ANSWER)
+        stream.close()
 
 
 class GuardedRequestHandler(web.RequestHandler):

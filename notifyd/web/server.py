@@ -145,7 +145,8 @@ class HttpServer:
     async def listen(self, sock: socket.socket, registry: CollectorRegistry | None = None) -> None:
         """Accept connections on `sock` (bound, not yet listening); count them in `registry`."""
         manager = self.runner.server
-        assert manager is not None, "setup() first"
+        if manager is None:
+            raise RuntimeError("HttpServer.setup() must run before listen()")
         self.connections = Connections(manager, self.limits, self._handler_options)
         if registry is not None:
             registry.register(_ConnectionsCollector(self.connections))
