@@ -3,6 +3,7 @@
     NotifydError
     ├── ConfigError                  bad configuration; the daemon refuses to start
     ├── DatabaseUnavailableError     PostgreSQL cannot be reached right now
+    ├── MigrationError               the database's migrations cannot be brought up to date
     ├── UnknownUserError             a notification names a user that does not exist
     ├── ConstraintViolationError     the database refused a row (a CHECK or foreign key)
     ├── NotFoundError                a requested row does not exist
@@ -32,6 +33,10 @@ class ConfigError(NotifydError):
 
 class DatabaseUnavailableError(NotifydError):
     """PostgreSQL cannot be reached or refused the connection."""
+
+
+class MigrationError(NotifydError):
+    """The database's migration ledger is one this notifyd cannot bring up to date."""
 
 
 class UnknownUserError(NotifydError):

@@ -99,6 +99,29 @@ async def database_url(pg_server_url: str, template_database: str) -> AsyncItera
     await _drop_database(pg_server_url, name)
 
 
+EmptyDatabase = Callable[[], Awaitable[str]]
+
+
+@pytest.fixture
+async def empty_database(pg_server_url: str) -> AsyncIterator[EmptyDatabase]:
+    """Make databases without notifyd's schema (each call a new one); dropped after the test."""
+    names: list[str] = []
+
+    async def create() -> str:
+        name = f"notifyd_empty_{uuid.uuid4().hex[:12]}"
+        admin = await asyncpg.connect(pg_server_url)
+        try:
+            await admin.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await admin.close()
+        names.append(name)
+        return database_url_for(pg_server_url, name)
+
+    yield create
+    for name in names:
+        await _drop_database(pg_server_url, name)
+
+
 @pytest.fixture
 async def db(database_url: str) -> AsyncIterator[asyncpg.Connection]:
     """A plain connection to the test's database, for arranging and checking rows."""

@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
+from prometheus_client.parser import text_string_to_metric_families
 
 from notifyd.config import Settings, deep_merge
 from notifyd.web.app import create_app
@@ -38,6 +39,33 @@ async def wait_until(
         if time.monotonic() > give_up:
             raise AssertionError(f"timed out after {deadline}s waiting for {what}")
         await asyncio.sleep(interval)
+
+
+Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+
+
+def samples(text: str) -> Samples:
+    """Prometheus text as {(sample name, sorted labels): value}."""
+    result = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            result[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return result
+
+
+async def statements_and_rows(db: Any, table: str = "notifications") -> tuple[int, int]:
+    """How many statements wrote rows to `notifyd.<table>`, and how many rows.
+
+    Each of notifyd's statements commits on its own. A notification's `created_at` is its
+    transaction's start time, the same for every row of one statement, and it survives the
+    updates delivery makes; attempts are never updated, so their transaction ids (xmin)
+    tell the statements apart.
+    """
+    statement = {"notifications": "created_at", "notification_attempts": "xmin::text"}[table]
+    row = await db.fetchrow(
+        f"SELECT count(DISTINCT {statement}) AS statements, count(*) AS rows FROM notifyd.{table}"
+    )
+    return row["statements"], row["rows"]
 
 
 def make_settings(
@@ -84,10 +112,17 @@ class Daemon:
         service = self.app[SERVICE]
         await asyncio.wait_for(service.listener.present.wait(), deadline)
 
-        async def idle() -> bool:
-            return service.dispatcher.idle()
+        async def ready() -> bool:
+            response = await self.client.get("/readyz")
+            return response.status == 200
 
-        await wait_until(idle, deadline=deadline, what="the dispatcher's first claim")
+        await wait_until(ready, deadline=deadline, what="/readyz after the first claim")
+
+    async def metrics(self) -> Samples:
+        """What /metrics says now."""
+        response = await self.client.get("/metrics")
+        assert response.status == 200, await response.text()
+        return samples(await response.text())
 
     async def create_user(self, **contacts: Any) -> int:
         response = await self.client.post("/api/users/", json=contacts)

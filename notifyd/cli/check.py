@@ -22,7 +22,7 @@ from urllib.parse import quote, unquote, urlsplit
 from notifyd.cli import tables
 from notifyd.cli.commands import connect_one
 from notifyd.config import DEFAULT_CONFIG_FILE, Settings
-from notifyd.db.migrations import schema_status
+from notifyd.db.migrations import LEGACY_CHAIN, schema_status
 from notifyd.errors import NotifydError, ProviderError
 from notifyd.providers import Provider, build_providers
 from notifyd.providers.base import NOTHING_TO_CHECK
@@ -148,6 +148,12 @@ async def _database(settings: Settings, database: str | NotifydError) -> CheckRe
         state = f"{count} migration(s) pending ({names}): `notifyd migrate` or `serve` applies them"
     else:
         state = f"migrations up to date ({len(schema.applied)} applied)"
+    if schema.recognised_as is not None:
+        first, last = LEGACY_CHAIN[min(LEGACY_CHAIN)], LEGACY_CHAIN[max(LEGACY_CHAIN)]
+        state += (
+            f"; {first} to {last} recognised as {schema.recognised_as}, which the next "
+            "`notifyd migrate` or `serve` records in the ledger"
+        )
     if schema.unknown:
         versions = ", ".join(str(version) for version in sorted(schema.unknown))
         state += f"; migrated by a newer notifyd (unknown versions {versions})"

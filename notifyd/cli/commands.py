@@ -16,6 +16,7 @@ from typing import Any, Final, TypeVar
 import orjson
 from pydantic import BaseModel, ValidationError
 
+from notifyd import display
 from notifyd.cli import tables
 from notifyd.config import Settings
 from notifyd.db import Database
@@ -231,7 +232,7 @@ def render_status(notification: Notification, attempts: list[Attempt]) -> str:
             a.attempt,
             a.status,
             tables.moment(a.started_at, zone=False),
-            tables.duration((a.finished_at - a.started_at).total_seconds()),
+            display.duration((a.finished_at - a.started_at).total_seconds()),
             a.error or "",
         )
         for a in attempts

@@ -27,7 +27,7 @@ from notifyd.config import Settings, load_settings
 from notifyd.db import Database
 from notifyd.db.embedded import EmbeddedPostgres, psql_executable, start_embedded_postgres
 from notifyd.db.migrations import migrate
-from notifyd.errors import ConfigError, DatabaseUnavailableError, NotifydError
+from notifyd.errors import ConfigError, DatabaseUnavailableError, MigrationError, NotifydError
 from notifyd.logs import configure_logging, get_logger
 from notifyd.web.app import create_app
 from notifyd.web.keys import FATAL, METRICS
@@ -93,6 +93,10 @@ def _main(argv: list[str] | None) -> int:
             return eventloop.run(_serve(settings, url, embedded))
     except DatabaseUnavailableError as exc:
         log.error("database_unavailable", error=str(exc))
+        print(f"notifyd: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    except MigrationError as exc:
+        log.error("migrations_refused", error=str(exc))
         print(f"notifyd: {exc}", file=sys.stderr)
         return EXIT_FAILURE
 

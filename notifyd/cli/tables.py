@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import unicodedata
 from collections.abc import Iterable, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
+
+from notifyd import display
 
 GAP = "  "
 ELLIPSIS = "…"
@@ -89,25 +91,4 @@ def fields(pairs: Iterable[tuple[str, object]]) -> str:
 
 def moment(value: datetime | None, *, zone: bool = True) -> str:
     """A timestamp in UTC to the millisecond, e.g. `2026-11-30 12:45:13.123 UTC`; `-` if None."""
-    if value is None:
-        return "-"
-    text = value.astimezone(UTC).isoformat(sep=" ", timespec="milliseconds")
-    text = text.removesuffix("+00:00")
-    return f"{text} UTC" if zone else text
-
-
-def duration(seconds: float) -> str:
-    """A short human duration: `850 µs`, `12.3 ms`, `4.20 s`, `2 min 05 s`."""
-    if seconds < 0:
-        return "-" + duration(-seconds)
-    if seconds < 0.001:
-        return f"{seconds * 1_000_000:.0f} µs"
-    if seconds < 1:
-        return f"{seconds * 1000:.1f} ms"
-    if seconds < 60:
-        return f"{seconds:.2f} s"
-    minutes, rest = divmod(round(seconds), 60)
-    if minutes < 60:
-        return f"{minutes} min {rest:02d} s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours} h {minutes:02d} min"
+    return "-" if value is None else display.moment(value, zone=zone)

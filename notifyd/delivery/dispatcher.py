@@ -11,7 +11,7 @@ from notifyd.delivery.inflight import Delivery, InFlight
 from notifyd.delivery.retry import resume_point
 from notifyd.delivery.store import DeliveryStore
 from notifyd.delivery.timers import wait_for_event
-from notifyd.domain import Attempt, ClaimedNotification, Status
+from notifyd.domain import Attempt, Status
 from notifyd.errors import DatabaseUnavailableError
 from notifyd.logs import get_logger
 
@@ -31,7 +31,6 @@ class Dispatcher:
         store: DeliveryStore,
         owner: UUID,
         in_flight: InFlight,
-        route: Callable[[Delivery], None],
         *,
         may_claim: Callable[[], bool],
         poll_interval: float,
@@ -43,7 +42,6 @@ class Dispatcher:
         self._store = store
         self._owner = owner
         self._in_flight = in_flight
-        self._route = route
         self._may_claim = may_claim
         self._poll_interval = poll_interval
         self._batch_size = batch_size
@@ -58,13 +56,9 @@ class Dispatcher:
         self._wake = asyncio.Event()
         self._stopping = False
         self._claiming = False
-        # Completed claim rounds, for readiness checks and tests.
-        self.rounds = 0
         self._failing_since: float | None = None
-
-    def idle(self) -> bool:
-        """True after at least one claim round, with no round running or requested."""
-        return self.rounds > 0 and not self._claiming and not self._wake.is_set()
+        # Set once a claim round has been made: the instance has started to work.
+        self.started = asyncio.Event()
 
     def wake(self) -> None:
         self._wake.set()
@@ -84,7 +78,7 @@ class Dispatcher:
                 await self.claim_available()
             finally:
                 self._claiming = False
-                self.rounds += 1
+                self.started.set()
 
     async def claim_available(self) -> int:
         """Claim until the table has nothing ready or there is no room; return the count.
@@ -124,6 +118,8 @@ class Dispatcher:
             self._claims_this_round += 1
             self._reserved += limit
             started = time.perf_counter()
+            # The lease runs from the moment the claim is sent, as far as this side knows.
+            lease_until = time.monotonic() + self._lease_seconds
             try:
                 claimed = await self._store.claim(limit, self._owner, self._lease_seconds)
             except DatabaseUnavailableError as exc:
@@ -157,32 +153,32 @@ class Dispatcher:
             # A notification still held here whose lease lapsed (an outage) and that came
             # back: the delivery in memory goes on; a second one would send it twice.
             claimed = [n for n in claimed if n.id not in self._in_flight]
-            for notification in claimed:
-                self._in_flight.add(notification.id)
-            await self._admit(claimed)
+            await self._admit([self._in_flight.hold(n, lease_until) for n in claimed])
             total += len(claimed)
         return total
 
-    async def _admit(self, claimed: list[ClaimedNotification]) -> None:
-        resumed = [n for n in claimed if n.claims > 1]
+    async def _admit(self, deliveries: list[Delivery]) -> None:
+        in_flight = self._in_flight
+        resumed = [d for d in deliveries if d.notification.claims > 1]
         history: dict[int, list[Attempt]] = {}
         if resumed:
             try:
-                history = await self._store.attempts([n.id for n in resumed])
+                history = await self._store.attempts([d.id for d in resumed])
             except DatabaseUnavailableError as exc:
                 # Without the log we cannot tell where to resume: let the lease lapse.
                 log.warning("resume_failed", error=str(exc), count=len(resumed))
-                for notification in resumed:
-                    self._in_flight.done(notification.id)
-                resumed_ids = {n.id for n in resumed}
-                claimed = [n for n in claimed if n.id not in resumed_ids]
-        for notification in claimed:
-            if notification.claims == 1:
-                self._route(Delivery(notification))
-                continue
-            await self._resume(notification, history.get(notification.id, []))
+                for delivery in resumed:
+                    in_flight.forget(delivery)
+                return await self._admit([d for d in deliveries if d.notification.claims == 1])
+        for delivery in deliveries:
+            if delivery.notification.claims == 1:
+                in_flight.start(delivery)
+            else:
+                await self._resume(delivery, history.get(delivery.id, []))
+        return None
 
-    async def _resume(self, notification: ClaimedNotification, attempts: list[Attempt]) -> None:
+    async def _resume(self, delivery: Delivery, attempts: list[Attempt]) -> None:
+        notification = delivery.notification
         point = resume_point(notification.channels, attempts, self._max_attempts)
         log.info(
             "delivery_resumed",
@@ -191,11 +187,11 @@ class Dispatcher:
             channel_index=point.channel_index,
         )
         if point.channel_index is not None:
-            self._route(Delivery(notification, point.channel_index, point.attempts_on_channel))
+            self._in_flight.start(delivery, point.channel_index, point.attempts_on_channel)
             return
         status = Status.SENT if point.already_sent else Status.FAILED
         try:
             await self._store.finish_without_attempt(notification.id, self._owner, status)
         except DatabaseUnavailableError as exc:
             log.warning("finish_failed", notification_id=notification.id, error=str(exc))
-        self._in_flight.done(notification.id)
+        self._in_flight.forget(delivery)

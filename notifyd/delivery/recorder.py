@@ -1,16 +1,17 @@
 """The attempt recorder: writes finished attempts (and final statuses) in batches.
 
-Actors hand each finished attempt to the recorder and go on with the next delivery; the
-recorder's writers each take everything waiting (up to `max_batch`) and write it in one
-statement, so under load one round trip carries hundreds of attempts while an idle daemon
-still writes each attempt at once. What happens next to a notification (finish, retry,
-fall back) is decided only after its attempt is in the database: an attempt nobody has
-seen recorded yet may be lost in a crash only together with its lease, and is then made
-again, never silently dropped.
+An actor hands its attempt to `write` and waits for the answer before it decides what
+comes next, so what happens to a notification (finish, retry, fall back) is decided only
+once its attempt is in the database, and an actor never has more than one attempt that
+nobody has seen recorded. Meanwhile the recorder's writers each take everything waiting
+(up to `max_batch`) and write it in one statement: under load one round trip carries the
+attempts of every actor, while an idle daemon still writes each attempt at once.
 
-Backpressure: while writes fail (the database is away) or too many attempts wait to be
-written, `wait_for_room` holds the actors back, so an outage does not let them send the
-whole claimed backlog with no record of it (which would all be sent again later).
+Backpressure: while writes fail (the database is away), or a write has gone unanswered for
+`stall_after` seconds (the database hangs: a partition, a dead NAT mapping), or too many
+attempts wait to be written, `wait_for_room` holds actors back from new attempts. A write
+that cannot be made before the lease would have lapsed is given up: `write` answers False,
+as it does when the lease is no longer this instance's.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from collections.abc import Callable
 from dataclasses import dataclass
 from uuid import UUID
 
@@ -29,16 +29,14 @@ from notifyd.logs import get_logger
 
 log = get_logger(__name__)
 
-# Called once the write is decided: True if written (the lease was still held).
-Recorded = Callable[[bool], None]
-
 
 @dataclass(slots=True)
 class _Entry:
     record: AttemptRecord
     final_status: Status | None
-    on_recorded: Recorded
-    # Monotonic time after which retrying the write is pointless: the lease has lapsed.
+    # True once written; False if the lease was lost or the write given up.
+    written: asyncio.Future[bool]
+    # Monotonic time after which writing it is pointless: the lease has lapsed.
     give_up_at: float
 
 
@@ -54,56 +52,56 @@ class Recorder:
         max_batch: int = 500,
         max_unwritten: int | None = None,
         retry_delay_max: float = 2.0,
+        stall_after: float = 1.0,
     ) -> None:
         self._store = store
         self._owner = owner
         self._give_up_after = give_up_after
         self._max_batch = max_batch
         self._retry_delay_max = retry_delay_max
+        self._stall_after = stall_after
         self._waiting: deque[_Entry] = deque()
+        # Batches whose statement is under way, with the time it was sent.
+        self._in_progress: dict[int, tuple[float, list[_Entry]]] = {}
         self._has_work = asyncio.Event()
-        self._writing = 0
         self._idle = asyncio.Event()
         self._idle.set()
         self._max_unwritten = max_unwritten if max_unwritten is not None else max_batch
         self._failing = False
+        self._stalled = False
         self._room = asyncio.Event()
         self._room.set()
-        # Statements written, attempts carried, and writes that failed, for tests and metrics.
-        self.batches = 0
-        self.records = 0
-        self.failed_writes = 0
 
     def __len__(self) -> int:
-        return len(self._waiting)
+        """Attempts made and not yet written."""
+        return len(self._waiting) + sum(len(batch) for _, batch in self._in_progress.values())
 
-    def submit(
-        self, record: AttemptRecord, final_status: Status | None, on_recorded: Recorded
-    ) -> None:
-        """Queue an attempt (and the final status, if any) to be written."""
+    async def write(self, record: AttemptRecord, final_status: Status | None) -> bool:
+        """Write an attempt (and the final status, if any); True once it is in the database.
+
+        False when it was not written: the lease is no longer this instance's, or the
+        database could not take it before the lease would have lapsed.
+        """
+        written: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         give_up_at = time.monotonic() + self._give_up_after
-        self._waiting.append(_Entry(record, final_status, on_recorded, give_up_at))
+        self._waiting.append(_Entry(record, final_status, written, give_up_at))
         self._idle.clear()
         self._has_work.set()
         self._update_room()
-
-    @property
-    def accepting(self) -> bool:
-        """Whether actors may start new attempts (see `wait_for_room`)."""
-        return self._room.is_set()
+        return await written
 
     async def wait_for_room(self) -> None:
         """Wait until writes go through and few enough attempts wait to be written."""
         await self._room.wait()
 
     def _update_room(self) -> None:
-        if self._failing or len(self._waiting) >= self._max_unwritten:
+        if self._failing or self._stalled or len(self._waiting) >= self._max_unwritten:
             self._room.clear()
         else:
             self._room.set()
 
     async def wait_idle(self) -> None:
-        """Wait until everything submitted so far has been written or given up."""
+        """Wait until everything handed over so far has been written or given up."""
         await self._idle.wait()
 
     async def run(self) -> None:
@@ -118,20 +116,58 @@ class Recorder:
             await self._has_work.wait()
             batch = self._take()
             if not batch:
+                self._update_idle()
                 continue
-            self._writing += 1
+            key = id(batch)
+            self._in_progress[key] = (time.monotonic(), batch)
+            # One timer per statement: a write still unanswered when it fires holds every
+            # actor back at once, not at the watcher's next look.
+            stall = asyncio.get_running_loop().call_later(self._stall_after, self._stalled_on, key)
             try:
                 failed = await self._write(batch)
             finally:
-                self._writing -= 1
+                stall.cancel()
+                del self._in_progress[key]
             self._failing = failed
+            self._update_stalled()
             self._update_room()
+            self._update_idle()
             if failed:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self._retry_delay_max)
             else:
                 delay = 0.05
-            self._update_idle()
+
+    def _stalled_on(self, key: int) -> None:
+        if key in self._in_progress and not self._stalled:
+            log.warning("attempt_writes_stalled", waited_s=self._stall_after)
+            self._stalled = True
+            self._update_room()
+
+    def _update_stalled(self) -> None:
+        now = time.monotonic()
+        self._stalled = any(
+            now - sent >= self._stall_after for sent, _ in self._in_progress.values()
+        )
+
+    async def watch(self) -> None:
+        """Give up on attempts whose write comes too late to matter.
+
+        A hung statement (packets dropped, not refused) ends only when its command times
+        out; no actor may wait for it past the moment its lease lapses.
+        """
+        while True:
+            await asyncio.sleep(0.25)
+            now = time.monotonic()
+            for _, batch in self._in_progress.values():
+                for entry in batch:
+                    if entry.give_up_at <= now:
+                        self._give_up(entry, "no answer from the database")
+            # Entries wait in the order they came: the oldest are at the left.
+            for entry in self._waiting:
+                if entry.give_up_at > now:
+                    break
+                self._give_up(entry, "not written in time")
 
     async def _probe(self) -> None:
         delay = 0.05
@@ -149,14 +185,16 @@ class Recorder:
         batch: list[_Entry] = []
         waiting = self._waiting
         while waiting and len(batch) < self._max_batch:
-            batch.append(waiting.popleft())
+            entry = waiting.popleft()
+            if not entry.written.done():  # not given up meanwhile
+                batch.append(entry)
         if not waiting:
             self._has_work.clear()
         self._update_room()
         return batch
 
     def _update_idle(self) -> None:
-        if not self._waiting and self._writing == 0:
+        if not self._waiting and not self._in_progress:
             self._idle.set()
 
     async def _write(self, batch: list[_Entry]) -> bool:
@@ -166,26 +204,22 @@ class Recorder:
                 self._owner, [(entry.record, entry.final_status) for entry in batch]
             )
         except DatabaseUnavailableError as exc:
-            self.failed_writes += 1
             now = time.monotonic()
-            retry = [entry for entry in batch if entry.give_up_at > now]
+            retry = []
             for entry in batch:
+                if entry.written.done():
+                    continue
                 if entry.give_up_at <= now:
-                    log.error(
-                        "attempt_not_recorded",
-                        notification_id=entry.record.notification_id,
-                        channel=entry.record.channel,
-                        attempt=entry.record.attempt,
-                        error=str(exc),
-                    )
-                    entry.on_recorded(False)
+                    self._give_up(entry, str(exc))
+                else:
+                    retry.append(entry)
             self._waiting.extendleft(reversed(retry))
             if retry:
                 self._has_work.set()
             return True
-        self.batches += 1
-        self.records += len(batch)
         for entry in batch:
+            if entry.written.done():
+                continue  # given up while the statement was under way
             owned = entry.record.notification_id not in not_written
             if not owned:
                 log.warning(
@@ -194,5 +228,18 @@ class Recorder:
                     channel=entry.record.channel,
                     attempt=entry.record.attempt,
                 )
-            entry.on_recorded(owned)
+            entry.written.set_result(owned)
         return False
+
+    @staticmethod
+    def _give_up(entry: _Entry, reason: str) -> None:
+        if entry.written.done():
+            return
+        log.error(
+            "attempt_not_recorded",
+            notification_id=entry.record.notification_id,
+            channel=entry.record.channel,
+            attempt=entry.record.attempt,
+            error=reason,
+        )
+        entry.written.set_result(False)

@@ -40,8 +40,8 @@ class Pruner:
         self._idempotency_key_seconds = idempotency_key_seconds
         self._interval = interval
         self._batch_size = batch_size
-        # Completed rounds, for tests that wait for one.
-        self.rounds = 0
+        # Rows deleted so far, by table (a metric).
+        self.pruned = {"notifications": 0, "idempotency_keys": 0}
 
     async def run(self) -> None:
         while True:
@@ -49,7 +49,6 @@ class Pruner:
                 await self.prune()
             except DatabaseUnavailableError as exc:
                 log.warning("prune_failed", error=str(exc))
-            self.rounds += 1
             await asyncio.sleep(self._interval)
 
     async def prune(self) -> tuple[int, int]:
@@ -58,6 +57,8 @@ class Pruner:
         if self._keep_seconds > 0:
             notifications = await self._drain(self._store.prune_notifications, self._keep_seconds)
         keys = await self._drain(self._store.prune_idempotency_keys, self._idempotency_key_seconds)
+        self.pruned["notifications"] += notifications
+        self.pruned["idempotency_keys"] += keys
         if notifications or keys:
             log.info("pruned", notifications=notifications, idempotency_keys=keys)
         return notifications, keys

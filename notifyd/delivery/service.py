@@ -5,14 +5,14 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Final
 
 from notifyd.config import Settings
 from notifyd.delivery.actors import ActorContext, ChannelActors
 from notifyd.delivery.dispatcher import Dispatcher
-from notifyd.delivery.inflight import Delivery, InFlight
-from notifyd.delivery.leases import LeaseKeeper
+from notifyd.delivery.inflight import InFlight
+from notifyd.delivery.leases import LeaseKeeper, heartbeat_interval
 from notifyd.delivery.listener import Listener
 from notifyd.delivery.recorder import Recorder
 from notifyd.delivery.retention import Pruner
@@ -46,20 +46,21 @@ class DeliveryService:
         self.owner = uuid.uuid4()
         self._settings = settings
         self._store = store
-        self._draining = False
-        self._parked: list[tuple[int, datetime]] = []
         dispatcher_settings = settings.dispatcher
         delivery = settings.delivery
         self.in_flight = InFlight(
             dispatcher_settings.max_in_flight,
             refill_threshold=dispatcher_settings.batch_size,
             on_room=self._wake_dispatcher,
+            inboxes={channel: asyncio.Queue() for channel in providers},
         )
         self.recorder = Recorder(
             store,
             self.owner,
             give_up_after=delivery.lease_seconds,
             max_batch=dispatcher_settings.write_batch_size,
+            # A write unanswered for this long means the database hangs: no new attempts.
+            stall_after=min(0.5, delivery.lease_seconds / 4),
         )
         context = ActorContext(
             recorder=self.recorder,
@@ -71,7 +72,7 @@ class DeliveryService:
             ),
             in_flight=self.in_flight,
             metrics=metrics,
-            hand_off=self.route,
+            lease_margin=heartbeat_interval(delivery.lease_seconds),
         )
         channel_settings = settings.channels
         self.actors = {
@@ -80,6 +81,8 @@ class DeliveryService:
                 provider,
                 context,
                 concurrency=getattr(channel_settings, name).concurrency,
+                # Enough actors to carry a whole claimed batch while attempts are written.
+                actors=dispatcher_settings.batch_size,
                 timeout=getattr(channel_settings, name).timeout,
             )
             for name, provider in providers.items()
@@ -96,7 +99,6 @@ class DeliveryService:
             store,
             self.owner,
             self.in_flight,
-            self.route,
             may_claim=self.listener.present.is_set,
             poll_interval=dispatcher_settings.poll_interval,
             batch_size=dispatcher_settings.batch_size,
@@ -155,6 +157,19 @@ class DeliveryService:
             counter=True,
         )
         metrics.watch(
+            "notifyd_lease_heartbeats",
+            "Lease keeper rounds that reached the database (renewals and takeovers).",
+            lambda: [("", self.lease_keeper.heartbeats)],
+            counter=True,
+        )
+        metrics.watch(
+            "notifyd_pruned",
+            "Rows deleted by retention, by table.",
+            lambda: list(self.pruner.pruned.items()),
+            label="table",
+            counter=True,
+        )
+        metrics.watch(
             "notifyd_listener_connected",
             "1 while the LISTEN connection is up and holds the presence lock.",
             lambda: [("", float(self.listener.present.is_set()))],
@@ -167,12 +182,14 @@ class DeliveryService:
             listener = "not connected"
         elif not self.listener.present.is_set():
             listener = "connected, waiting for the presence lock"
-        expected = sum(actors.concurrency for actors in self.actors.values())
+        expected = sum(actors.actors for actors in self.actors.values())
         running = self.supervisor.running("actor:")
         dispatching = self.supervisor.running("dispatcher") > 0
         delivery = "ok"
-        if self._draining:
+        if self.in_flight.draining:
             delivery = "stopping"
+        elif dispatching and not self.dispatcher.started.is_set():
+            delivery = "starting (no claim made yet)"
         elif running < expected or not dispatching:
             state = "running" if dispatching else "stopped"
             delivery = f"{running} of {expected} actors running, dispatcher {state}"
@@ -181,20 +198,13 @@ class DeliveryService:
     def _wake_dispatcher(self) -> None:
         self.dispatcher.wake()
 
-    def route(self, delivery: Delivery) -> None:
-        """Put a delivery in the inbox of the channel it is at."""
-        if self._draining:
-            self._parked.append((delivery.notification.id, datetime.now(UTC)))
-            self.in_flight.done(delivery.notification.id)
-            return
-        self.actors[delivery.channel].inbox.put_nowait(delivery)
-
     def start(self) -> None:
         for channel_actors in self.actors.values():
             for name, factory in channel_actors.task_specs():
                 self.supervisor.spawn(name, factory)
         for n in range(1, self._settings.dispatcher.writers + 1):
             self.supervisor.spawn(f"recorder#{n}", self.recorder.run)
+        self.supervisor.spawn("recorder-watch", self.recorder.watch)
         self.supervisor.spawn("lease-keeper", self.lease_keeper.run)
         self.supervisor.spawn("dispatcher", self.dispatcher.run)
         self.supervisor.spawn("listener", self.listener.run)
@@ -207,16 +217,11 @@ class DeliveryService:
         # A claim under way ends first: cancelled, rows the server had already leased to
         # this instance would wait for a takeover instead of being released below.
         await self.supervisor.stop("dispatcher", grace=min(grace_seconds, CLAIM_ROUND_GRACE))
-        self._draining = True
-        unfinished: list[tuple[int, datetime]] = []
-        for channel_actors in self.actors.values():
-            channel_actors.draining = True
-            unfinished.extend(channel_actors.take_unfinished())
-        for notification_id, _ in unfinished:
-            self.in_flight.done(notification_id)
+        # Backoffs and inboxes are parked at once; an actor parks what it finishes.
+        self.in_flight.drain()
         try:
             async with asyncio.timeout(grace_seconds):
-                await self.in_flight.wait_empty()
+                await self.in_flight.wait_settled()
         except TimeoutError:
             log.warning("shutdown_grace_expired", in_flight=len(self.in_flight))
         await self.supervisor.stop("actor:")
@@ -227,15 +232,10 @@ class DeliveryService:
                 await self.recorder.wait_idle()
         except TimeoutError:
             log.warning("shutdown_writes_pending", pending=len(self.recorder))
-        await self.supervisor.stop("recorder#")
+        await self.supervisor.stop("recorder")
         await self.supervisor.stop("lease-keeper")
         await self.supervisor.stop("pruner")
-        for channel_actors in self.actors.values():
-            unfinished.extend(channel_actors.parked)
-        unfinished.extend(self._parked)
-        now = datetime.now(UTC)
-        unfinished.extend((notification_id, now) for notification_id in self.in_flight.ids())
-        await self._release(unfinished)
+        await self._release(self.in_flight.unfinished())
         # Last: until the release, the presence lock must keep others off these leases.
         await self.supervisor.stop("listener")
 

@@ -106,7 +106,11 @@ def _database(
             deadline=loop.time() + STARTUP_DATABASE_WAIT,
             on_retry=lambda error: log.warning("database_unavailable", error=error),
         )
-        applied = await migrate(database.pool)
+        try:
+            applied = await migrate(database.pool)
+        except BaseException:
+            await database.close()
+            raise
         log.info("database_ready", migrations_applied=applied)
         app[DATABASE] = database
         enqueuer = Enqueuer(
@@ -115,6 +119,11 @@ def _database(
             writers=app[SETTINGS].api.enqueue_writers,
         )
         app[ENQUEUER] = enqueuer
+        app[METRICS].watch(
+            "notifyd_enqueue_waiting",
+            "POST /api/notify/ requests waiting for a writer (the group commit's queue).",
+            lambda: [("", len(enqueuer))],
+        )
         yield
         await enqueuer.close()
         await database.close()

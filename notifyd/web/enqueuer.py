@@ -48,9 +48,6 @@ class Enqueuer:
         # between must still get a writer.
         self._active = 0
         self._closed = False
-        # Statements run and notifications they carried (batches of one included).
-        self.batches = 0
-        self.enqueued = 0
 
     def __len__(self) -> int:
         """Requests waiting for a writer."""
@@ -129,8 +126,6 @@ class Enqueuer:
                     _fail(pending, _outage(outage))
                 return outage
             return await self._write(batch[middle:])
-        self.batches += 1
-        self.enqueued += len(batch)
         for pending, notification in zip(batch, notifications, strict=True):
             if not pending.done.done():
                 pending.done.set_result(notification)
@@ -147,8 +142,6 @@ class Enqueuer:
             # name (a 500): either way this request's own.
             _fail(pending, exc)
             return None
-        self.batches += 1
-        self.enqueued += 1
         if not pending.done.done():
             pending.done.set_result(notification)
         return None

@@ -225,7 +225,7 @@ async def test_detail_shows_the_attempts_as_a_timeline(
     entries = doc.by_id("timeline").find_all("li")
     assert len(entries) == 3
     first, second, third = (entry.text() for entry in entries)
-    assert first.startswith("email attempt 1 failed transient 250 ms")
+    assert first.startswith("email attempt 1 failed transient 250.0 ms")
     assert "SMTP connection failed: Connect call failed" in first
     assert "(+5.0 ms)" in first  # from the notification's creation
     assert "Waited" not in first

@@ -11,7 +11,7 @@ import asyncpg
 import pytest
 
 from notifyd.web.keys import ENQUEUER
-from tests.support import Daemon, wait_until
+from tests.support import Daemon, statements_and_rows, wait_until
 
 ISO_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}\+00:00$")
 
@@ -104,8 +104,9 @@ async def test_requests_arriving_together_share_a_statement_and_keep_their_own_a
     assert {row["id"]: row["message"] for row in stored} == answers
     # 29 rows in at most 6 statements: the one in flight alone, then the batch of 28 good
     # rows and the refused one, split in halves until the refused row is alone.
-    assert enqueuer.enqueued == 29
-    assert enqueuer.batches <= 6, enqueuer.batches
+    statements, rows = await statements_and_rows(db)
+    assert rows == 29
+    assert statements <= 6, statements
 
 
 INVALID_BODIES: list[tuple[str, dict[str, Any], str]] = [

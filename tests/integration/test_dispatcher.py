@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Callable
 
@@ -10,6 +11,7 @@ import asyncpg
 from notifyd.db import Database
 from notifyd.delivery.dispatcher import Dispatcher
 from notifyd.delivery.inflight import Delivery, InFlight
+from notifyd.domain import Channel
 
 
 async def backlog(db: asyncpg.Connection, count: int) -> None:
@@ -31,15 +33,16 @@ async def claim_round(
     capacity: int,
     refill_threshold: int = 1,
     on_room: Callable[[], None] = lambda: None,
-) -> tuple[int, list[int], InFlight]:
-    """One `claim_available()` with up to 3 lanes of 40: the count, ids routed, in-flight."""
-    in_flight = InFlight(capacity=capacity, refill_threshold=refill_threshold, on_room=on_room)
-    routed: list[Delivery] = []
+) -> tuple[int, list[Delivery], InFlight]:
+    """One `claim_available()` with up to 3 lanes of 40: the count, deliveries routed, in-flight."""
+    inboxes: dict[Channel, asyncio.Queue[Delivery]] = {c: asyncio.Queue() for c in Channel}
+    in_flight = InFlight(
+        capacity=capacity, refill_threshold=refill_threshold, on_room=on_room, inboxes=inboxes
+    )
     dispatcher = Dispatcher(
         database.queue,
         uuid.uuid4(),
         in_flight,
-        routed.append,
         may_claim=lambda: True,
         poll_interval=60.0,
         batch_size=40,
@@ -48,7 +51,8 @@ async def claim_round(
         max_attempts=3,
     )
     claimed = await dispatcher.claim_available()
-    return claimed, [delivery.notification.id for delivery in routed], in_flight
+    routed = [inbox.get_nowait() for inbox in inboxes.values() for _ in range(inbox.qsize())]
+    return claimed, routed, in_flight
 
 
 async def test_concurrent_claims_fill_the_room_exactly_and_take_each_row_once(
@@ -56,8 +60,9 @@ async def test_concurrent_claims_fill_the_room_exactly_and_take_each_row_once(
 ) -> None:
     await backlog(db, 500)
 
-    claimed, ids, in_flight = await claim_round(database, capacity=190)
+    claimed, routed, in_flight = await claim_round(database, capacity=190)
 
+    ids = [delivery.id for delivery in routed]
     assert claimed == len(ids) == len(set(ids)) == len(in_flight) == 190
     assert (
         await db.fetchval("SELECT count(*) FROM notifyd.notifications WHERE status = 'processing'")
@@ -70,7 +75,8 @@ async def test_concurrent_claims_stop_when_the_table_runs_dry(
 ) -> None:
     await backlog(db, 130)
 
-    claimed, ids, in_flight = await claim_round(database, capacity=1000)
+    claimed, routed, in_flight = await claim_round(database, capacity=1000)
+    ids = [delivery.id for delivery in routed]
 
     assert claimed == 130
     assert sorted(ids) == sorted(
@@ -87,14 +93,14 @@ async def test_behind_a_full_claim_no_claim_is_made_for_less_than_a_batch(
     await backlog(db, 500)
     wakes: list[None] = []
 
-    claimed, ids, in_flight = await claim_round(
+    claimed, routed, in_flight = await claim_round(
         database, capacity=190, refill_threshold=40, on_room=lambda: wakes.append(None)
     )
 
-    assert claimed == len(ids) == 160  # four full batches; 30 slots were not worth a claim
+    assert claimed == len(routed) == 160  # four full batches; 30 slots were not worth a claim
     assert in_flight.backlog
-    for notification_id in ids[:9]:
-        in_flight.done(notification_id)
+    for delivery in routed[:9]:
+        in_flight.forget(delivery)
     assert not wakes  # 39 free
-    in_flight.done(ids[9])
+    in_flight.forget(routed[9])
     assert wakes  # 40 free: claim again

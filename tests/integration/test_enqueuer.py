@@ -14,7 +14,7 @@ from notifyd.db import Database
 from notifyd.domain import NewNotification, Notification
 from notifyd.errors import ConstraintViolationError, DatabaseUnavailableError, UnknownUserError
 from notifyd.web.enqueuer import Enqueuer
-from tests.support import wait_until
+from tests.support import statements_and_rows, wait_until
 
 BLOCK_INSERTS = "LOCK TABLE notifyd.notifications IN EXCLUSIVE MODE"
 INSERTS_WAITING = """
@@ -113,7 +113,7 @@ async def test_requests_arriving_together_share_one_statement(
     enqueuer = Enqueuer(database.notifications, max_batch=100, writers=1)
     answers = await asyncio.gather(*(enqueuer.enqueue(new) for new in news))
     # One writer, and every request queued before it ran: a single statement.
-    assert (enqueuer.batches, enqueuer.enqueued) == (1, 40)
+    assert await statements_and_rows(db) == (1, 40)
     assert len({answer.id for answer in answers}) == 40
     for new, answer in zip(news, answers, strict=True):
         # Each request gets its own row back, not its neighbour's.
@@ -139,7 +139,7 @@ async def test_a_lone_request_is_written_at_once_by_itself(
     db: asyncpg.Connection, user_id: int, enqueuer: Enqueuer
 ) -> None:
     answer = await enqueuer.enqueue(NewNotification(user_id=user_id, message="alone"))
-    assert (enqueuer.batches, enqueuer.enqueued) == (1, 1)
+    assert await statements_and_rows(db) == (1, 1)
     await assert_stored_as_answered(db, answer)
 
 
@@ -148,7 +148,7 @@ async def test_batches_are_capped(db: asyncpg.Connection, database: Database) ->
     enqueuer = Enqueuer(database.notifications, max_batch=10, writers=1)
     news = [NewNotification(user_id=user_id, message=f"m{n}") for n in range(25)]
     answers = await asyncio.gather(*(enqueuer.enqueue(new) for new in news))
-    assert (enqueuer.batches, enqueuer.enqueued) == (3, 25)
+    assert await statements_and_rows(db) == (3, 25)
     assert [answer.message for answer in answers] == [new.message for new in news]
     assert await db.fetchval("SELECT count(*) FROM notifyd.notifications") == 25
 
@@ -165,7 +165,7 @@ async def test_requests_wait_while_every_writer_is_busy_then_go_in_one_batch(
         assert not any(task.done() for task in [first, *rest])
     await first
     await asyncio.gather(*rest)
-    assert (enqueuer.batches, enqueuer.enqueued) == (2, 6)
+    assert await statements_and_rows(db) == (2, 6)
 
 
 async def test_a_refused_row_fails_only_its_own_request(
@@ -198,7 +198,7 @@ async def test_a_refused_row_splits_its_batch_into_few_statements(
     results = await asyncio.gather(*(enqueuer.enqueue(new) for new in news), return_exceptions=True)
     assert [n for n, result in enumerate(results) if not isinstance(result, Notification)] == [5]
     # Halves: rows 0-3, 4, 6-7 and 8-15 are written; one statement per row would be 15.
-    assert (enqueuer.batches, enqueuer.enqueued) == (4, 15)
+    assert await statements_and_rows(db) == (4, 15)
 
 
 async def test_a_value_the_driver_cannot_send_fails_only_its_own_request(
@@ -228,7 +228,7 @@ async def test_writers_come_back_after_a_burst(db: asyncpg.Connection, database:
         )
     # Every writer slot was given back: a lone request still finds a writer.
     await asyncio.wait_for(enqueuer.enqueue(NewNotification(user_id, "lone")), 10)
-    assert enqueuer.enqueued == 61
+    assert (await statements_and_rows(db))[1] == 61
 
 
 async def test_a_request_cancelled_before_its_batch_is_written_writes_nothing(

@@ -3,27 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-import uuid
-from collections.abc import AsyncIterator
 
 import asyncpg
 import pytest
 
 from notifyd.db import Database
 from notifyd.db.migrations import load_migrations, migrate
-from tests.conftest import database_url_for
+from tests.conftest import EmptyDatabase
 
 
 @pytest.fixture
-async def empty_database_url(pg_server_url: str) -> AsyncIterator[str]:
-    name = f"notifyd_empty_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(pg_server_url)
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield database_url_for(pg_server_url, name)
-    finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
+async def empty_database_url(empty_database: EmptyDatabase) -> str:
+    return await empty_database()
 
 
 async def test_instances_migrating_at_once_apply_each_migration_once(

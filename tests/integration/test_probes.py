@@ -8,9 +8,8 @@ from urllib.parse import urlsplit
 
 import asyncpg
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
-from tests.support import Daemon, wait_until
+from tests.support import Daemon, samples, wait_until
 
 DaemonFactory = Callable[..., Awaitable[Daemon]]
 
@@ -86,14 +85,6 @@ async def test_readyz_says_why_during_a_database_outage_and_recovers(
     await wait_until(ready, deadline=20, what="/readyz to recover")
 
 
-def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    result = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            result[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
-    return result
-
-
 async def test_metrics_count_the_pipeline(daemon: Daemon) -> None:
     user_id = await daemon.create_user(phone="+79001234567")
     answer = await daemon.notify(user_id=user_id, message="m", channels=["sms"])
@@ -121,4 +112,6 @@ async def test_metrics_count_the_pipeline(daemon: Daemon) -> None:
     assert found[("notifyd_in_flight", ())] == 0
     assert found[("notifyd_listener_connected", ())] == 1
     assert found[("notifyd_listener_reconnects_total", ())] == 0
+    assert found[("notifyd_enqueue_waiting", ())] == 0
+    assert found[("notifyd_pruned_total", (("table", "notifications"),))] == 0
     assert ("notifyd_build_info", (("version", "0.1.0"),)) in found

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Callable
 from datetime import UTC, datetime
 
 import asyncpg
 
 from notifyd.db import Database
 from notifyd.delivery.recorder import Recorder
-from notifyd.domain import AttemptRecord, ClaimedNotification
-from tests.support import wait_until
+from notifyd.domain import AttemptRecord, AttemptStatus, Channel, ClaimedNotification, Status
+from tests.support import statements_and_rows, wait_until
+from tests.unit.pipeline import has_room
 
 
 async def claimed(
@@ -30,15 +30,16 @@ async def claimed(
     return await database.queue.claim(count, owner, 30)
 
 
-def attempt(notification_id: int, status: str = "success") -> AttemptRecord:
+def attempt(notification_id: int, status: AttemptStatus = AttemptStatus.SUCCESS) -> AttemptRecord:
     now = datetime.now(UTC)
+    ok = status == AttemptStatus.SUCCESS
     return AttemptRecord(
         notification_id=notification_id,
-        channel="sms",
+        channel=Channel.SMS,
         attempt=1,
         status=status,
-        error=None if status == "success" else "down",
-        transient=None if status == "success" else True,
+        error=None if ok else "down",
+        transient=None if ok else True,
         provider_response={"provider": "stub"},
         started_at=now,
         finished_at=now,
@@ -46,16 +47,20 @@ def attempt(notification_id: int, status: str = "success") -> AttemptRecord:
 
 
 class Outcomes:
-    """Collects what the recorder reports for each notification."""
+    """Hands attempts to the recorder as actors do, and collects what it answers."""
 
-    def __init__(self) -> None:
+    def __init__(self, recorder: Recorder) -> None:
+        self._recorder = recorder
         self.by_id: dict[int, bool] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
 
-    def callback(self, notification_id: int) -> Callable[[bool], None]:
-        def recorded(owned: bool) -> None:
-            self.by_id[notification_id] = owned
+    def write(self, record: AttemptRecord, final_status: Status | None) -> None:
+        async def wait() -> None:
+            self.by_id[record.notification_id] = await self._recorder.write(record, final_status)
 
-        return recorded
+        task = asyncio.create_task(wait())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def wait(self, count: int) -> None:
         async def all_in() -> bool:
@@ -70,15 +75,14 @@ async def test_many_attempts_are_written_by_few_statements(
     owner = uuid.uuid4()
     notifications = await claimed(db, database, owner, 300)
     recorder = Recorder(database.queue, owner, give_up_after=30, max_batch=500)
-    outcomes = Outcomes()
+    outcomes = Outcomes(recorder)
     for n in notifications:
-        recorder.submit(attempt(n.id), "sent", outcomes.callback(n.id))
+        outcomes.write(attempt(n.id), Status.SENT)
     writer = asyncio.create_task(recorder.run())
     await outcomes.wait(300)
     writer.cancel()
     assert set(outcomes.by_id.values()) == {True}
-    assert recorder.records == 300
-    assert recorder.batches == 1
+    assert await statements_and_rows(db, "notification_attempts") == (1, 300)
     assert await db.fetchval("SELECT count(*) FROM notifyd.notification_attempts") == 300
     statuses = await db.fetch("SELECT DISTINCT status, locked_by FROM notifyd.notifications")
     assert [(r["status"], r["locked_by"]) for r in statuses] == [("sent", None)]
@@ -88,14 +92,14 @@ async def test_batches_are_capped(db: asyncpg.Connection, database: Database) ->
     owner = uuid.uuid4()
     notifications = await claimed(db, database, owner, 25)
     recorder = Recorder(database.queue, owner, give_up_after=30, max_batch=10)
-    outcomes = Outcomes()
+    outcomes = Outcomes(recorder)
     for n in notifications:
-        recorder.submit(attempt(n.id), "sent", outcomes.callback(n.id))
+        outcomes.write(attempt(n.id), Status.SENT)
     writer = asyncio.create_task(recorder.run())
     await outcomes.wait(25)
     await recorder.wait_idle()
     writer.cancel()
-    assert recorder.batches == 3
+    assert await statements_and_rows(db, "notification_attempts") == (3, 25)
 
 
 async def test_a_retry_attempt_keeps_the_lease_and_a_final_one_ends_it(
@@ -104,9 +108,9 @@ async def test_a_retry_attempt_keeps_the_lease_and_a_final_one_ends_it(
     owner = uuid.uuid4()
     retried, finished = await claimed(db, database, owner, 2)
     recorder = Recorder(database.queue, owner, give_up_after=30)
-    outcomes = Outcomes()
-    recorder.submit(attempt(retried.id, "failed"), None, outcomes.callback(retried.id))
-    recorder.submit(attempt(finished.id, "failed"), "failed", outcomes.callback(finished.id))
+    outcomes = Outcomes(recorder)
+    outcomes.write(attempt(retried.id, AttemptStatus.FAILED), None)
+    outcomes.write(attempt(finished.id, AttemptStatus.FAILED), Status.FAILED)
     writer = asyncio.create_task(recorder.run())
     await outcomes.wait(2)
     writer.cancel()
@@ -130,10 +134,10 @@ async def test_nothing_is_written_for_a_lease_lost_to_another_instance(
         [lost_final.id, lost_retry.id],
     )
     recorder = Recorder(database.queue, owner, give_up_after=30)
-    outcomes = Outcomes()
-    recorder.submit(attempt(kept.id), "sent", outcomes.callback(kept.id))
-    recorder.submit(attempt(lost_final.id), "sent", outcomes.callback(lost_final.id))
-    recorder.submit(attempt(lost_retry.id, "failed"), None, outcomes.callback(lost_retry.id))
+    outcomes = Outcomes(recorder)
+    outcomes.write(attempt(kept.id), Status.SENT)
+    outcomes.write(attempt(lost_final.id), Status.SENT)
+    outcomes.write(attempt(lost_retry.id, AttemptStatus.FAILED), None)
     writer = asyncio.create_task(recorder.run())
     await outcomes.wait(3)
     writer.cancel()
@@ -150,17 +154,17 @@ async def test_too_many_unwritten_attempts_hold_new_attempts_back(
     owner = uuid.uuid4()
     notifications = await claimed(db, database, owner, 3)
     recorder = Recorder(database.queue, owner, give_up_after=30, max_unwritten=3)
-    outcomes = Outcomes()
+    outcomes = Outcomes(recorder)
     for n in notifications[:2]:
-        recorder.submit(attempt(n.id), "sent", outcomes.callback(n.id))
-    assert recorder.accepting
-    recorder.submit(attempt(notifications[2].id), "sent", outcomes.callback(notifications[2].id))
-    assert not recorder.accepting
+        outcomes.write(attempt(n.id), Status.SENT)
+    assert await has_room(recorder)
+    outcomes.write(attempt(notifications[2].id), Status.SENT)
+    assert not await has_room(recorder)
     writer = asyncio.create_task(recorder.run())
     await asyncio.wait_for(recorder.wait_for_room(), 10)
     await outcomes.wait(3)
     writer.cancel()
-    assert recorder.accepting
+    assert await has_room(recorder)
 
 
 async def test_during_an_outage_no_new_attempt_starts_until_writes_go_through(
@@ -171,15 +175,14 @@ async def test_during_an_outage_no_new_attempt_starts_until_writes_go_through(
     notifications = await claimed(db, database, owner, 2)
     await database.close()
     recorder = Recorder(database.queue, owner, give_up_after=30, retry_delay_max=0.05)
-    outcomes = Outcomes()
-    recorder.submit(attempt(notifications[0].id), "sent", outcomes.callback(notifications[0].id))
+    outcomes = Outcomes(recorder)
+    outcomes.write(attempt(notifications[0].id), Status.SENT)
     writer = asyncio.create_task(recorder.run())
 
-    async def failed_once() -> bool:
-        return recorder.failed_writes >= 1
+    async def held_back() -> bool:
+        return not await has_room(recorder)
 
-    await wait_until(failed_once, deadline=10, what="a failed write")
-    assert not recorder.accepting
+    await wait_until(held_back, deadline=10, what="a failed write to hold actors back")
     writer.cancel()
     # The database is back (a fresh pool): the next write succeeds and lets actors go on.
     fresh = await Database.connect(database_url, min_size=1, max_size=2)
@@ -200,8 +203,8 @@ async def test_during_an_outage_writes_are_retried_until_the_lease_would_have_la
     [notification] = await claimed(db, database, owner, 1)
     await database.close()  # every write now fails as if the database were gone
     recorder = Recorder(database.queue, owner, give_up_after=0.3, retry_delay_max=0.05)
-    outcomes = Outcomes()
-    recorder.submit(attempt(notification.id), "sent", outcomes.callback(notification.id))
+    outcomes = Outcomes(recorder)
+    outcomes.write(attempt(notification.id), Status.SENT)
     writer = asyncio.create_task(recorder.run())
     await outcomes.wait(1)
     writer.cancel()

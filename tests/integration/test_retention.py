@@ -6,7 +6,6 @@ from collections.abc import Awaitable, Callable
 
 import asyncpg
 
-from notifyd.web.keys import SERVICE
 from tests.support import Daemon, wait_until
 
 DaemonFactory = Callable[..., Awaitable[Daemon]]
@@ -67,12 +66,12 @@ async def test_finished_notifications_past_retention_are_pruned_with_their_attem
     )
     # Batches of 2: seven rows to delete take four statements.
     daemon = await daemon_factory(retention={"days": 30, "batch_size": 2, "prune_interval": 0.2})
-    pruner = daemon.app[SERVICE].pruner
 
-    async def pruned_once() -> bool:
-        return pruner.rounds >= 1
+    async def pruned() -> bool:
+        found = await daemon.metrics()
+        return found.get(("notifyd_pruned_total", (("table", "notifications"),))) == 7
 
-    await wait_until(pruned_once, deadline=10, what="a pruning round")
+    await wait_until(pruned, deadline=10, what="seven notifications pruned")
     assert await remaining(db) == {*ids["recent_sent"], *ids["old_pending"]}
     attempts = await db.fetchval("SELECT count(*) FROM notifyd.notification_attempts")
     assert attempts == len(ids["recent_sent"]) + len(ids["old_pending"])
@@ -84,11 +83,15 @@ async def test_retention_days_zero_keeps_every_notification(
     daemon_factory: DaemonFactory, db: asyncpg.Connection
 ) -> None:
     ids = await seed(db)
-    daemon = await daemon_factory(retention={"days": 0, "prune_interval": 0.2})
-    pruner = daemon.app[SERVICE].pruner
+    # Keys are still pruned: their going shows that a pruning round ran.
+    await db.execute(
+        "INSERT INTO notifyd.idempotency_keys (key, fingerprint, created_at) "
+        "VALUES ('old', '\\x00', now() - interval '25 hours')"
+    )
+    await daemon_factory(retention={"days": 0, "prune_interval": 0.2})
 
-    async def pruned_twice() -> bool:
-        return pruner.rounds >= 2
+    async def key_pruned() -> bool:
+        return not await db.fetchval("SELECT count(*) FROM notifyd.idempotency_keys")
 
-    await wait_until(pruned_twice, deadline=10, what="two pruning rounds")
+    await wait_until(key_pruned, deadline=10, what="a pruning round")
     assert await remaining(db) == {i for group in ids.values() for i in group}

@@ -80,22 +80,34 @@ async def test_rolled_back_insert_is_never_delivered(
 
 
 async def test_bulk_insert_sends_one_notify_and_delivers_all(
-    daemon_factory: DaemonFactory, db: asyncpg.Connection
+    daemon_factory: DaemonFactory, db: asyncpg.Connection, database_url: str
 ) -> None:
     daemon = await daemon_factory(**NO_POLLING)
     user_id = await make_user(db)
     await daemon.app_ready()
-    await db.execute(
-        "INSERT INTO notifyd.notifications (user_id, message, channels)"
-        " SELECT $1, 'bulk ' || n, ARRAY['sms'] FROM generate_series(1, 500) AS n",
-        user_id,
-    )
+    heard: list[str] = []
+    listener = await asyncpg.connect(database_url)
+    try:
+        await listener.add_listener("notifyd_wakeup", lambda *args: heard.append(args[3]))
+        await db.execute(
+            "INSERT INTO notifyd.notifications (user_id, message, channels)"
+            " SELECT $1, 'bulk ' || n, ARRAY['sms'] FROM generate_series(1, 500) AS n",
+            user_id,
+        )
 
-    async def all_sent() -> bool:
-        sent = await db.fetchval("SELECT count(*) FROM notifyd.notifications WHERE status = 'sent'")
-        return bool(sent == 500)
+        async def all_sent() -> bool:
+            sent = await db.fetchval(
+                "SELECT count(*) FROM notifyd.notifications WHERE status = 'sent'"
+            )
+            return bool(sent == 500)
 
-    await wait_until(all_sent, deadline=30, what="500 notifications sent")
+        await wait_until(all_sent, deadline=30, what="500 notifications sent")
+        # A round trip on the listening session: every NOTIFY sent before is now read.
+        await listener.fetchval("SELECT 1")
+    finally:
+        await listener.close()
+    # One statement of 500 rows, one constant payload: one notification.
+    assert heard == [""]
 
 
 @pytest.mark.parametrize(

@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
+from notifyd import display
 from notifyd.cli import tables
 
 
@@ -108,7 +109,7 @@ def test_shorten(text: str, limit: int, expected: str) -> None:
     ],
 )
 def test_duration(seconds: float, expected: str) -> None:
-    assert tables.duration(seconds) == expected
+    assert display.duration(seconds) == expected
 
 
 def test_moment_is_utc_to_the_millisecond() -> None:

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import orjson
 
+from notifyd import display
 from notifyd.domain import Attempt, Notification
 
 
@@ -56,9 +57,7 @@ def pretty_json(value: Any) -> str | None:
 
 def when(value: datetime | None) -> str:
     """A timestamp in UTC, to the millisecond: 2026-11-30 12:45:13.123 UTC."""
-    if value is None:
-        return "—"
-    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] + " UTC"
+    return "—" if value is None else display.moment(value)
 
 
 def iso(value: datetime | None) -> str:
@@ -66,20 +65,8 @@ def iso(value: datetime | None) -> str:
 
 
 def seconds(value: float | None) -> str:
-    """A duration: 0.8 ms, 412 ms, 2.35 s, 3 min 5 s, 2 h 10 min."""
-    if value is None:
-        return "—"
-    sign, value = ("-", -value) if value < 0 else ("", value)
-    if value < 1:
-        millis = value * 1000
-        return f"{sign}{millis:.1f} ms" if millis < 10 else f"{sign}{millis:.0f} ms"
-    if value < 60:
-        return f"{sign}{value:.2f} s"
-    minutes, rest = divmod(int(value), 60)
-    if minutes < 60:
-        return f"{sign}{minutes} min {rest} s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{sign}{hours} h {minutes} min"
+    """A duration, as the CLI shows it: 850 µs, 12.3 ms, 2.35 s, 3 min 05 s."""
+    return "—" if value is None else display.duration(value)
 
 
 def percent(part: int, whole: int) -> str:

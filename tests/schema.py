@@ -1,0 +1,62 @@
+"""The schema as pg_dump prints it, and the migrations squashed into sql/0001_schema.sql.
+
+`LEGACY_MIGRATIONS` holds the eight migrations exactly as notifyd applied them before the
+squash: a database they build is what an early deployment has, and what the baseline must
+build too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+from pathlib import Path
+from typing import Final
+
+import pytest
+
+from notifyd.db import Database
+from notifyd.db.embedded import psql_executable
+from notifyd.db.migrations import migrate
+
+LEGACY_MIGRATIONS: Final = Path(__file__).parent / "integration" / "legacy_migrations"
+
+
+def pg_dump_executable() -> str:
+    """The pg_dump shipped beside the embedded PostgreSQL's psql, else the one on PATH."""
+    psql = psql_executable()
+    if psql is not None:
+        beside = Path(psql).with_name("pg_dump")
+        if beside.is_file():
+            return str(beside)
+    found = shutil.which("pg_dump")
+    if found is None:
+        pytest.skip("pg_dump is not installed")
+    return found
+
+
+async def dump_schema(url: str) -> str:
+    """`pg_dump --schema-only --schema=notifyd` of the database at `url`."""
+    process = await asyncio.create_subprocess_exec(
+        pg_dump_executable(),
+        "--schema-only",
+        "--schema=notifyd",
+        f"--dbname={url}",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=os.environ.copy(),
+    )
+    out, err = await process.communicate()
+    assert process.returncode == 0, err.decode()
+    # Newer pg_dump frames its output with a random key (\restrict KEY ... \unrestrict KEY).
+    lines = out.decode().splitlines()
+    return "\n".join(line for line in lines if not line.startswith(("\\restrict", "\\unrestrict")))
+
+
+async def migrate_database(url: str, directory: Path | None = None) -> list[str]:
+    """Apply the migrations in `directory` (notifyd's own by default) to `url`."""
+    database = await Database.connect(url, min_size=1, max_size=1)
+    try:
+        return await migrate(database.pool, directory)
+    finally:
+        await database.close()

@@ -1,0 +1,95 @@
+"""The dispatcher over the in-memory queue: claims, resumes from the attempt log, and
+never holds one notification twice."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from notifyd.domain import Attempt, AttemptStatus, Channel, Status
+from tests.unit.pipeline import Pipeline, ScriptedProvider
+
+SMS, EMAIL = Channel.SMS, Channel.EMAIL
+
+
+def logged(notification_id: int, channel: Channel, attempt: int, *, transient: bool) -> Attempt:
+    now = datetime.now(UTC)
+    return Attempt(
+        id=attempt,
+        notification_id=notification_id,
+        channel=channel,
+        attempt=attempt,
+        status=AttemptStatus.FAILED,
+        error="down",
+        transient=transient,
+        provider_response=None,
+        started_at=now,
+        finished_at=now,
+    )
+
+
+def pipeline() -> Pipeline:
+    return Pipeline({SMS: ScriptedProvider(SMS), EMAIL: ScriptedProvider(EMAIL)}, capacity=3)
+
+
+async def test_claims_the_most_urgent_first_and_never_more_than_the_room() -> None:
+    p = pipeline()
+    low = [p.queue.add([SMS]) for _ in range(3)]
+    urgent = p.queue.add([SMS], priority=10)
+
+    assert await p.claim() == 3
+    queued = [p.in_flight.inboxes[SMS].get_nowait().id for _ in range(3)]
+    assert queued == [urgent, *low[:2]]
+    assert p.in_flight.free() == 0
+
+
+async def test_a_resumed_delivery_skips_what_the_attempt_log_used_up() -> None:
+    p = pipeline()
+    notification_id = p.queue.add([SMS, EMAIL])
+    p.queue.rows[notification_id].claims = 1  # claimed once before, by an instance now gone
+    p.queue.attempt_log += [logged(notification_id, SMS, 1, transient=False)]
+
+    assert await p.claim() == 1
+    delivery = p.in_flight.inboxes[EMAIL].get_nowait()
+    assert (delivery.id, delivery.channel, delivery.attempts_on_channel) == (
+        notification_id,
+        EMAIL,
+        0,
+    )
+    assert p.in_flight.inboxes[SMS].empty()
+
+
+async def test_a_resumed_delivery_with_nothing_left_is_failed_without_an_attempt() -> None:
+    p = pipeline()
+    notification_id = p.queue.add([SMS])
+    p.queue.rows[notification_id].claims = 1
+    p.queue.attempt_log += [logged(notification_id, SMS, n, transient=True) for n in range(1, 4)]
+
+    await p.claim()
+
+    assert p.queue.rows[notification_id].status == Status.FAILED
+    assert len(p.in_flight) == 0
+    assert all(inbox.empty() for inbox in p.in_flight.inboxes.values())
+
+
+async def test_a_notification_still_held_is_not_taken_in_twice() -> None:
+    # Its lease lapsed during an outage and the claim handed it back to this instance:
+    # the delivery in memory goes on; a second one would send it twice.
+    p = pipeline()
+    notification_id = p.queue.add([SMS])
+    await p.claim()
+    row = p.queue.rows[notification_id]
+    row.status, row.locked_by = Status.PENDING, None
+
+    await p.claim()
+
+    assert p.in_flight.inboxes[SMS].qsize() == 1
+    assert len(p.in_flight) == 1
+
+
+async def test_an_outage_during_a_claim_takes_nothing_in() -> None:
+    p = pipeline()
+    p.queue.add([SMS])
+    p.queue.down = True
+
+    assert await p.claim() == 0
+    assert len(p.in_flight) == 0
