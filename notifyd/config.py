@@ -9,6 +9,7 @@ Precedence, highest first:
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import tomllib
@@ -69,10 +70,66 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+# A host name as the Host header carries it: DNS labels, optionally a leading "." for a
+# domain and all its subdomains; or an IP address (IPv6 in brackets or bare).
+_HOST_NAME = re.compile(r"\.?[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?(\.[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?)*")
+
+
+def _allowed_host(value: str) -> str:
+    """One `http.allowed_hosts` entry, lower case; IPv6 addresses in brackets."""
+    entry = value.strip().lower().removesuffix(".")
+    if entry == "*":
+        return entry
+    bare = entry.removeprefix("[").removesuffix("]")
+    try:
+        address = ipaddress.ip_address(bare)
+    except ValueError:
+        pass
+    else:
+        return f"[{address}]" if address.version == 6 else str(address)
+    if not _HOST_NAME.fullmatch(entry) or len(entry) > 253:
+        raise ValueError(
+            f"{value!r} is not a host name or IP address (give no scheme, port or path; "
+            '".example.com" also allows every subdomain, "*" any host)'
+        )
+    return entry
+
+
 class HttpSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    # Seconds a client has to send a request's headers: from connecting, or from the first
+    # byte of a request that follows another on the same connection.
+    header_timeout: float = Field(default=10.0, gt=0, le=3600)
+    # Seconds a client has to send a request's body, once its headers are in.
+    body_timeout: float = Field(default=30.0, gt=0, le=3600)
+    # Seconds an open connection may wait for its next request.
+    idle_timeout: float = Field(default=75.0, gt=0, le=3600)
+    # Seconds a client may leave an answer unread while the server waits to send more.
+    send_timeout: float = Field(default=30.0, gt=0, le=3600)
+    # Most inbound connections at once; lowered at start to what the descriptor limit leaves
+    # after the database, SMTP and vendor connections.
+    max_connections: int = Field(default=1024, ge=1)
+    # Host names served besides the loopback names (and, listening beyond loopback, any IP
+    # address): "notify.example.com", ".example.com" (and subdomains), or "*" for any.
+    allowed_hosts: tuple[Annotated[str, AfterValidator(_allowed_host)], ...] = ()
+    # Proxies whose Forwarded / X-Forwarded-For / X-Forwarded-Proto headers are believed.
+    trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+    # "auto": the dashboard cookie is Secure when the request came over https (as a trusted
+    # proxy says); "always": whatever the request says.
+    secure_cookies: Literal["auto", "always"] = "auto"
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _networks(cls, value: object) -> object:
+        # "10.0.0.5" is the network 10.0.0.5/32; a network with host bits set is refused.
+        if isinstance(value, list | tuple):
+            try:
+                return tuple(ipaddress.ip_network(str(item).strip()) for item in value)
+            except ValueError as exc:
+                raise ValueError(f"must be IP addresses or networks: {exc}") from None
+        return value
 
 
 class ApiSettings(_Section):

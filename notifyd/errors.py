@@ -10,8 +10,10 @@
     ├── IdempotencyKeyReusedError    an Idempotency-Key came back with a different request
     └── ProviderError                a provider could not deliver one message
         ├── TransientProviderError   worth retrying (timeouts, 4xx SMTP, 5xx HTTP, refused)
-        │   └── ThrottledError       the vendor asks to slow down (HTTP 429, SMTP 421 / 4.7.x):
-        │                            a pause, not a failure of the message
+        │   ├── ThrottledError       the vendor asks to slow down (HTTP 429, SMTP 421 / 4.7.x):
+        │   │                        a pause, not a failure of the message
+        │   └── LocalResourceError   this host ran out of descriptors or memory: not the
+        │                            vendor's failure, so not an attempt to count
         └── PermanentProviderError   retrying cannot help (no contact, 5xx SMTP, 400/401 HTTP)
             └── RecipientUnreachableError  this contact can never be reached this way (the
                                            user blocked the bot, replied STOP, no such mailbox)
@@ -91,6 +93,15 @@ class TransientProviderError(ProviderError):
     """Delivery failed for a reason that may go away: retry on the same channel."""
 
     transient = True
+
+
+class LocalResourceError(TransientProviderError):
+    """The attempt could not start for want of something on this host (EMFILE, ENOMEM).
+
+    The daemon's own fault, never the vendor's: whoever catches it should retry later
+    without counting an attempt. A `TransientProviderError`, so that code that does not
+    know it still retries.
+    """
 
 
 class PermanentProviderError(ProviderError):

@@ -19,8 +19,6 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-from aiohttp import web
-
 from notifyd import __version__
 from notifyd.cli import check as config_check
 from notifyd.cli import commands, eventloop
@@ -32,7 +30,8 @@ from notifyd.db.migrations import migrate
 from notifyd.errors import ConfigError, DatabaseUnavailableError, MigrationError, NotifydError
 from notifyd.logs import configure_logging, get_logger
 from notifyd.web.app import create_app
-from notifyd.web.keys import FATAL
+from notifyd.web.keys import FATAL, METRICS
+from notifyd.web.server import HttpServer, descriptor_budget
 
 log = get_logger(__name__)
 
@@ -214,8 +213,23 @@ async def _serve(settings: Settings, url: str, embedded: EmbeddedPostgres | None
         log.error("http_bind_failed", host=http.host, port=http.port, error=reason)
         print(f"notifyd: cannot listen on {http.host}:{http.port}: {reason}", file=sys.stderr)
         return EXIT_FAILURE
+    try:
+        # Counted now, before the daemon opens any connection of its own.
+        budget = descriptor_budget(settings)
+    except ConfigError as exc:
+        sock.close()
+        log.error("config_invalid", error=str(exc))
+        print(f"notifyd: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    log.info(
+        "http_connection_limit",
+        max_connections=budget.connections,
+        descriptor_limit=budget.limit,
+        descriptors_in_use=budget.in_use,
+        descriptors_reserved=budget.reserve,
+    )
     app = create_app(settings, url)
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    server = HttpServer(app, settings, budget)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
 
@@ -234,10 +248,9 @@ async def _serve(settings: Settings, url: str, embedded: EmbeddedPostgres | None
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, on_signal, signum)
 
-    await runner.setup()
+    await server.setup()
     try:
-        site = web.SockSite(runner, sock)
-        await site.start()
+        await server.listen(sock, app[METRICS].registry)
         log.info(
             "notifyd_started",
             version=__version__,
@@ -252,7 +265,7 @@ async def _serve(settings: Settings, url: str, embedded: EmbeddedPostgres | None
         stop_wait.cancel()
         fatal_wait.cancel()
     finally:
-        await runner.cleanup()
+        await server.close()
     failed = app[FATAL].is_set()
     log.info("notifyd_stopped", exit_code=EXIT_FAILURE if failed else EXIT_OK)
     return EXIT_FAILURE if failed else EXIT_OK

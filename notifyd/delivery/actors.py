@@ -17,6 +17,7 @@ pipeline in one go instead of `concurrency` notifications per database round tri
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -44,6 +45,9 @@ log = get_logger(__name__)
 
 # A sending slot this close is waited for by the actor itself rather than on a timer.
 SLOT_SLACK: Final = 0.005
+# An attempt this host could not make (no descriptor free) is made again after this long
+# (and up to twice it, spread at random).
+LOCAL_SHORTAGE_DELAY: Final = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +133,16 @@ class ChannelActors:
                 finally:
                     self.busy -= 1
             delivery.slot_at = None
+            if result.local_shortage:
+                # This host's shortage, not the vendor's answer: made again, not counted.
+                log.warning(
+                    "attempt_postponed",
+                    notification_id=delivery.id,
+                    channel=self.channel,
+                    error=result.error,
+                )
+                in_flight.wait(delivery, LOCAL_SHORTAGE_DELAY * (1 + random.random()))
+                continue
             if result.throttled is not None:
                 await self._throttled(delivery, attempt, result, started_at, elapsed)
             else:

@@ -9,7 +9,12 @@ from typing import Any
 from notifyd.delivery.inflight import Delivery
 from notifyd.delivery.timers import Deadlines
 from notifyd.domain import Channel
-from notifyd.errors import ProviderError, RecipientUnreachableError, ThrottledError
+from notifyd.errors import (
+    LocalResourceError,
+    ProviderError,
+    RecipientUnreachableError,
+    ThrottledError,
+)
 from notifyd.logs import get_logger
 from notifyd.providers import Provider
 
@@ -31,6 +36,8 @@ class AttemptResult:
     throttled: str | None = None
     # The vendor said this contact can never be reached this way, and why.
     unreachable: str | None = None
+    # This host lacked something to make the attempt (descriptors, memory): not an attempt.
+    local_shortage: bool = False
 
 
 async def attempt_once(
@@ -50,6 +57,8 @@ async def attempt_once(
         return AttemptResult(
             ok=False, error=f"timed out after {deadlines.timeout:g}s", transient=True
         )
+    except LocalResourceError as exc:
+        return AttemptResult(ok=False, error=exc.message, local_shortage=True)
     except ThrottledError as exc:
         return AttemptResult(
             ok=False,

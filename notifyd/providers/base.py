@@ -2,13 +2,39 @@
 
 from __future__ import annotations
 
+import errno
+import os
 from abc import ABC, abstractmethod
 from typing import Any, Final
 
 from notifyd.domain import Channel, OutgoingMessage
+from notifyd.errors import LocalResourceError
 
 # What `Provider.check` answers when there is nothing to try (a provider without a vendor).
 NOTHING_TO_CHECK: Final = "nothing to check"
+
+
+# What the operating system answers when this process or host has run out of something.
+_LOCAL_SHORTAGES = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
+
+
+def local_resource_error(vendor: str, exc: BaseException) -> LocalResourceError | None:
+    """A `LocalResourceError` if `exc`, or an error it wraps, is such a shortage."""
+    pending: list[BaseException] = [exc]
+    seen: set[int] = set()
+    while pending:
+        current = pending.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, OSError) and current.errno in _LOCAL_SHORTAGES:
+            reason = os.strerror(current.errno)
+            return LocalResourceError(f"{vendor}: not attempted: this host ran short ({reason})")
+        # aiohttp keeps the socket's error as `os_error`; others chain it.
+        for wrapped in (getattr(current, "os_error", None), current.__cause__, current.__context__):
+            if isinstance(wrapped, BaseException):
+                pending.append(wrapped)
+    return None
 
 
 class Provider(ABC):

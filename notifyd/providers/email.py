@@ -20,7 +20,7 @@ import aiosmtplib
 from notifyd.domain import Channel, OutgoingMessage
 from notifyd.errors import PermanentProviderError, ProviderError, TransientProviderError
 from notifyd.logs import get_logger
-from notifyd.providers.base import Provider
+from notifyd.providers.base import Provider, local_resource_error
 
 if TYPE_CHECKING:
     from email.headerregistry import Address
@@ -229,8 +229,10 @@ class EmailProvider(Provider):
         except aiosmtplib.SMTPResponseException:
             raise  # the server answered (a refused login, a 4xx greeting): not unreachable
         except (ConnectionError, OSError, TimeoutError) as exc:
-            self._unreachable_until = time.monotonic() + settings.connect_cooldown
-            self._unreachable_reason = self._scrub(f"{type(exc).__name__}: {exc}")
+            # This host out of descriptors says nothing about the server: no cooldown.
+            if local_resource_error("SMTP", exc) is None:
+                self._unreachable_until = time.monotonic() + settings.connect_cooldown
+                self._unreachable_reason = self._scrub(f"{type(exc).__name__}: {exc}")
             raise
         self.connections_opened += 1
         return _Connection(smtp)
@@ -262,6 +264,9 @@ class EmailProvider(Provider):
 
     def _translate(self, exc: BaseException) -> ProviderError:
         """The provider error for a failure of aiosmtplib or the network."""
+        shortage = local_resource_error("SMTP", exc)
+        if shortage is not None:
+            return shortage
         if isinstance(exc, aiosmtplib.SMTPRecipientsRefused) and exc.recipients:
             first = exc.recipients[0]
             return self._by_code(first.code, first.message, "recipient refused")

@@ -14,7 +14,8 @@ from typing import Any
 
 import aiohttp
 
-from notifyd.providers.base import Provider
+from notifyd.errors import TransientProviderError
+from notifyd.providers.base import Provider, local_resource_error
 
 REDACTED = "***"
 # How much of a non-JSON answer (an HTML error page from a proxy) to keep.
@@ -58,6 +59,12 @@ class HttpProvider(Provider):
                 connector=aiohttp.TCPConnector(limit=self._concurrency),
             )
         return self._session
+
+    def _unreachable(self, vendor: str, exc: BaseException) -> TransientProviderError:
+        """The error for a request that got no answer: this host's shortage, or the vendor's."""
+        return local_resource_error(vendor, exc) or TransientProviderError(
+            f"{vendor} unreachable: {self._describe(exc)}"
+        )
 
     def _describe(self, exc: BaseException) -> str:
         """The exception's type and text, scrubbed."""

@@ -93,11 +93,11 @@ class TelegramProvider(HttpProvider):
             async with self._ensure_session().post(url, json=payload) as response:
                 return response.status, response.headers.get("Retry-After"), await response.read()
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-            description = self._describe(exc)
+            error = self._unreachable("Telegram", exc)
         # aiohttp exceptions carry the URL, which holds the token. `from None` inside the
         # except block would only hide them from tracebacks and keep them reachable as
         # __context__; raised out here, the error has no context at all.
-        raise TransientProviderError(f"Telegram unreachable: {description}") from None
+        raise error from None
 
     def _interpret(self, status: int, retry_header: str | None, raw: bytes) -> dict[str, Any]:
         """Turn the HTTP answer into a result, or raise the matching provider error."""

@@ -108,9 +108,9 @@ class TwilioSmsProvider(HttpProvider):
             async with self._ensure_session().get(url, allow_redirects=False) as response:
                 return response.status, response.headers.get("Retry-After"), await response.read()
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-            description = self._describe(exc)
+            error = self._unreachable("Twilio", exc)
         # Raised out here for the reason `_post` gives: no context carrying the credentials.
-        raise TransientProviderError(f"Twilio unreachable: {description}") from None
+        raise error from None
 
     async def _post(self, form: dict[str, str]) -> tuple[int, str | None, bytes]:
         """POST the form; return the status, the Retry-After header and the body."""
@@ -127,11 +127,11 @@ class TwilioSmsProvider(HttpProvider):
                 # Twilio has created the message: retrying would send it twice.
                 log.warning("twilio_answer_lost", error_type=type(exc).__name__)
                 return status, None, b""
-            description = self._describe(exc)
+            error = self._unreachable("Twilio", exc)
         # aiohttp exceptions can carry the request's headers, with the credentials.
         # `from None` inside the except block would only hide them from tracebacks and
         # keep them reachable as __context__; raised out here, the error has no context.
-        raise TransientProviderError(f"Twilio unreachable: {description}") from None
+        raise error from None
 
     def _interpret(
         self, status: int, retry_header: str | None, raw: bytes, phone: str

@@ -31,9 +31,11 @@ from notifyd.web.keys import (
     LIMITS,
     METRICS,
     OPENAPI,
+    QUERY,
 )
 from notifyd.web.openapi import openapi_document
 from notifyd.web.problems import ApiError, field_errors
+from notifyd.web.query import check_query, takes_query
 from notifyd.web.schemas import (
     NotificationQuery,
     NotifyRequest,
@@ -186,12 +188,15 @@ def _idempotency_key(request: web.Request) -> str | None:
     if len(values) > 1:
         raise _bad_key("send the header once")
     key = values[0]
-    if len(key) >= 2 and key[0] == key[-1] == '"':  # a quoted sf-string (RFC 8941)
-        key = key[1:-1]
+    # The length as sent, quotes included: what the OpenAPI document can state.
     if not 1 <= len(key) <= MAX_IDEMPOTENCY_KEY_LENGTH:
         raise _bad_key(f"must be 1 to {MAX_IDEMPOTENCY_KEY_LENGTH} characters")
     if not all(" " <= char <= "~" for char in key):
         raise _bad_key("must be printable ASCII")
+    if len(key) >= 2 and key[0] == key[-1] == '"':  # a quoted sf-string (RFC 8941)
+        key = key[1:-1]
+        if not key:
+            raise _bad_key("must not be empty between its quotes")
     return key
 
 
@@ -221,12 +226,14 @@ async def get_notification(request: web.Request) -> web.Response:
     return json_response(notification_json(notification, attempts[notification_id]))
 
 
+@takes_query(*NotificationQuery.model_fields)
 async def list_notifications(request: web.Request) -> web.Response:
     """GET /api/notifications: newest first, filtered, a page at a time."""
     query = read_query(request, NotificationQuery)
     return await _page(request, query, query.to_filter())
 
 
+@takes_query(*NotificationQuery.model_fields)
 async def list_user_notifications(request: web.Request) -> web.Response:
     """GET /api/users/{id}/notifications: one user's notifications, newest first."""
     user_id = path_id(request)
@@ -247,19 +254,16 @@ async def _page(
 
 
 def read_query(request: web.Request, model: type[Query]) -> Query:
-    """Validate the query string, or raise a 422 naming each bad or unknown parameter."""
-    params: dict[str, str] = {}
-    for name in request.query:
-        values = request.query.getall(name)
-        if len(values) > 1:
-            raise ApiError(
-                422,
-                "The query string is invalid.",
-                [{"field": name, "message": "give this parameter once"}],
-            )
-        params[name] = values[0]
+    """Validate the query's values, or raise a 422 naming each bad parameter.
+
+    Which parameters a route takes, and that each comes once, is checked before the
+    route runs (`notifyd.web.query`).
+    """
+    params = request.get(QUERY)
+    if params is None:
+        params = check_query(request)
     try:
-        return model.model_validate(params)
+        return model.model_validate(dict(params))
     except ValidationError as exc:
         raise ApiError(422, "The query string is invalid.", field_errors(exc)) from None
 

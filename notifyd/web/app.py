@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
@@ -18,12 +17,17 @@ from notifyd.providers import build_providers
 from notifyd.web.admin import add_admin
 from notifyd.web.api import add_routes
 from notifyd.web.auth import Authenticator, RateLimiter, auth_middleware
+from notifyd.web.checks import host_middleware, query_middleware
+from notifyd.web.connections import connection_middleware
 from notifyd.web.enqueuer import Enqueuer
+from notifyd.web.forwarded import forwarded_middleware
 from notifyd.web.health import add_probe_routes
+from notifyd.web.hosts import HostPolicy, is_loopback
 from notifyd.web.keys import (
     DATABASE,
     ENQUEUER,
     FATAL,
+    HOSTS,
     IDEMPOTENCY_KEY_SECONDS,
     LIMITS,
     METRICS,
@@ -47,11 +51,19 @@ def create_app(settings: Settings, database_url: str, *, deliver: bool = True) -
     )
     app = web.Application(
         client_max_size=settings.http.max_body_bytes,
-        middlewares=[problem_middleware, auth_middleware(authenticator, limiter)],
+        middlewares=[
+            connection_middleware(),
+            problem_middleware,
+            forwarded_middleware(settings.http.trusted_proxies),
+            host_middleware(),
+            auth_middleware(authenticator, limiter),
+            query_middleware(),
+        ],
     )
     if not authenticator.enabled:
         _warn_open_api(settings.http.host)
     app[SETTINGS] = settings
+    app[HOSTS] = HostPolicy(settings.http.host, settings.http.allowed_hosts)
     app[FATAL] = asyncio.Event()
     app[IDEMPOTENCY_KEY_SECONDS] = settings.retention.idempotency_key_hours * 3600
     app[LIMITS] = Limits(
@@ -70,20 +82,11 @@ def create_app(settings: Settings, database_url: str, *, deliver: bool = True) -
 
 def _warn_open_api(host: str) -> None:
     hint = "set api.tokens (NOTIFYD_API__TOKENS) to require a bearer token"
-    if _is_loopback(host):
+    if is_loopback(host):
         log.warning("api_open", host=host, hint=hint)
     else:
         # Anyone on the network can enqueue messages to every user.
         log.error("api_open_on_network", host=host, hint=hint)
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False  # a host name: assume it is reachable from elsewhere
 
 
 def _database(

@@ -31,18 +31,28 @@ class _Bucket:
 
 
 class RateLimiter:
-    """A token bucket per caller: `rate` requests per second, bursts up to `burst`."""
+    """A token bucket per caller: `rate` requests per second, bursts up to `burst`.
 
-    def __init__(self, rate: float, burst: float) -> None:
+    At most `max_callers` buckets are kept: beyond that, the full ones (callers quiet long
+    enough to have their whole burst back) are forgotten, then the least recent ones.
+    """
+
+    def __init__(self, rate: float, burst: float, max_callers: int = 100_000) -> None:
         self.rate = rate
         self.burst = burst
+        self.max_callers = max_callers
         self._buckets: dict[str, _Bucket] = {}
+
+    def __len__(self) -> int:
+        return len(self._buckets)
 
     def wait_time(self, caller: str) -> float:
         """0 if `caller` may go ahead now (and count it), else seconds until it may."""
         now = time.monotonic()
         bucket = self._buckets.get(caller)
         if bucket is None:
+            if len(self._buckets) >= self.max_callers:
+                self._forget(now)
             bucket = self._buckets[caller] = _Bucket(self.burst, now)
         bucket.tokens = min(self.burst, bucket.tokens + (now - bucket.updated) * self.rate)
         bucket.updated = now
@@ -50,6 +60,19 @@ class RateLimiter:
             bucket.tokens -= 1
             return 0.0
         return (1 - bucket.tokens) / self.rate
+
+    def _forget(self, now: float) -> None:
+        full = [
+            caller
+            for caller, bucket in self._buckets.items()
+            if bucket.tokens + (now - bucket.updated) * self.rate >= self.burst
+        ]
+        for caller in full:
+            del self._buckets[caller]
+        if len(self._buckets) >= self.max_callers:
+            by_age = sorted(self._buckets, key=lambda caller: self._buckets[caller].updated)
+            for caller in by_age[: len(by_age) - self.max_callers // 2]:
+                del self._buckets[caller]
 
 
 class Authenticator:

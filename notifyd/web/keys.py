@@ -12,13 +12,16 @@ from aiohttp import web
 
 if TYPE_CHECKING:
     import asyncio
+    from collections.abc import Mapping
 
     from notifyd.config import Settings
     from notifyd.db import Database
     from notifyd.delivery.service import DeliveryService
     from notifyd.metrics import Metrics
     from notifyd.web.admin.session import Sessions
+    from notifyd.web.admin.throttle import LoginThrottle
     from notifyd.web.enqueuer import Enqueuer
+    from notifyd.web.hosts import HostPolicy
     from notifyd.web.schemas import Limits
 
 SETTINGS: web.AppKey[Settings] = web.AppKey("settings")
@@ -38,7 +41,13 @@ LIMITS: web.AppKey[Limits] = web.AppKey("limits")
 OPENAPI: web.AppKey[bytes] = web.AppKey("openapi")
 # The dashboard's logins (on its sub-application).
 SESSIONS: web.AppKey[Sessions] = web.AppKey("admin_sessions")
+# How often the dashboard's login may be tried (on its sub-application).
+LOGIN_THROTTLE: web.AppKey[LoginThrottle] = web.AppKey("admin_login_throttle")
+# The Host names served (config `http.allowed_hosts`).
+HOSTS: web.AppKey[HostPolicy] = web.AppKey("hosts")
 
 # Who is calling: a digest prefix of the API token, or of the token the dashboard's
 # operator logged in with ("" when no tokens are configured). Set on /api/ and /admin/.
 CALLER: web.RequestKey[str] = web.RequestKey("caller")
+# The query string, decoded strictly and checked against the route's parameters.
+QUERY: web.RequestKey[Mapping[str, str]] = web.RequestKey("query")

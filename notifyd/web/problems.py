@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable
 from http import HTTPStatus
 from typing import Any
 
 import orjson
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.web_protocol import RequestPayloadError
 from pydantic import ValidationError
 
 from notifyd.errors import DatabaseUnavailableError
@@ -19,6 +22,9 @@ PROBLEM_CONTENT_TYPE = "application/problem+json"
 # RFC 9110 names; Python's http.HTTPStatus has older ones for these before 3.13.
 _TITLES = {413: "Content Too Large", 422: "Unprocessable Content"}
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+# What reading a request raises when its client goes away mid-body, or sends a body that
+# cannot be decoded (a broken chunk, gzip that is not): the client's doing, not notifyd's.
+CLIENT_FAULTS = (ConnectionResetError, RequestPayloadError, HttpProcessingError)
 
 
 class ApiError(Exception):
@@ -101,6 +107,8 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
         return problem_response(
             exc.status, _detail(exc), instance=request.path, headers=headers or None
         )
+    except CLIENT_FAULTS as exc:
+        return client_fault(request, exc)
     except Exception as exc:
         log.error(
             "request_failed",
@@ -110,6 +118,40 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
             exc_info=exc,
         )
         return problem_response(500, "Internal error; see the server log.", instance=request.path)
+
+
+def client_fault(request: web.Request, exc: BaseException) -> web.Response:
+    """The answer to a request whose client left mid-body or sent one that cannot be read.
+
+    Logged at info level without a traceback: anyone can cause it, and it says nothing
+    about notifyd. A client that left never sees the answer.
+    """
+    if isinstance(exc, ConnectionResetError):
+        log.info("http_client_disconnected", path=request.path, method=request.method)
+        detail = "The connection closed before the request arrived whole."
+    else:
+        reason = fault_reason(exc)
+        log.info("http_bad_body", path=request.path, method=request.method, error=reason)
+        detail = f"The request body could not be read: {reason}."
+    response = problem_response(
+        400, detail, instance=request.path, errors=[{"field": "(body)", "message": detail}]
+    )
+    response.force_close()
+    return response
+
+
+def fault_reason(exc: BaseException) -> str:
+    """What aiohttp's parser says is wrong, without the request bytes it goes on to quote.
+
+    Its errors read "400, message:\n  Invalid char in url query:\n\n  b'GET /x?...'".
+    """
+    text = exc.message if isinstance(exc, HttpProcessingError) else str(exc)
+    text = text.partition("message:")[2] or text
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    reason = lines[0] if lines else type(exc).__name__
+    # "Got more than 8190 bytes when reading: b'aaaa...'": not the bytes themselves.
+    reason = re.split(r":? (?:b|bytearray\()['\"]", reason, maxsplit=1)[0]
+    return reason.rstrip(":")[:200]
 
 
 def _detail(exc: web.HTTPException) -> str:

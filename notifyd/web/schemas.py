@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import re
 from collections import Counter
 from dataclasses import dataclass
@@ -12,6 +11,7 @@ from typing import Annotated, Any, Self
 from pydantic import (
     AwareDatetime,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StrictInt,
@@ -42,9 +42,14 @@ from notifyd.domain import (
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 200
 
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+$")
+# Python's whitespace (str.isspace, what `strip` removes), spelled out: `\s` means other
+# characters in the ECMAScript regular expressions the OpenAPI document's patterns are.
+SPACE = r"\t\n\x0b\x0c\r\x1c-\x1f \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+_EMAIL = re.compile(rf"^[^@{SPACE}\x00]+@[^@{SPACE}\x00]+$")
 _PHONE = re.compile(r"^\+[1-9][0-9]{6,14}$")
 _CHAT_ID = re.compile(r"^(-?[0-9]{1,20}|@[A-Za-z0-9_]{5,32})$")
+# The id of the last item of the page before (keyset pagination: items with lower ids).
+_CURSOR = re.compile(r"^[0-9]{1,19}$")
 
 
 def _default_channels() -> list[Channel]:
@@ -82,17 +87,30 @@ class _Body(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def _integral(value: object) -> object:
+    """1.0 is the number 1 in JSON (and to the OpenAPI document's "integer"); 1.5 is not."""
+    # Beyond 2**53 a float is no longer exactly the integer it was written as.
+    if isinstance(value, float) and value.is_integer() and abs(value) <= 2**53:
+        return int(value)
+    return value
+
+
+# After a field's bounds, for an integer as JSON has it: 7 or 7.0, never "7" or true. (Put
+# before the bounds, it would hide them from the JSON schema.)
+INTEGRAL = BeforeValidator(_integral)
+
+
 class NotifyRequest(_Body):
     """Body of `POST /api/notify/`."""
 
-    user_id: Annotated[StrictInt, Field(ge=1, le=BIGINT_MAX)]
+    user_id: Annotated[StrictInt, Field(ge=1, le=BIGINT_MAX), INTEGRAL]
     message: Annotated[
         StrictStr,
         Field(
             min_length=1,
             max_length=MAX_MESSAGE_LENGTH,
             description="Not blank; no NUL characters.",
-            json_schema_extra={"pattern": r"\S"},
+            json_schema_extra={"pattern": rf"^[^\x00]*[^{SPACE}\x00][^\x00]*$"},
         ),
     ]
     subject: Annotated[
@@ -100,7 +118,7 @@ class NotifyRequest(_Body):
         Field(
             max_length=MAX_SUBJECT_LENGTH,
             description=f"One line, at most {MAX_SUBJECT_LENGTH} bytes in UTF-8.",
-            json_schema_extra={"pattern": r"^[^\r\n]*$"},
+            json_schema_extra={"pattern": r"^[^\r\n\x00]*$"},
         ),
     ] = ""
     channels: Annotated[
@@ -114,7 +132,7 @@ class NotifyRequest(_Body):
         ),
     ] = Field(default_factory=_default_channels)
     send_at: AwareDatetime | None = None
-    priority: Annotated[StrictInt, Field(ge=MIN_PRIORITY, le=MAX_PRIORITY)] = 0
+    priority: Annotated[StrictInt, Field(ge=MIN_PRIORITY, le=MAX_PRIORITY), INTEGRAL] = 0
 
     @field_validator("send_at", mode="before")
     @classmethod
@@ -180,10 +198,20 @@ class NotifyRequest(_Body):
         return value
 
 
+def _documented(**schema: Any) -> Any:
+    """What the OpenAPI document says of a field its validator checks (the same rule)."""
+    return Field(json_schema_extra=schema)
+
+
 class _UserFields(_Body):
-    email: StrictStr | None = None
-    phone: StrictStr | None = None
-    telegram_chat_id: StrictInt | StrictStr | None = None
+    email: Annotated[StrictStr, _documented(pattern=_EMAIL.pattern, maxLength=254)] | None = None
+    phone: Annotated[StrictStr, _documented(pattern=_PHONE.pattern)] | None = None
+    # As a JSON number, what the body parser reads as an integer (wider: a float, refused).
+    telegram_chat_id: (
+        Annotated[StrictInt, _documented(minimum=-(2**63), maximum=2**64 - 1), INTEGRAL]
+        | Annotated[StrictStr, _documented(pattern=_CHAT_ID.pattern)]
+        | None
+    ) = None
 
     @field_validator("email")
     @classmethod
@@ -229,6 +257,9 @@ class UserCreate(_UserFields):
 class UserUpdate(_UserFields):
     """Body of `PATCH /api/users/{id}`: only the fields sent change; null clears one."""
 
+    # The rule of `_not_empty`, as the document states it.
+    model_config = ConfigDict(json_schema_extra={"minProperties": 1})
+
     @model_validator(mode="after")
     def _not_empty(self) -> Self:
         if not self.model_fields_set:
@@ -250,7 +281,7 @@ class NotificationQuery(BaseModel):
     created_after: AwareDatetime | None = None
     created_before: AwareDatetime | None = None
     limit: Annotated[int, Field(ge=1, le=MAX_PAGE_SIZE)] = DEFAULT_PAGE_SIZE
-    cursor: str | None = None
+    cursor: Annotated[str, _documented(pattern=_CURSOR.pattern)] | None = None
 
     @field_validator("created_after", "created_before", mode="before")
     @classmethod
@@ -264,6 +295,18 @@ class NotificationQuery(BaseModel):
                     "must be an ISO 8601 date and time with an offset, like 2026-11-30T12:00:00Z"
                 ) from None
         return value
+
+    @field_validator("created_after", "created_before")
+    @classmethod
+    def _representable(cls, value: datetime | None) -> datetime | None:
+        # A bound before the first instant Python holds in UTC (0001-01-01T00:00:00+01:00)
+        # or after the last filters as that instant would: everything, or nothing.
+        if value is None:
+            return None
+        try:
+            return value.astimezone(UTC)
+        except OverflowError:
+            return (datetime.min if value.year == 1 else datetime.max).replace(tzinfo=UTC)
 
     @field_validator("cursor")
     @classmethod
@@ -284,20 +327,16 @@ class NotificationQuery(BaseModel):
 
 
 def encode_cursor(last_id: int) -> str:
-    """An opaque cursor for the page after the row `last_id`."""
-    return base64.urlsafe_b64encode(f"id:{last_id}".encode()).decode().rstrip("=")
+    """The cursor for the page after the row `last_id`: that id, in decimal."""
+    return str(last_id)
 
 
-def decode_cursor(cursor: str) -> int:
-    try:
-        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        kind, _, value = text.partition(":")
-        last_id = int(value)
-    except (ValueError, UnicodeDecodeError):
-        raise ValueError("is not a cursor from a previous page") from None
-    if kind != "id" or not 1 <= last_id <= BIGINT_MAX:
-        raise ValueError("is not a cursor from a previous page")
-    return last_id
+def decode_cursor(cursor: str) -> int | None:
+    """The id the next page starts below; None for one beyond any id (no bound at all)."""
+    if not _CURSOR.fullmatch(cursor):
+        raise ValueError("is not a cursor from a previous page (an id, in decimal)")
+    last_id = int(cursor)
+    return last_id if last_id <= BIGINT_MAX else None
 
 
 def notification_page(notifications: list[Notification], limit: int) -> dict[str, Any]:

@@ -10,7 +10,7 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -27,8 +27,16 @@ def free_port() -> int:
 class DaemonProcess:
     """`python -m notifyd ...` with a clean environment; stdout parsed line by line."""
 
-    def __init__(self, args: list[str], env: Mapping[str, str], cwd: Path) -> None:
+    def __init__(
+        self,
+        args: list[str],
+        env: Mapping[str, str],
+        cwd: Path,
+        preexec_fn: Callable[[], None] | None = None,
+    ) -> None:
         self.args = args
+        # Run in the child before notifyd starts (e.g. to lower its resource limits).
+        self.preexec_fn = preexec_fn
         self.env = {name: os.environ[name] for name in PASSTHROUGH_ENV if name in os.environ}
         self.env.update(env)
         self.env["PYTHONUNBUFFERED"] = "1"
@@ -54,6 +62,7 @@ class DaemonProcess:
             cwd=self.cwd,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
+            preexec_fn=self.preexec_fn,
         )
         self._reader = asyncio.create_task(self._read())
 

@@ -191,10 +191,16 @@ class Launcher:
             "NOTIFYD_" + key.upper().replace(".", "__"): str(value) for key, value in values.items()
         }
 
-    async def start(self, settings: Mapping[str, object] | None = None) -> Instance:
+    async def start(
+        self,
+        settings: Mapping[str, object] | None = None,
+        preexec_fn: Callable[[], None] | None = None,
+    ) -> Instance:
         """Start an instance and wait until its API answers and its listener is connected."""
         port = free_port()
-        process = DaemonProcess(["serve"], self.environment(port, settings or {}), cwd=self.cwd)
+        process = DaemonProcess(
+            ["serve"], self.environment(port, settings or {}), cwd=self.cwd, preexec_fn=preexec_fn
+        )
         instance = Instance(process, port)
         self.started.append(instance)
         await process.start()

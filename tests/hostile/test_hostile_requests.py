@@ -13,6 +13,7 @@ from dataclasses import field as dataclass_field
 
 import asyncpg
 import pytest
+from yarl import URL
 
 from tests.support import Daemon
 
@@ -100,11 +101,65 @@ CASES = [
     Case("no content type", 415, raw('{"user_id": USER, "message": "m"}'), content_type=None),
     Case("multipart", 415, raw("--x--"), content_type="multipart/form-data; boundary=x"),
     Case("over the body limit", 413, raw('{"user_id": 1, "message": "' + "x" * 1_100_000 + '"}')),
+    Case("plain enqueue", 200, raw('{"user_id": USER, "message": "m"}')),
     Case(
         "query string on POST",
-        200,
+        422,
         raw('{"user_id": USER, "message": "m"}'),
         path="/api/notify/?debug=1&user_id=999",
+        field="debug",
+    ),
+    Case(
+        "invalid UTF-8 in a query escape",
+        400,
+        raw('{"user_id": USER, "message": "m"}'),
+        path="/api/notify/?user_id=%ff",
+        field="(query)",
+    ),
+    Case(
+        "NUL in a query value",
+        400,
+        method="GET",
+        path="/api/notifications?status=sent%00",
+        content_type=None,
+        field="(query)",
+    ),
+    Case(
+        "a stray percent sign",
+        400,
+        method="GET",
+        path="/api/notifications?status=%zz",
+        content_type=None,
+        field="(query)",
+    ),
+    Case(
+        "repeated query parameter",
+        422,
+        method="GET",
+        path="/api/notifications?status=sent&status=failed",
+        content_type=None,
+        field="status",
+    ),
+    Case(
+        "foreign Host (DNS rebinding)",
+        421,
+        raw('{"user_id": USER, "message": "m"}'),
+        headers={"Host": "attacker.example:8000"},
+        field="Host",
+    ),
+    Case(
+        "malformed Host",
+        400,
+        raw('{"user_id": USER, "message": "m"}'),
+        headers={"Host": "a b"},
+        field="Host",
+    ),
+    Case(
+        "undecodable gzip body",
+        400,
+        b"not gzip at all",
+        headers={"Content-Encoding": "gzip"},
+        field="(body)",
     ),
     Case("HEAD on POST-only", 405, method="HEAD", content_type=None),
     Case("PUT on POST-only", 405, raw('{"user_id": USER, "message": "m"}'), method="PUT"),
@@ -173,9 +228,11 @@ async def test_hostile_request_gets_its_answer_and_changes_nothing(
     if case.content_type is not None:
         headers["Content-Type"] = case.content_type
     body = case.body.replace(b"USER", str(user_id).encode())
-    response = await daemon.client.request(
+    # The path as written, escapes and all: the client must not repair it.
+    url = URL(str(daemon.client.make_url("/")).rstrip("/") + case.path, encoded=True)
+    response = await daemon.client.session.request(
         case.method,
-        case.path,
+        url,
         data=body or None,
         headers=headers,
         skip_auto_headers={"Content-Type"},
@@ -217,5 +274,5 @@ async def test_configured_limits_are_enforced_and_named(
 
 
 def test_the_table_covers_every_answer_the_api_gives() -> None:
-    assert {case.status for case in CASES} == {200, 400, 404, 405, 413, 415, 422}
+    assert {case.status for case in CASES} == {200, 400, 404, 405, 413, 415, 421, 422}
     print(f"HOSTILE: {len(CASES)} named cases")

@@ -87,7 +87,7 @@ async def test_concurrent_replays_of_one_key_create_one_notification(
     ("key", "reason"),
     [
         ("", "1 to 255"),
-        ('""', "1 to 255"),
+        ('""', "not be empty between its quotes"),
         ("k" * 256, "1 to 255"),
         ("ключ", "printable ASCII"),
         ("tab\there", "printable ASCII"),

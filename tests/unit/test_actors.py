@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 
 from notifyd.domain import AttemptStatus, Channel, Status
+from notifyd.errors import LocalResourceError
 from tests.support import wait_until
 from tests.unit.pipeline import Pipeline, ScriptedProvider, has_room
 
@@ -191,3 +192,28 @@ async def test_no_attempt_starts_once_the_lease_is_no_longer_known_to_hold() -> 
     await pipeline.stop()
     assert sms.calls == 1
     assert [len(pipeline.queue.attempts_of(i)) for i in ids] == [1, 0, 0]
+
+
+async def test_a_shortage_on_this_host_is_not_an_attempt() -> None:
+    # Out of descriptors (EMFILE): the daemon's own fault, never the vendor's. The attempt
+    # is made again later and nothing counts against the channel.
+    shortage = LocalResourceError("Too many open files")
+    sms = ScriptedProvider(SMS, [shortage, shortage])
+    pipeline = Pipeline({SMS: sms}, max_attempts=1)
+    notification_id = pipeline.queue.add([SMS])
+    pipeline.start()
+    await pipeline.claim()
+    await wait_until(
+        lambda: _sent(pipeline, notification_id), deadline=10, what="the notification sent"
+    )
+    await pipeline.stop()
+
+    assert sms.calls == 3
+    log = pipeline.queue.attempts_of(notification_id)
+    assert [(a.attempt, a.status) for a in log] == [(1, AttemptStatus.SUCCESS)]
+
+
+async def _sent(pipeline: Pipeline, notification_id: int) -> bool:
+    return pipeline.queue.rows[notification_id].status == Status.SENT and not len(
+        pipeline.in_flight
+    )

@@ -59,11 +59,20 @@ def test_default_channels_are_not_shared_between_requests() -> None:
 # NotifyRequest: user_id
 
 
-@pytest.mark.parametrize("user_id", ["1", 1.0, True, False, None, [1]])
+@pytest.mark.parametrize("user_id", ["1", 1.5, True, False, None, [1], 2.0**60])
 def test_user_id_must_be_a_strict_integer(user_id: object) -> None:
     errors = _errors(NotifyRequest, _notify(user_id=user_id))
 
     assert _fields(errors) == {"user_id"}
+
+
+def test_an_integral_number_written_with_a_fraction_is_that_integer() -> None:
+    # JSON (and the OpenAPI document's "integer") make no difference between 7 and 7.0.
+    request = NotifyRequest.model_validate(_notify(user_id=7.0, priority=-20.0))
+
+    assert (request.user_id, request.priority) == (7, -20)
+    assert type(request.user_id) is int
+    assert UserCreate.model_validate({"telegram_chat_id": 1001.0}).telegram_chat_id == "1001"
 
 
 @pytest.mark.parametrize("user_id", [0, -1, BIGINT_MAX + 1, 2**64])
@@ -318,7 +327,7 @@ def test_telegram_chat_id_is_stored_as_text(chat_id: int | str, stored: str) -> 
     assert user.contacts() == {"telegram_chat_id": stored}
 
 
-@pytest.mark.parametrize("chat_id", [True, False, 1001.0, "@abc", "channel", "", "12a", [1001]])
+@pytest.mark.parametrize("chat_id", [True, False, 1001.5, "@abc", "channel", "", "12a", [1001]])
 def test_invalid_telegram_chat_ids(chat_id: object) -> None:
     errors = _errors(UserCreate, {"telegram_chat_id": chat_id})
 

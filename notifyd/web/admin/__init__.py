@@ -8,6 +8,7 @@ headers that keep the pages out of frames and caches and forbid every script.
 from __future__ import annotations
 
 import time
+from http import HTTPStatus
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -20,9 +21,11 @@ from notifyd.errors import DatabaseUnavailableError
 from notifyd.logs import get_logger
 from notifyd.web.admin.formatting import FILTERS, percent
 from notifyd.web.admin.session import COOKIE_NAME, Sessions, clear_cookie, same_origin
+from notifyd.web.admin.throttle import LoginThrottle
 from notifyd.web.admin.views import LOGIN_PATH, PREFIX, add_routes, error_page, redirect
-from notifyd.web.keys import CALLER, SESSIONS
-from notifyd.web.problems import Handler
+from notifyd.web.checks import request_problem
+from notifyd.web.keys import CALLER, LOGIN_THROTTLE, SESSIONS
+from notifyd.web.problems import ApiError, Handler
 
 __all__ = ["add_admin", "admin_app"]
 
@@ -53,6 +56,7 @@ def add_admin(app: web.Application, settings: Settings) -> None:
 def admin_app(tokens: list[str]) -> web.Application:
     app = web.Application(middlewares=[admin_middleware])
     app[SESSIONS] = Sessions(tokens)
+    app[LOGIN_THROTTLE] = LoginThrottle()
     env = aiohttp_jinja2.setup(
         app,
         loader=jinja2.PackageLoader("notifyd.web.admin", "templates"),
@@ -92,6 +96,11 @@ async def admin_middleware(request: web.Request, handler: Handler) -> web.Stream
 
 
 async def _guarded(request: web.Request, handler: Handler) -> web.StreamResponse:
+    # The checks the API's middleware runs, answered as a page (a foreign Host first: it
+    # is what a DNS-rebinding page sends, and nothing else must run for it).
+    problem = request_problem(request)
+    if problem is not None:
+        return await _problem_page(request, problem)
     if request.method not in {"GET", "HEAD"} and not same_origin(request):
         log.warning("admin_cross_site_refused", path=request.path, method=request.method)
         return await error_page(
@@ -115,6 +124,16 @@ async def _guarded(request: web.Request, handler: Handler) -> web.StreamResponse
         return response
     request[CALLER] = caller
     return await handler(request)
+
+
+async def _problem_page(request: web.Request, problem: ApiError) -> web.Response:
+    if problem.status == 421:
+        log.warning("admin_host_refused", host=request.headers.get("Host"), path=request.path)
+    named = "; ".join(f"{error['field']}: {error['message']}" for error in problem.errors or [])
+    detail = f"{problem.detail} {named}".strip()
+    # The dashboard answers a bad query string with 400, as it does a bad filter value.
+    status = 400 if problem.status == 422 else problem.status
+    return await error_page(request, status, HTTPStatus(status).phrase, detail)
 
 
 def _detail(status: int) -> str:

@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 from aiohttp import web
 
 from notifyd.web.auth import Authenticator
+from notifyd.web.keys import SETTINGS
 
 COOKIE_NAME = "notifyd_admin"
 COOKIE_PATH = "/admin"
@@ -79,6 +80,11 @@ class Sessions:
         return hmac.new(self._key, payload.encode(), hashlib.sha256).hexdigest()
 
 
+def secure_cookie(request: web.Request) -> bool:
+    """Whether the cookie gets `Secure`: over https (as a trusted proxy says), or always."""
+    return request.secure or request.config_dict[SETTINGS].http.secure_cookies == "always"
+
+
 def set_cookie(
     response: web.StreamResponse, request: web.Request, value: str, max_age: float
 ) -> None:
@@ -89,13 +95,17 @@ def set_cookie(
         path=COOKIE_PATH,
         httponly=True,
         samesite="Strict",
-        secure=request.secure,
+        secure=secure_cookie(request),
     )
 
 
 def clear_cookie(response: web.StreamResponse, request: web.Request) -> None:
     response.del_cookie(
-        COOKIE_NAME, path=COOKIE_PATH, httponly=True, samesite="Strict", secure=request.secure
+        COOKIE_NAME,
+        path=COOKIE_PATH,
+        httponly=True,
+        samesite="Strict",
+        secure=secure_cookie(request),
     )
 
 
@@ -110,7 +120,8 @@ def same_origin(request: web.Request) -> bool:
     if site is not None:
         return site == "same-origin"
     origin = request.headers.get("Origin")
-    if origin is None or origin == "null":
+    host = request.headers.get("Host")  # not request.host, which may ask DNS without one
+    if origin is None or origin == "null" or host is None:
         return False
     parts = urlsplit(origin)
-    return parts.scheme in {"http", "https"} and parts.netloc.lower() == request.host.lower()
+    return parts.scheme in {"http", "https"} and parts.netloc.lower() == host.strip().lower()

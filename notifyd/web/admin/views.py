@@ -16,8 +16,9 @@ from notifyd.errors import ConstraintViolationError, NotFoundError
 from notifyd.logs import get_logger
 from notifyd.web.admin.formatting import timeline
 from notifyd.web.admin.session import COOKIE_NAME, clear_cookie, set_cookie
-from notifyd.web.keys import CALLER, DATABASE, SESSIONS
+from notifyd.web.keys import CALLER, DATABASE, LOGIN_THROTTLE, QUERY, SESSIONS
 from notifyd.web.problems import field_errors
+from notifyd.web.query import takes_query
 from notifyd.web.schemas import NotificationQuery, UserUpdate, encode_cursor
 
 log = get_logger(__name__)
@@ -31,8 +32,8 @@ PAGE_SIZE = 50
 RECENT_NOTIFICATIONS = 20
 STATUSES = tuple(Status)
 CONTACT_FIELDS = ("email", "phone", "telegram_chat_id")
-# What the list page reads from its query string (any other parameter is ignored).
-_LIST_PARAMS = frozenset(NotificationQuery.model_fields)
+# What the list page reads from its query string (any other parameter is refused).
+_LIST_PARAMS = tuple(NotificationQuery.model_fields)
 
 
 def redirect(location: str) -> web.Response:
@@ -69,13 +70,11 @@ async def error_page(request: web.Request, status: int, title: str, detail: str)
 # Notifications
 
 
+@takes_query(*_LIST_PARAMS)
 async def notifications(request: web.Request) -> web.Response:
     """GET /admin/: notifications, newest first, filtered, a page at a time."""
-    params = {
-        name: value.strip()
-        for name, value in request.query.items()
-        if name in _LIST_PARAMS and value.strip()
-    }
+    # The filter form sends every field; an empty one is no filter.
+    params = {name: value.strip() for name, value in request[QUERY].items() if value.strip()}
     filters = {name: value for name, value in params.items() if name != "cursor"}
     context: dict[str, Any] = {
         "section": "notifications",
@@ -125,14 +124,15 @@ async def notification(request: web.Request) -> web.Response:
 # Users
 
 
+@takes_query("user_id", "after")
 async def users(request: web.Request) -> web.Response:
     """GET /admin/users: users by id, a page at a time; ?user_id= opens one."""
-    wanted = request.query.get("user_id", "").strip()
+    wanted = request[QUERY].get("user_id", "").strip()
     if wanted:
         if _valid_id(wanted):
             return redirect(f"{PREFIX}/users/{int(wanted)}")
         return await _users_page(request, None, ["user_id: must be a user id (a number)"])
-    after = request.query.get("after", "").strip()
+    after = request[QUERY].get("after", "").strip()
     if after and not _valid_id(after):
         return await _users_page(request, None, ["after: must be a user id (a number)"])
     return await _users_page(request, int(after) if after else None, [])
@@ -154,6 +154,7 @@ async def _users_page(request: web.Request, after: int | None, errors: list[str]
     return await render(request, "users.html", context, status=400 if errors else 200)
 
 
+@takes_query("saved")
 async def user(request: web.Request) -> web.Response:
     """GET /admin/users/{id}: contacts (an edit form) and recent notifications."""
     user_id = _path_id(request)
@@ -162,7 +163,7 @@ async def user(request: web.Request) -> web.Response:
     except NotFoundError:
         return await _not_found(request, f"User {user_id} does not exist.")
     values = {name: getattr(found, name) or "" for name in CONTACT_FIELDS}
-    return await _user_page(request, found, values, {}, saved="saved" in request.query)
+    return await _user_page(request, found, values, {}, saved="saved" in request[QUERY])
 
 
 async def update_user(request: web.Request) -> web.Response:
@@ -240,10 +241,11 @@ async def _user_page(
 # Login
 
 
+@takes_query("next")
 async def login_page(request: web.Request) -> web.Response:
     """GET /admin/login: the form that takes an API token."""
     sessions = request.config_dict[SESSIONS]
-    target = safe_next(request.query.get("next"))
+    target = safe_next(request[QUERY].get("next"))
     if not sessions.enabled or sessions.verify(request.cookies.get(COOKIE_NAME), time.time()):
         return redirect(target)
     return await render(request, "login.html", {"next": target, "error": None}, counts=False)
@@ -256,6 +258,14 @@ async def login(request: web.Request) -> web.Response:
     target = safe_next(_text(form.get("next")))
     if not sessions.enabled:
         return redirect(target)
+    # Counted before the token is looked at: every try costs, the right one too.
+    wait = request.config_dict[LOGIN_THROTTLE].retry_after(request.remote)
+    if wait:
+        log.warning("admin_login_throttled", remote=request.remote, retry_after=wait)
+        context = {"next": target, "error": f"Too many attempts; try again in {wait} s."}
+        response = await render(request, "login.html", context, status=429, counts=False)
+        response.headers["Retry-After"] = str(wait)
+        return response
     caller = sessions.caller(_text(form.get("token")))
     if caller is None:
         log.warning("admin_login_refused", remote=request.remote)
