@@ -29,6 +29,7 @@ from notifyd.domain import (
     MAX_PRIORITY,
     MAX_SUBJECT_LENGTH,
     MIN_PRIORITY,
+    VISIBLE_CHARACTER,
     Attempt,
     Channel,
     Enqueued,
@@ -37,6 +38,8 @@ from notifyd.domain import (
     NotificationFilter,
     Status,
     User,
+    has_visible_text,
+    timestamp_in_range,
 )
 
 DEFAULT_PAGE_SIZE = 50
@@ -91,8 +94,11 @@ class NotifyRequest(_Body):
         Field(
             min_length=1,
             max_length=MAX_MESSAGE_LENGTH,
-            description="Not blank; no NUL characters.",
-            json_schema_extra={"pattern": r"\S"},
+            description=(
+                "Not blank: at least one visible character (whitespace, control characters"
+                " and invisible ones such as U+200B do not count); no NUL characters."
+            ),
+            json_schema_extra={"pattern": VISIBLE_CHARACTER},
         ),
     ]
     subject: Annotated[
@@ -113,7 +119,10 @@ class NotifyRequest(_Body):
             json_schema_extra={"uniqueItems": True},
         ),
     ] = Field(default_factory=_default_channels)
-    send_at: AwareDatetime | None = None
+    send_at: Annotated[
+        AwareDatetime | None,
+        Field(description="From 1970-01-01T00:00:00Z to before 3000-01-01T00:00:00Z."),
+    ] = None
     priority: Annotated[StrictInt, Field(ge=MIN_PRIORITY, le=MAX_PRIORITY)] = 0
 
     @field_validator("send_at", mode="before")
@@ -127,16 +136,17 @@ class NotifyRequest(_Body):
     @field_validator("send_at")
     @classmethod
     def _in_range(cls, value: datetime | None) -> datetime | None:
-        # 9999-12-31T23:30:00-01:00 is valid ISO 8601 but past the last instant Python can
-        # hold in UTC (and 0001-01-01T00:30:00+01:00 before the first); such a date failed
-        # only when written to the database.
-        if value is not None:
-            try:
-                value.astimezone(UTC)
-            except OverflowError:
-                raise ValueError(
-                    "must be between 0001-01-01T00:00:00Z and 9999-12-31T23:59:59Z"
-                ) from None
+        # The database's range (notifications_send_at_in_range). Checked in UTC: an
+        # instant like 9999-12-31T23:30:00-01:00 is valid ISO 8601 but past the last one
+        # Python can hold there.
+        if value is None:
+            return None
+        try:
+            fits = timestamp_in_range(in_utc(value))
+        except ValueError:
+            fits = False
+        if not fits:
+            raise ValueError("must be from 1970-01-01T00:00:00Z to before 3000-01-01T00:00:00Z")
         return value
 
     def to_new(self) -> NewNotification:
@@ -153,7 +163,8 @@ class NotifyRequest(_Body):
     @classmethod
     def _message(cls, value: str, info: ValidationInfo) -> str:
         storable_text(value)
-        if not value.strip():
+        if not has_visible_text(value):
+            # Whitespace, control and invisible characters (U+200B...) do not count.
             raise ValueError("must not be blank")
         limit = _limits(info).max_message_length
         if len(value) > limit:
@@ -265,6 +276,17 @@ class NotificationQuery(BaseModel):
                 ) from None
         return value
 
+    @field_validator("created_after", "created_before")
+    @classmethod
+    def _instant(cls, value: datetime | None) -> datetime | None:
+        # 0001-01-01T00:00:00+14:00 is valid ISO 8601, and before the first instant Python
+        # holds in UTC, which is how it is sent to the database (9999-12-31T23:59:59-14:00
+        # is past the last). Any instant that is one is a fine filter, even out of the
+        # range stored timestamps have.
+        if value is not None:
+            in_utc(value)
+        return value
+
     @field_validator("cursor")
     @classmethod
     def _cursor(cls, value: str | None) -> str | None:
@@ -281,6 +303,16 @@ class NotificationQuery(BaseModel):
             created_before=self.created_before,
             before_id=None if self.cursor is None else decode_cursor(self.cursor),
         )
+
+
+def in_utc(value: datetime) -> datetime:
+    """`value` in UTC, or a ValueError when Python's datetime has no such instant there."""
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError(
+            "must be an instant from 0001-01-01T00:00:00Z to 9999-12-31T23:59:59.999999Z"
+        ) from None
 
 
 def encode_cursor(last_id: int) -> str:

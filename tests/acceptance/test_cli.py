@@ -24,7 +24,7 @@ from tests.acceptance.daemon_process import PASSTHROUGH_ENV
 from tests.fakes.smtp import FakeSmtpServer, unused_port
 from tests.fakes.telegram import FakeTelegramApi
 from tests.fakes.twilio import FakeTwilioApi
-from tests.support import Daemon
+from tests.support import Daemon, drop_range_checks
 
 pytestmark = pytest.mark.acceptance
 
@@ -308,6 +308,43 @@ async def test_a_reader_that_goes_away_ends_the_command_quietly(
     _, err = await asyncio.wait_for(process.communicate(), 90)
     assert process.returncode == 1
     assert err.decode() == ""
+
+
+async def test_users_list_and_status_show_timestamps_stored_out_of_range(
+    cli: Cli, db: asyncpg.Connection
+) -> None:
+    # Written before the range checks existed (here: with them dropped).
+    await drop_range_checks(db)
+    user = await db.fetchval(
+        "INSERT INTO notifyd.users (phone, created_at) VALUES ('+15551234567', 'infinity')"
+        " RETURNING id"
+    )
+    notification = await db.fetchval(
+        "INSERT INTO notifyd.notifications (user_id, message, created_at, send_at, finished_at)"
+        " VALUES ($1, 'm', '4713-01-01 BC', '10000-01-01Z', '1960-01-01Z') RETURNING id",
+        user,
+    )
+    await db.execute(
+        "INSERT INTO notifyd.notification_attempts"
+        " (notification_id, channel, attempt, status, started_at, finished_at)"
+        " VALUES ($1, 'sms', 1, 'failed', '-infinity', 'infinity')",
+        notification,
+    )
+
+    listing = await cli("users", "list")
+    assert listing.code == 0, listing.stderr
+    assert "after 9999-12-31 (out of range)" in listing.stdout
+    as_json = await cli("users", "list", "--json")
+    assert as_json.code == 0, as_json.stderr
+    assert json.loads(as_json.stdout)[0]["created_at"] == "9999-12-31T23:59:59.999999+00:00"
+
+    status = await cli("status", str(notification))
+    assert status.code == 0, status.stderr
+    assert "before 0001-01-01 (out of range)" in status.stdout
+    assert "1960-01-01 00:00:00.000 UTC (out of range)" in status.stdout
+    status_json = await cli("status", str(notification), "--json")
+    assert status_json.code == 0, status_json.stderr
+    assert json.loads(status_json.stdout)["send_at"] == "9999-12-31T23:59:59.999999+00:00"
 
 
 async def test_users_add_with_a_bad_contact_exits_2_naming_the_option(
