@@ -30,6 +30,7 @@ from pydantic import (
 from pydantic_core import InitErrorDetails, PydanticCustomError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from notifyd.addresses import parse_mailbox
 from notifyd.domain import MAX_MESSAGE_LENGTH, MAX_SUBJECT_LENGTH
 from notifyd.errors import ConfigError
 
@@ -193,8 +194,9 @@ class EmailSettings(_ChannelSettings):
     @field_validator("from_address")
     @classmethod
     def _address(cls, value: str) -> str:
-        if "@" not in value or any(c in value for c in "\r\n"):
-            raise ValueError("must be an e-mail address")
+        # `name@host` or `Name <name@host>`; a local host like `localhost` is fine for the
+        # sender, which only has to be written safely (the recipients are checked harder).
+        parse_mailbox(value)
         return value
 
 

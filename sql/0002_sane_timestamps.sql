@@ -231,17 +231,18 @@ CREATE OR REPLACE FUNCTION notifyd.check_message() RETURNS trigger
     END
     $$;
 
--- An e-mail address is one addr-spec in its plain form, dot-atom "@" dot-atom: no spaces or
--- control characters, none of ()<>[]:;@\," outside the one "@", no empty or dotted-at-the-end
--- parts. So `alice(bob@evil.example)` or `<script>alert(1)</script>@x.example` are refused,
--- and no address can carry anything into a mail header or an SMTP command. notifyd checks
+-- An e-mail address is one addr-spec in its plain form, dot-atom "@" dot-atom: no space,
+-- control or other invisible character (the ranges of has_visible_text), none of
+-- ()<>[]:;@\," outside the one "@", no empty or dotted-at-the-end parts. So
+-- `alice(bob@evil.example)` or `<script>alert(1)</script>@x.example` are refused, and no
+-- address can carry anything into a mail header or an SMTP command. notifyd checks
 -- more when an address comes through its API or is delivered to (email-validator's rules);
 -- notifyd.addresses has this same pattern (written in an E'' string, as above).
 CREATE FUNCTION notifyd.is_plain_address(address text) RETURNS boolean
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
     AS $$
         SELECT pg_catalog.length(address) <= 254
-           AND address OPERATOR(pg_catalog.~) E'^[^\\u0001-\\u0020\\u007f-\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000()<>\\[\\]:;@\\\\,".]+(\\.[^\\u0001-\\u0020\\u007f-\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000()<>\\[\\]:;@\\\\,".]+)*@[^\\u0001-\\u0020\\u007f-\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000()<>\\[\\]:;@\\\\,".]+(\\.[^\\u0001-\\u0020\\u007f-\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000()<>\\[\\]:;@\\\\,".]+)*$'
+           AND address OPERATOR(pg_catalog.~) E'^[^\\u0001-\\u0020\\u007f-\\u00a0\\u00ad\\u034f\\u061c\\u115f-\\u1160\\u1680\\u17b4-\\u17b5\\u180b-\\u180f\\u2000-\\u200f\\u2028-\\u202f\\u205f-\\u206f\\u2800\\u3000\\u3164\\ufe00-\\ufe0f\\ufeff\\uffa0\\ufff0-\\ufff8\\U0001bca0-\\U0001bca3\\U0001d173-\\U0001d17a\\U000e0000-\\U000e0fff()<>\\[\\]:;@\\\\,".]+(\\.[^\\u0001-\\u0020\\u007f-\\u00a0\\u00ad\\u034f\\u061c\\u115f-\\u1160\\u1680\\u17b4-\\u17b5\\u180b-\\u180f\\u2000-\\u200f\\u2028-\\u202f\\u205f-\\u206f\\u2800\\u3000\\u3164\\ufe00-\\ufe0f\\ufeff\\uffa0\\ufff0-\\ufff8\\U0001bca0-\\U0001bca3\\U0001d173-\\U0001d17a\\U000e0000-\\U000e0fff()<>\\[\\]:;@\\\\,".]+)*@[^\\u0001-\\u0020\\u007f-\\u00a0\\u00ad\\u034f\\u061c\\u115f-\\u1160\\u1680\\u17b4-\\u17b5\\u180b-\\u180f\\u2000-\\u200f\\u2028-\\u202f\\u205f-\\u206f\\u2800\\u3000\\u3164\\ufe00-\\ufe0f\\ufeff\\uffa0\\ufff0-\\ufff8\\U0001bca0-\\U0001bca3\\U0001d173-\\U0001d17a\\U000e0000-\\U000e0fff()<>\\[\\]:;@\\\\,".]+(\\.[^\\u0001-\\u0020\\u007f-\\u00a0\\u00ad\\u034f\\u061c\\u115f-\\u1160\\u1680\\u17b4-\\u17b5\\u180b-\\u180f\\u2000-\\u200f\\u2028-\\u202f\\u205f-\\u206f\\u2800\\u3000\\u3164\\ufe00-\\ufe0f\\ufeff\\uffa0\\ufff0-\\ufff8\\U0001bca0-\\U0001bca3\\U0001d173-\\U0001d17a\\U000e0000-\\U000e0fff()<>\\[\\]:;@\\\\,".]+)*$'
     $$;
 
 -- Same name, so whoever maps the error to the field (the API, the dashboard) still does.

@@ -21,6 +21,7 @@ from pydantic import (
     model_validator,
 )
 
+from notifyd.addresses import deliverable_address
 from notifyd.domain import (
     BIGINT_MAX,
     CHANNELS,
@@ -45,7 +46,6 @@ from notifyd.domain import (
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 200
 
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+$")
 _PHONE = re.compile(r"^\+[1-9][0-9]{6,14}$")
 _CHAT_ID = re.compile(r"^(-?[0-9]{1,20}|@[A-Za-z0-9_]{5,32})$")
 
@@ -202,8 +202,10 @@ class _UserFields(_Body):
         if value is None:
             return None
         storable_text(value)
-        if len(value) > 254 or not _EMAIL.fullmatch(value):
-            raise ValueError("must be an e-mail address like name@example.com")
+        try:
+            deliverable_address(value)
+        except ValueError as exc:
+            raise ValueError(f"must be an e-mail address like name@example.com: {exc}") from None
         return value
 
     @field_validator("phone")

@@ -357,6 +357,19 @@ async def test_users_add_with_a_bad_contact_exits_2_naming_the_option(
     assert await db.fetchval("SELECT count(*) FROM notifyd.users") == 0
 
 
+@pytest.mark.parametrize(
+    "email", ["alice(bob@evil.example)", "<script>alert(1)</script>@x.example"]
+)
+async def test_users_add_with_what_is_not_one_address_exits_2_naming_email(
+    cli: Cli, db: asyncpg.Connection, email: str
+) -> None:
+    result = await cli("users", "add", "--email", email)
+
+    assert result.code == 2
+    assert "--email: must be an e-mail address" in result.stderr
+    assert await db.fetchval("SELECT count(*) FROM notifyd.users") == 0
+
+
 async def test_the_notifyd_entry_point_runs_the_same_commands(
     tmp_path: Path, database_url: str
 ) -> None:
