@@ -24,13 +24,13 @@ from notifyd.errors import PermanentProviderError, ProviderError, TransientProvi
 from notifyd.logs import get_logger
 from notifyd.providers import mime
 from notifyd.providers.base import Provider
+from notifyd.redaction import Scrubber
 
 if TYPE_CHECKING:
     from notifyd.config import EmailSettings
 
 log = get_logger(__name__)
 
-_REDACTED = "***"
 _SECURITY_NAMES = {"none": "no TLS", "starttls": "STARTTLS", "tls": "TLS"}
 # Everything str.splitlines() breaks on: a header generator might fold or split there.
 _LINE_BREAKS = frozenset("\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029")
@@ -59,6 +59,12 @@ class EmailProvider(Provider):
 
     def __init__(self, settings: EmailSettings) -> None:
         self._settings = settings
+        # Every form the password is sent in: AUTH LOGIN sends it in base64, AUTH PLAIN
+        # sends `\0user\0password` in base64, and a server may echo either in its reply.
+        password = settings.password.get_secret_value()
+        self._scrubber = Scrubber(
+            (password, f"\0{settings.username}\0{password}") if password else ()
+        )
         # The configuration checked the sender's shape already.
         display_name, self._sender = parse_mailbox(settings.from_address)
         self._from = mime.mailbox("From", display_name, self._sender)
@@ -303,17 +309,10 @@ class EmailProvider(Provider):
         return TransientProviderError(error, response=response)
 
     def _scrub(self, text: str) -> str:
-        password = self._settings.password.get_secret_value()
-        return text.replace(password, _REDACTED) if password else text
+        return self._scrubber.scrub(text)
 
     def _leaks_password(self, exc: BaseException) -> bool:
-        password = self._settings.password.get_secret_value()
-        chain: BaseException | None = exc
-        while password and chain is not None:
-            if password in f"{chain!s} {chain!r}":
-                return True
-            chain = chain.__cause__ or chain.__context__
-        return False
+        return self._scrubber.leaks(exc)
 
 
 def message_id(message: OutgoingMessage, to: str, domain: str) -> str:

@@ -3,7 +3,8 @@
 One aiohttp session per provider, opened at start and reopened if closed. Their secrets
 travel in every request (a token in the URL, credentials in a header), and aiohttp keeps
 both in its exceptions: the providers never chain an aiohttp exception, and everything they
-build from one, or from a vendor's answer, passes through `_scrub` or `_redact`.
+build from one, or from a vendor's answer, passes through `_scrub` or `_redact`, which
+mask every form of the secrets (`notifyd.redaction`).
 """
 
 from __future__ import annotations
@@ -15,8 +16,8 @@ from typing import Any
 import aiohttp
 
 from notifyd.providers.base import Provider
+from notifyd.redaction import Scrubber
 
-REDACTED = "***"
 # How much of a non-JSON answer (an HTML error page from a proxy) to keep.
 BODY_EXCERPT = 500
 
@@ -29,14 +30,13 @@ class HttpProvider(Provider):
         *,
         timeout: float,
         concurrency: int,
-        secrets: Iterable[str],
+        secrets: Iterable[str],  # each in every form it can be written in is masked
         headers: Mapping[str, str] | None = None,
     ) -> None:
         self._timeout = timeout
         self._concurrency = concurrency
         self._headers = dict(headers or {})
-        # Longest first: a secret that contains another is replaced whole.
-        self._secrets = sorted({secret for secret in secrets if secret}, key=len, reverse=True)
+        self._scrubber = Scrubber(secrets)
         self._session: aiohttp.ClientSession | None = None
 
     async def start(self) -> None:
@@ -65,19 +65,11 @@ class HttpProvider(Provider):
         return self._scrub(f"{type(exc).__name__}: {text}" if text else type(exc).__name__)
 
     def _scrub(self, text: str) -> str:
-        for secret in self._secrets:
-            text = text.replace(secret, REDACTED)
-        return text
+        return self._scrubber.scrub(text)
 
     def _redact(self, value: Any) -> Any:
         """`value` with the secrets scrubbed from every string, however deeply nested."""
-        if isinstance(value, str):
-            return self._scrub(value)
-        if isinstance(value, dict):
-            return {self._redact(k): self._redact(v) for k, v in value.items()}
-        if isinstance(value, list):
-            return [self._redact(v) for v in value]
-        return value
+        return self._scrubber.redact(value)
 
 
 def json_object(raw: bytes) -> dict[str, Any] | None:

@@ -7,6 +7,7 @@ and the fake vendors, then checks the rows, the exit code and what was printed.
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import os
 import re
@@ -541,6 +542,40 @@ async def test_check_config_reports_a_database_that_is_down(
     assert "postgresql://notifyd:***@127.0.0.1" in result.line("database")
     assert result.line("email").split()[1] == "ok"  # the other parts are still tried
     result.assert_no_secrets()
+
+
+async def test_check_config_masks_a_password_given_as_a_query_parameter(
+    vendors_env: dict[str, str], tmp_path: Path, database_url: str
+) -> None:
+    parts = urlsplit(database_url)
+    query = f"{parts.query}&" if parts.query else ""
+    up = urlunsplit(parts._replace(query=f"{query}password={DB_PASSWORD}"))
+    down = f"postgresql://notifyd@127.0.0.1:{unused_port()}/notifyd?password={DB_PASSWORD}"
+
+    working = await check_config(vendors_env | {"DATABASE_URL": up}, tmp_path)
+    failing = await check_config(vendors_env | {"DATABASE_URL": down}, tmp_path)
+
+    assert working.code == 0, working
+    assert "password=***" in working.line("database")
+    assert failing.code == 1, failing
+    assert "?password=***" in failing.line("database")
+    working.assert_no_secrets()
+    failing.assert_no_secrets()
+
+
+async def test_check_config_masks_an_smtp_auth_exchange_the_server_echoes(
+    vendors_env: dict[str, str], tmp_path: Path
+) -> None:
+    async with FakeSmtpServer(
+        username=SMTP_USER, password="another", auth_mechanisms=("PLAIN",), echo_auth=True
+    ) as echoing:
+        env = vendors_env | {"EMAIL_PORT": str(echoing.port)}
+        result = await check_config(env, tmp_path)
+
+    assert result.code == 1, result
+    assert "Authentication failed for ***" in result.line("email")
+    blob = base64.b64encode(f"\0{SMTP_USER}\0{SMTP_PASSWORD}".encode()).decode()
+    result.assert_no_secrets(*SECRETS, blob, base64.b64encode(SMTP_PASSWORD.encode()).decode())
 
 
 async def test_check_config_skips_what_is_not_configured(
