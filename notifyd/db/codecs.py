@@ -6,12 +6,14 @@ fail the first comparison with an aware one. One such row, written by another ap
 before the range checks existed, made every query that read it fail: the claim (so the
 dispatcher, at every restart), the API, the dashboard, the CLI. These codecs read every
 stored instant as an aware UTC datetime, those Python cannot hold as the nearest one it can
-(`BEFORE_ALL_TIME`, `AFTER_ALL_TIME`), and every stored JSON value as something orjson can
-write back out.
+(`BEFORE_ALL_TIME`, `AFTER_ALL_TIME`), every stored JSON value as something orjson can
+write back out, and write any JSON-like value.
 """
 
 from __future__ import annotations
 
+import json
+import math
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
@@ -24,6 +26,8 @@ from notifyd.domain import AFTER_ALL_TIME, BEFORE_ALL_TIME
 # largest and smallest 64-bit values.
 PG_EPOCH: Final = datetime(2000, 1, 1, tzinfo=UTC)
 _MICROSECOND: Final = timedelta(microseconds=1)
+# How much of a value no JSON writer takes is kept, as text.
+_MAX_REPR: Final = 10_000
 
 
 def decode_timestamptz(value: tuple[int]) -> datetime:
@@ -43,7 +47,37 @@ def encode_timestamptz(value: datetime) -> tuple[int]:
 
 
 def json_text(value: Any) -> str:
-    return orjson.dumps(value).decode()
+    """A value as JSON text for a jsonb column; never fails on what a vendor answered.
+
+    orjson writes no integer past 64 bits and no nesting past 254 levels, both of which a
+    vendor's answer (read by `json`) may hold: one such answer failed the statement that
+    wrote a whole batch of attempts, and the task writing them. Those go through `json`,
+    and what even it cannot write is kept as its text.
+    """
+    try:
+        return orjson.dumps(value).decode()
+    except orjson.JSONEncodeError:
+        pass
+    try:
+        # NaN and infinities, which jsonb refuses, become null as orjson has them.
+        return json.dumps(_finite(value), default=str, allow_nan=False)
+    except (ValueError, TypeError, RecursionError):
+        pass
+    try:
+        text = repr(value)[:_MAX_REPR]
+    except RecursionError:
+        text = f"({type(value).__name__} nested too deep to be written)"
+    return orjson.dumps(text).decode()
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {str(k): _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
 
 
 def decode_json(text: str) -> Any:

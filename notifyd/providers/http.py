@@ -76,6 +76,6 @@ def json_object(raw: bytes) -> dict[str, Any] | None:
     """The body as a JSON object, or None when it is not one."""
     try:
         body = json.loads(raw)
-    except ValueError:  # also UnicodeDecodeError
+    except (ValueError, RecursionError):  # also UnicodeDecodeError; nesting too deep
         return None
     return body if isinstance(body, dict) else None

@@ -4,17 +4,22 @@
   the dispatcher failed on every round and nothing was delivered for anyone.
 - A jsonb value orjson cannot read (a number beyond a double, nesting past 1,024 levels,
   both valid jsonb): every read of the attempt answered 500.
+- A vendor answer orjson cannot write (an integer beyond 64 bits): the whole batch of
+  attempts being written failed, and the task writing them.
 """
 
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 import asyncpg
 import pytest
 
 from notifyd.db import Database
 from tests.admin.support import page
+from tests.fakes.telegram import FakeTelegramApi
+from tests.fakes.vendor import ForcedAnswer
 from tests.support import Daemon
 
 INT_MAX = 2**31 - 1
@@ -104,3 +109,48 @@ async def test_a_provider_response_orjson_cannot_read_is_shown_as_its_text(
     assert attempt["provider_response"] == as_text
 
     await page(await daemon.client.get(f"/admin/notifications/{notification_id}"))
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        {"message_id": 10**30, "chat": {"id": 1001}},
+        {"message_id": 5, "chat": {"id": -(10**25)}},
+    ],
+    ids=["message-id", "chat-id"],
+)
+async def test_a_vendor_answer_beyond_64_bit_integers_is_recorded(
+    daemon: Daemon, db: asyncpg.Connection, telegram_api: FakeTelegramApi, answer: dict[str, Any]
+) -> None:
+    # One attempt's provider answer that orjson cannot write failed the whole batch of
+    # attempts being written, and the task writing them.
+    telegram_api.force(ForcedAnswer(200, {"ok": True, "result": answer}))
+    user_id = await daemon.create_user(telegram_chat_id=1001, phone="+15551234567")
+    odd = await daemon.notify(user_id=user_id, message="m", channels=["telegram"])
+    plain = await daemon.notify(user_id=user_id, message="m", channels=["sms"])
+
+    finished = await daemon.wait_finished(odd["id"])
+    assert finished["status"] == "sent"
+    [attempt] = finished["attempts"]
+    assert attempt["status"] == "success"
+    stored = attempt["provider_response"]
+    # Read back through a double: the digits past its precision are not kept.
+    assert float(stored["message_id"]) == float(answer["message_id"])
+    assert float(stored["chat_id"]) == float(answer["chat"]["id"])
+    assert (await daemon.wait_finished(plain["id"]))["status"] == "sent"
+
+
+async def test_a_vendor_answer_nested_too_deep_to_read_is_an_answer_without_json(
+    daemon: Daemon, telegram_api: FakeTelegramApi
+) -> None:
+    # `json` raised RecursionError, which no caller expected: the attempt ended as a
+    # provider crash (retried as transient) instead of the vendor's refusal.
+    telegram_api.force(ForcedAnswer(400, "[" * 100_000 + "]" * 100_000))
+    user_id = await daemon.create_user(telegram_chat_id=1001)
+    sent = await daemon.notify(user_id=user_id, message="m", channels=["telegram"])
+
+    finished = await daemon.wait_finished(sent["id"])
+
+    [attempt] = finished["attempts"]
+    assert attempt["error"] == "Telegram answered HTTP 400 without JSON"
+    assert attempt["provider_response"]["http_status"] == 400
