@@ -281,3 +281,27 @@ def test_the_configuration_takes_a_sender_with_or_without_a_name(
 ) -> None:
     settings = load_settings(None, {"DEFAULT_FROM_EMAIL": from_address})
     assert parse_mailbox(settings.channels.email.from_address) == parsed
+
+
+async def test_a_user_stored_with_an_unfit_address_must_fix_it_to_change_anything(
+    daemon: Daemon, db: asyncpg.Connection
+) -> None:
+    # As the migration leaves such a user: the check added NOT VALID over the old row.
+    await db.execute("ALTER TABLE notifyd.users DROP CONSTRAINT users_email_format")
+    user_id = await db.fetchval(
+        "INSERT INTO notifyd.users (email) VALUES ('alice(bob@evil.example)') RETURNING id"
+    )
+    await db.execute(
+        "ALTER TABLE notifyd.users ADD CONSTRAINT users_email_format"
+        " CHECK (email IS NULL OR notifyd.is_plain_address(email)) NOT VALID"
+    )
+
+    shown = await daemon.client.get(f"/api/users/{user_id}")
+    assert (await shown.json())["email"] == "alice(bob@evil.example)"
+    phone_only = await daemon.client.patch(f"/api/users/{user_id}", json={"phone": "+15551234567"})
+    assert phone_only.status == 422
+    assert [e["field"] for e in (await phone_only.json())["errors"]] == ["email"]
+    fixed = await daemon.client.patch(
+        f"/api/users/{user_id}", json={"email": "alice@example.com", "phone": "+15551234567"}
+    )
+    assert fixed.status == 200, await fixed.text()
