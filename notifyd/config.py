@@ -16,7 +16,7 @@ import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from pydantic import (
     AfterValidator,
@@ -31,8 +31,10 @@ from pydantic import (
 from pydantic_core import InitErrorDetails, PydanticCustomError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from notifyd.addresses import parse_mailbox
 from notifyd.domain import MAX_MESSAGE_LENGTH, MAX_SUBJECT_LENGTH
 from notifyd.errors import ConfigError
+from notifyd.redaction import redact_url
 
 DEFAULT_CONFIG_FILE = Path("notifyd.toml")
 
@@ -192,7 +194,7 @@ class DatabaseSettings(_Section):
         return self
 
     def redacted_url(self) -> str | None:
-        """The database URL with its password replaced, safe to log."""
+        """The database URL with its password (userinfo or query) replaced, safe to show."""
         if self.url is None:
             return None
         return redact_url(self.url.get_secret_value())
@@ -262,8 +264,9 @@ class EmailSettings(_ChannelSettings):
     @field_validator("from_address")
     @classmethod
     def _address(cls, value: str) -> str:
-        if "@" not in value or any(c in value for c in "\r\n"):
-            raise ValueError("must be an e-mail address")
+        # `name@host` or `Name <name@host>`; a local host like `localhost` is fine for the
+        # sender, which only has to be written safely (the recipients are checked harder).
+        parse_mailbox(value)
         return value
 
 
@@ -463,17 +466,6 @@ def legacy_env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
         if environ.get(name, "").strip().lower() in _TRUE:
             _set_nested(result, ("channels", "email", "security"), security)
     return result
-
-
-def redact_url(url: str) -> str:
-    """Replace the password of a URL with `***`."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    # The raw host part keeps IPv6 brackets that `hostname` would strip.
-    host = parts.netloc.rpartition("@")[2]
-    user = parts.username or ""
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
 
 
 def _read_toml(path: Path | None) -> dict[str, Any]:

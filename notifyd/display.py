@@ -4,12 +4,22 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from notifyd.domain import AFTER_ALL_TIME, BEFORE_ALL_TIME, timestamp_in_range
+
 
 def moment(value: datetime, *, zone: bool = True) -> str:
-    """A timestamp in UTC to the millisecond: `2026-11-30 12:45:13.123 UTC`."""
+    """A timestamp in UTC to the millisecond: `2026-11-30 12:45:13.123 UTC`.
+
+    One the database would refuse today (stored before its range check) says so.
+    """
+    if value == BEFORE_ALL_TIME:
+        return "before 0001-01-01 (out of range)"
+    if value == AFTER_ALL_TIME:
+        return "after 9999-12-31 (out of range)"
     text = value.astimezone(UTC).isoformat(sep=" ", timespec="milliseconds")
     text = text.removesuffix("+00:00")
-    return f"{text} UTC" if zone else text
+    text = f"{text} UTC" if zone else text
+    return text if timestamp_in_range(value) else f"{text} (out of range)"
 
 
 def duration(seconds: float) -> str:

@@ -7,8 +7,9 @@ database's checks to the same names. Nothing here imports another part of notify
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Final
 
@@ -55,6 +56,65 @@ MAX_SUBJECT_LENGTH: Final = 998  # bytes of UTF-8: RFC 5322's line limit
 MAX_MESSAGE_LENGTH: Final = 65536  # characters
 MAX_IDEMPOTENCY_KEY_LENGTH: Final = 255
 BIGINT_MAX: Final = 2**63 - 1
+
+# Every stored timestamp lies in [EARLIEST_TIMESTAMP, TIMESTAMP_LIMIT): the database refuses
+# others with a named check (`<table>_<column>_in_range`) and the API refuses them first.
+# From the Unix epoch, which other applications write for "no time" or "at once" (a
+# send_at then is simply due), to before the year 3000: a later date is a typo or a
+# "never" sentinel, and the range stays far from the ends of what Python's datetime holds
+# (years 1 to 9999), so no arithmetic or time zone conversion on a stored value overflows.
+EARLIEST_TIMESTAMP: Final = datetime(1970, 1, 1, tzinfo=UTC)
+TIMESTAMP_LIMIT: Final = datetime(3000, 1, 1, tzinfo=UTC)
+# What a stored instant outside what Python can hold ('infinity', year 10000, a BC date,
+# found in a row written before the check existed) is read as: the nearest instant Python
+# has, always in UTC.
+BEFORE_ALL_TIME: Final = datetime.min.replace(tzinfo=UTC)
+AFTER_ALL_TIME: Final = datetime.max.replace(tzinfo=UTC)
+
+
+def timestamp_in_range(value: datetime) -> bool:
+    """Whether the database accepts `value` as a stored timestamp (an aware datetime)."""
+    return EARLIEST_TIMESTAMP <= value < TIMESTAMP_LIMIT
+
+
+# Characters that show nothing: C0 and C1 controls, every Unicode whitespace (and what
+# Python's str.isspace() adds), the Default_Ignorable_Code_Point characters (zero-width
+# spaces and joiners, the byte order mark, bidirectional marks, variation selectors, Hangul
+# fillers, tags), and the blank Braille pattern. A message made only of these is blank.
+# The database's notifyd.check_message() spells out the same ranges.
+INVISIBLE_RANGES: Final = (
+    (0x0000, 0x0020),
+    (0x007F, 0x00A0),
+    (0x00AD, 0x00AD),
+    (0x034F, 0x034F),
+    (0x061C, 0x061C),
+    (0x115F, 0x1160),
+    (0x1680, 0x1680),
+    (0x17B4, 0x17B5),
+    (0x180B, 0x180F),
+    (0x2000, 0x200F),
+    (0x2028, 0x202F),
+    (0x205F, 0x206F),
+    (0x2800, 0x2800),
+    (0x3000, 0x3000),
+    (0x3164, 0x3164),
+    (0xFE00, 0xFE0F),
+    (0xFEFF, 0xFEFF),
+    (0xFFA0, 0xFFA0),
+    (0xFFF0, 0xFFF8),
+    (0x1BCA0, 0x1BCA3),
+    (0x1D173, 0x1D17A),
+    (0xE0000, 0xE0FFF),
+)
+# One visible character, as a regular expression with the characters themselves (not
+# escapes), so that Python and the OpenAPI document's ECMA-262 patterns read it alike.
+VISIBLE_CHARACTER: Final = "[^" + "".join(f"{chr(a)}-{chr(b)}" for a, b in INVISIBLE_RANGES) + "]"
+_VISIBLE: Final = re.compile(VISIBLE_CHARACTER)
+
+
+def has_visible_text(text: str) -> bool:
+    """Whether `text` shows anything: it is not blank, nor only invisible characters."""
+    return _VISIBLE.search(text) is not None
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,7 +16,8 @@ ALTER TABLE notifyd.notification_attempts
 -- together; a vendor's "retry after" pushes the slot, which pauses every instance.
 CREATE TABLE notifyd.pacing (
     key text PRIMARY KEY,
-    tat timestamptz NOT NULL
+    tat timestamptz NOT NULL,
+    CONSTRAINT pacing_tat_in_range CHECK (notifyd.timestamp_in_range(tat))
 );
 
 -- Take the next slot of a channel and of a recipient together, if it comes within
@@ -97,6 +98,7 @@ CREATE TABLE notifyd.suppressions (
     reason  text NOT NULL,
     since   timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (user_id, channel),
+    CONSTRAINT suppressions_since_in_range CHECK (notifyd.timestamp_in_range(since)),
     CONSTRAINT suppressions_channel_known CHECK (channel = ANY (notifyd.known_channels()))
 );
 
@@ -149,7 +151,8 @@ CREATE FUNCTION notifyd.claim(batch integer, owner uuid, lease_seconds double pr
     SET enable_bitmapscan = off
     AS $$
     BEGIN
-        -- As before (sql/0001_schema.sql): planned for each call with its arguments.
+        -- As before (sql/0001_schema.sql, 0002_sane_timestamps.sql): planned for each call
+        -- with its arguments, and a claim count that cannot overflow.
         RETURN QUERY EXECUTE $claim$
             WITH picked AS (
                 SELECT id FROM notifyd.notifications
@@ -162,7 +165,7 @@ CREATE FUNCTION notifyd.claim(batch integer, owner uuid, lease_seconds double pr
             SET status = 'processing',
                 locked_by = $2,
                 lease_expires_at = now() + make_interval(secs => $3),
-                claims = n.claims + 1,
+                claims = least(n.claims, 2147483646) + 1,
                 updated_at = now()
             FROM picked, notifyd.users AS u
             WHERE n.id = picked.id AND u.id = n.user_id

@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+import asyncpg
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client.parser import text_string_to_metric_families
@@ -165,3 +166,19 @@ async def start_daemon(
     client: TestClient[web.Request, web.Application] = TestClient(TestServer(app))
     await client.start_server()
     return Daemon(client=client, settings=settings)
+
+
+async def drop_range_checks(db: asyncpg.Connection) -> None:
+    """Take the range checks away: the state of a row written before they existed."""
+    found = await db.fetch(
+        "SELECT conrelid::regclass::text AS tab, conname FROM pg_constraint"
+        " WHERE connamespace = 'notifyd'::regnamespace AND conname LIKE '%\\_in\\_range'"
+    )
+    for row in found:
+        await db.execute(f"ALTER TABLE {row['tab']} DROP CONSTRAINT {row['conname']}")
+    # The scheduling trigger checks send_at too; as it was before:
+    await db.execute(
+        "CREATE OR REPLACE FUNCTION notifyd.schedule_notification() RETURNS trigger"
+        " LANGUAGE plpgsql AS $$ BEGIN"
+        " NEW.run_after := greatest(NEW.run_after, NEW.send_at); RETURN NEW; END; $$"
+    )

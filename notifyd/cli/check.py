@@ -11,13 +11,11 @@ them, and the report is scrubbed of every configured secret once more before it 
 from __future__ import annotations
 
 import asyncio
-import base64
 import os
 from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
-from urllib.parse import quote, unquote, urlsplit
 
 from notifyd.cli import tables
 from notifyd.cli.commands import connect_one
@@ -26,9 +24,9 @@ from notifyd.db.migrations import LEGACY_CHAIN, schema_status
 from notifyd.errors import NotifydError, ProviderError
 from notifyd.providers import Provider, build_providers
 from notifyd.providers.base import NOTHING_TO_CHECK
+from notifyd.redaction import Scrubber, url_secrets
 
 Outcome = Literal["ok", "failed", "skipped"]
-REDACTED = "***"
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,9 +60,7 @@ def report(results: Sequence[CheckResult], settings: Settings) -> str:
     text = tables.table(
         ("PART", "RESULT", "DETAIL"), [(r.part, r.outcome, r.detail) for r in results]
     )
-    for secret in secrets_of(settings):
-        text = text.replace(secret, REDACTED)
-    return text
+    return scrubber_of(settings).scrub(text)
 
 
 def all_ok(results: Sequence[CheckResult]) -> bool:
@@ -84,30 +80,32 @@ def config_source(path: Path | None, environ: Mapping[str, str] | None = None) -
     return f"read {path}"
 
 
-def secrets_of(settings: Settings) -> list[str]:
-    """Every secret in the configuration, in the forms it could be printed in, longest first."""
+def scrubber_of(settings: Settings) -> Scrubber:
+    """Masks every secret of the configuration, in every form it could be printed in."""
     channels = settings.channels
+    email, sms = channels.email, channels.sms
     values = [
-        channels.email.password.get_secret_value(),
+        email.password.get_secret_value(),
         channels.telegram.bot_token.get_secret_value(),
-        channels.sms.auth_token.get_secret_value(),
+        sms.auth_token.get_secret_value(),
         *(token.get_secret_value() for token in settings.api.tokens),
+        *url_secrets(channels.telegram.api_url),
+        *url_secrets(sms.api_url),
     ]
     if settings.database.url is not None:
-        password = urlsplit(settings.database.url.get_secret_value()).password
-        if password:
-            values += [password, unquote(password)]
-    if channels.sms.auth_token.get_secret_value():
+        values += url_secrets(settings.database.url.get_secret_value())
+    if email.password.get_secret_value():
+        # What SMTP AUTH PLAIN sends (in base64).
+        values.append(f"\0{email.username}\0{email.password.get_secret_value()}")
+    if sms.auth_token.get_secret_value():
         # The HTTP basic credentials Twilio gets.
-        pair = f"{channels.sms.account_sid}:{channels.sms.auth_token.get_secret_value()}"
-        values.append(base64.b64encode(pair.encode()).decode())
-    forms = {form for value in values if value for form in _printed_forms(value)}
-    return sorted(forms, key=len, reverse=True)
+        values.append(f"{sms.account_sid}:{sms.auth_token.get_secret_value()}")
+    return Scrubber(value for value in values if value)
 
 
-def _printed_forms(secret: str) -> set[str]:
-    # As written, and as a URL would carry it (a bot token sits in the request path).
-    return {secret, quote(secret, safe=""), quote(secret, safe=":")}
+def secrets_of(settings: Settings) -> list[str]:
+    """Every secret in the configuration, in the forms it could be printed in, longest first."""
+    return scrubber_of(settings).forms
 
 
 def _config(settings: Settings, source: str) -> CheckResult:

@@ -29,6 +29,7 @@ from notifyd.db.embedded import EmbeddedPostgres, psql_executable, start_embedde
 from notifyd.db.migrations import migrate
 from notifyd.errors import ConfigError, DatabaseUnavailableError, MigrationError, NotifydError
 from notifyd.logs import configure_logging, get_logger
+from notifyd.redaction import split_password
 from notifyd.web.app import create_app
 from notifyd.web.keys import FATAL, METRICS
 from notifyd.web.server import HttpServer, descriptor_budget
@@ -171,7 +172,14 @@ def _psql(url: str, psql_args: list[str]) -> int:
     if executable is None:
         print("notifyd: psql is not installed", file=sys.stderr)
         return EXIT_FAILURE
-    return subprocess.run([executable, url, *psql_args], check=False).returncode  # noqa: S603
+    # A command line is visible to every user of the machine (`ps`); the environment of a
+    # process only to its owner. libpq reads the password from PGPASSWORD.
+    without_password, password = split_password(url)
+    env = dict(os.environ)
+    if password is not None:
+        env["PGPASSWORD"] = password
+    command = [executable, without_password, *psql_args]
+    return subprocess.run(command, check=False, env=env).returncode  # noqa: S603
 
 
 async def _migrate(settings: Settings, url: str) -> int:

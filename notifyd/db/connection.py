@@ -12,9 +12,9 @@ from contextlib import asynccontextmanager
 from typing import Any, Final, TypeVar
 
 import asyncpg
-import orjson
 from asyncpg.pool import PoolConnectionProxy
 
+from notifyd.db import codecs
 from notifyd.errors import ConstraintViolationError, DatabaseUnavailableError
 
 T = TypeVar("T")
@@ -54,10 +54,6 @@ SERVER_SETTINGS: Final = {
 PING: Final = "SELECT 1"
 
 
-def json_text(value: Any) -> str:
-    return orjson.dumps(value).decode()
-
-
 @asynccontextmanager
 async def translate_errors() -> AsyncIterator[None]:
     """Turn asyncpg's errors into notifyd's."""
@@ -84,15 +80,6 @@ async def _keep_session(_connection: asyncpg.Connection) -> None:
     they found it: no SET, LISTEN or cursors on pooled connections, and the migration lock
     is released in a `finally`. asyncpg still rolls back a transaction left open.
     """
-
-
-async def _init_connection(connection: asyncpg.Connection) -> None:
-    await connection.set_type_codec(
-        "jsonb",
-        encoder=json_text,
-        decoder=orjson.loads,
-        schema="pg_catalog",
-    )
 
 
 class Pool:
@@ -123,7 +110,7 @@ class Pool:
                 timeout=connect_timeout,
                 command_timeout=command_timeout,
                 server_settings=SERVER_SETTINGS,
-                init=_init_connection,
+                init=codecs.register,
                 reset=_keep_session,
             )
         return cls(pool, acquire_timeout=connect_timeout + command_timeout)

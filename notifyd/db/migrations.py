@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
@@ -114,6 +114,9 @@ async def migrate(pool: Pool, directory: Path | None = None) -> list[str]:
     applied_now: list[str] = []
     async with pool.connection() as connection:
         await connection.execute(LOCK, MIGRATION_LOCK_KEY)
+        # A migration says with a WARNING what it changed in the rows it found (values it
+        # had to repair, rows it could not check): the operator reads it in the log.
+        connection.add_log_listener(_log_warning)
         try:
             await connection.execute(CREATE_LEDGER)
             ledger = await _read_ledger(connection)
@@ -132,6 +135,7 @@ async def migrate(pool: Pool, directory: Path | None = None) -> list[str]:
             if applied_now:
                 await connection.execute(ANALYZE)
         finally:
+            connection.remove_log_listener(_log_warning)
             await connection.execute(UNLOCK, MIGRATION_LOCK_KEY)
     return applied_now
 
@@ -209,6 +213,11 @@ def _as_baseline(
     """The ledger as it reads once the squashed chain is recorded as the baseline."""
     rest = {version: name for version, name in ledger.items() if version not in squashed}
     return {**rest, BASELINE_VERSION: _baseline(known).name}
+
+
+def _log_warning(_connection: Any, message: Any) -> None:
+    if getattr(message, "severity", None) == "WARNING":
+        log.warning("migration_warning", message=str(message))
 
 
 @dataclass(frozen=True, slots=True)

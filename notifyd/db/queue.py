@@ -12,7 +12,8 @@ from typing import Any, Final
 from uuid import UUID
 
 from notifyd.db import rows
-from notifyd.db.connection import Pool, json_text, translate_errors
+from notifyd.db.codecs import json_text
+from notifyd.db.connection import Pool, translate_errors
 from notifyd.db.listen import WAKE_CHANNEL
 from notifyd.db.notifications import fetch_attempts
 from notifyd.domain import Attempt, AttemptRecord, Channel, ClaimedNotification, Status

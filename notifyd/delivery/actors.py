@@ -32,7 +32,7 @@ from notifyd.delivery.recorder import Recorder
 from notifyd.delivery.retry import FallBack, RetryLater, RetryPolicy, decide
 from notifyd.delivery.store import DeliveryStore
 from notifyd.delivery.timers import Deadlines
-from notifyd.domain import AttemptRecord, AttemptStatus, Channel, Status
+from notifyd.domain import AttemptRecord, AttemptStatus, Channel, Status, timestamp_in_range
 from notifyd.errors import (
     DatabaseUnavailableError,
 )
@@ -365,7 +365,8 @@ class ChannelActors:
         notification = delivery.notification
         metrics = self._context.metrics
         (metrics.finished_sent if status == Status.SENT else metrics.finished_failed).inc()
-        metrics.latency.observe((datetime.now(UTC) - notification.created_at).total_seconds())
+        if timestamp_in_range(notification.created_at):  # not a stored value made readable
+            metrics.latency.observe((datetime.now(UTC) - notification.created_at).total_seconds())
         if status == Status.SENT:
             log.info(
                 "notification_sent",

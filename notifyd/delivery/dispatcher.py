@@ -130,6 +130,17 @@ class Dispatcher:
                     self._failing_since = time.monotonic()
                     log.warning("claim_failed", error=str(exc))
                 break
+            except Exception as exc:
+                # The claim itself failed (a row it could not read, a bug): the daemon stays
+                # up for everything else and tries again at the next poll, loudly.
+                self._exhausted = True
+                log.error(
+                    "claim_crashed",
+                    error_type=type(exc).__name__,
+                    error=str(exc)[:500],
+                    exc_info=exc,
+                )
+                break
             finally:
                 self._reserved -= limit
             if self._failing_since is not None:

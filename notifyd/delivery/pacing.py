@@ -29,8 +29,11 @@ log = get_logger(__name__)
 # A slot at most this far away is waited for in memory; a later one sends the notification
 # back to the queue (it is claimed again when its slot comes).
 HOLD_HORIZON: Final = 10.0
-# The pause after a "slow down" that did not say for how long.
+# The pause after a "slow down" that did not say for how long, and the longest one taken
+# (a vendor asking for more is treated as asking for this: past delivery.max_throttle_wait
+# the notification falls back anyway).
 DEFAULT_PAUSE: Final = 1.0
+MAX_PAUSE: Final = 3600.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,7 +102,7 @@ class Pacer:
 
         `whole`: the channel pauses; otherwise only this recipient. Returns the pause.
         """
-        pause = DEFAULT_PAUSE if seconds is None else seconds
+        pause = DEFAULT_PAUSE if seconds is None else min(max(seconds, 0.0), MAX_PAUSE)
         contact = recipient.contact(self.channel)
         if whole or not contact:
             key = self.channel.value

@@ -217,6 +217,20 @@ class Recorder:
             if retry:
                 self._has_work.set()
             return True
+        except Exception as exc:
+            # The database took the statement and refused it: a value it cannot hold (a
+            # constraint, an encoding). One entry is at fault, not the batch: halve it
+            # until that one is alone, and write everything else.
+            if len(batch) > 1:
+                middle = len(batch) // 2
+                first = await self._write(batch[:middle])
+                return await self._write(batch[middle:]) or first
+            await self._refused(batch[0], exc)
+            return False
+        self._settle(batch, not_written)
+        return False
+
+    def _settle(self, batch: list[_Entry], not_written: set[int]) -> None:
         for entry in batch:
             if entry.written.done():
                 continue  # given up while the statement was under way
@@ -229,7 +243,41 @@ class Recorder:
                     attempt=entry.record.attempt,
                 )
             entry.written.set_result(owned)
-        return False
+
+    async def _refused(self, entry: _Entry, exc: Exception) -> None:
+        """The database refused this attempt: write it without the vendor's answer.
+
+        The answer is what another application's client can put anything into; the rest is
+        notifyd's own. If even that is refused (a clock far off), the attempt is given up,
+        with the error in the log.
+        """
+        log.error(
+            "attempt_write_refused",
+            notification_id=entry.record.notification_id,
+            channel=entry.record.channel,
+            error_type=type(exc).__name__,
+            error=str(exc)[:500],
+        )
+        record = entry.record
+        plain = AttemptRecord(
+            notification_id=record.notification_id,
+            channel=record.channel,
+            attempt=record.attempt,
+            status=record.status,
+            error=(record.error or "")[:2000] + " (the vendor's answer could not be stored)",
+            transient=record.transient,
+            provider_response=None,
+            started_at=record.started_at,
+            finished_at=record.finished_at,
+        )
+        try:
+            not_written = await self._store.record_attempts(
+                self._owner, [(plain, entry.final_status)]
+            )
+        except Exception as again:  # an outage now, or the same refusal
+            self._give_up(entry, f"refused by the database: {type(again).__name__}")
+            return
+        self._settle([entry], not_written)
 
     @staticmethod
     def _give_up(entry: _Entry, reason: str) -> None:

@@ -13,23 +13,24 @@ from datetime import UTC, datetime
 from email.errors import HeaderParseError
 from email.message import EmailMessage
 from email.utils import format_datetime
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 import aiosmtplib
 
+from notifyd.addresses import deliverable_address, parse_mailbox
 from notifyd.domain import Channel, OutgoingMessage
 from notifyd.errors import PermanentProviderError, ProviderError, TransientProviderError
 from notifyd.logs import get_logger
+from notifyd.providers import mime
 from notifyd.providers.base import Provider, local_resource_error
+from notifyd.redaction import Scrubber
 
 if TYPE_CHECKING:
-    from email.headerregistry import Address
-
     from notifyd.config import EmailSettings
 
 log = get_logger(__name__)
 
-_REDACTED = "***"
 _SECURITY_NAMES = {"none": "no TLS", "starttls": "STARTTLS", "tls": "TLS"}
 # Everything str.splitlines() breaks on: a header generator might fold or split there.
 _LINE_BREAKS = frozenset("\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029")
@@ -58,6 +59,15 @@ class EmailProvider(Provider):
 
     def __init__(self, settings: EmailSettings) -> None:
         self._settings = settings
+        # Every form the password is sent in: AUTH LOGIN sends it in base64, AUTH PLAIN
+        # sends `\0user\0password` in base64, and a server may echo either in its reply.
+        password = settings.password.get_secret_value()
+        self._scrubber = Scrubber(
+            (password, f"\0{settings.username}\0{password}") if password else ()
+        )
+        # The configuration checked the sender's shape already.
+        display_name, self._sender = parse_mailbox(settings.from_address)
+        self._from = mime.mailbox("From", display_name, self._sender)
         self._local_hostname: str | None = None
         # Most recently used last: reuse the warmest, let the coldest time out.
         self._idle: deque[_Connection] = deque()
@@ -77,15 +87,20 @@ class EmailProvider(Provider):
             raise PermanentProviderError("email channel is not configured")
         if not message.recipient.email:
             raise PermanentProviderError("user has no email address")
-        to = message.recipient.email
-        _refuse_line_breaks(message.subject, to)
+        # Another application may have written any address the database's looser check
+        # lets in: one that is not an addr-spec fails here, before any SMTP command, and
+        # for good (retrying cannot change it).
+        to, unusable = _recipient(message.recipient.email)
+        if to is None:
+            raise PermanentProviderError(f"the user's email address cannot be used: {unusable}")
+        _refuse_line_breaks(message.subject)
         if not self._idle:
             # Fails before a timer is armed: a server that is down refuses every attempt,
             # so this is the path that runs thousands of times a second.
             self._refuse_while_unreachable()
         error: ProviderError | None = None
         try:
-            answer, mail = await self._deliver(lambda: self._build(message, to))
+            answer, mail = await self._deliver(lambda: self._build(message, to), to)
         except (aiosmtplib.SMTPException, OSError, TimeoutError, ValueError) as exc:
             error = self._translate(exc)
             if not self._leaks_password(exc):
@@ -94,7 +109,7 @@ class EmailProvider(Provider):
             # The library's exception quotes the password (a server echoed it back): raised
             # out here the error has no __context__, which `from None` would keep.
             raise error from None
-        message_id = str(mail["Message-ID"])  # a plain str, not the header object
+        message_id = str(mail["Message-ID"])
         log.debug("email_accepted", notification_id=message.notification_id, message_id=message_id)
         return {"smtp_code": 250, "smtp_message": answer, "message_id": message_id}
 
@@ -124,7 +139,9 @@ class EmailProvider(Provider):
             return f"{done}, logged in as {settings.username}"
         return f"{done}; no username set, so no login tried"
 
-    async def _deliver(self, build: Callable[[], EmailMessage]) -> tuple[str, EmailMessage]:
+    async def _deliver(
+        self, build: Callable[[], EmailMessage], recipient: str
+    ) -> tuple[str, EmailMessage]:
         """Hand the message to the server; return its answer to DATA, and the message.
 
         The message is built only once a connection is there: building one costs more
@@ -138,7 +155,7 @@ class EmailProvider(Provider):
             except PermanentProviderError:
                 await self._release(connection)  # the connection itself is fine
                 raise
-            sender, recipient = _addr_spec(mail, "From"), _addr_spec(mail, "To")
+            sender = self._sender
             try:
                 answer = await self._send(connection, mail, sender, recipient)
             except aiosmtplib.SMTPServerDisconnected:
@@ -171,15 +188,18 @@ class EmailProvider(Provider):
         return answer
 
     def _build(self, message: OutgoingMessage, to: str) -> EmailMessage:
-        """The MIME message (`send` checked its header values for line breaks already)."""
+        """The MIME message, its header fields written out by `mime` (`to` is checked).
+
+        Only the body goes through `email`'s own machinery, which encodes it as a whole.
+        """
         mail = EmailMessage()
         try:
-            mail["From"] = self._settings.from_address
-            mail["To"] = to
-            mail["Subject"] = message.subject
-            domain = _addr_spec(mail, "From").rpartition("@")[2] or "localhost"
-            mail["Message-ID"] = message_id(message, to, domain)
-            mail["Date"] = format_datetime(datetime.now(UTC))
+            mail["From"] = self._from
+            mail["To"] = mime.plain("To", to)
+            mail["Subject"] = mime.unstructured("Subject", message.subject)
+            domain = self._sender.rpartition("@")[2]
+            mail["Message-ID"] = mime.plain("Message-ID", message_id(message, to, domain))
+            mail["Date"] = mime.plain("Date", format_datetime(datetime.now(UTC)))
             mail.set_content(message.body, charset="utf-8")
         except (ValueError, TypeError, IndexError, HeaderParseError) as exc:
             raise PermanentProviderError(f"cannot build the e-mail: {exc}") from exc
@@ -294,17 +314,10 @@ class EmailProvider(Provider):
         return TransientProviderError(error, response=response)
 
     def _scrub(self, text: str) -> str:
-        password = self._settings.password.get_secret_value()
-        return text.replace(password, _REDACTED) if password else text
+        return self._scrubber.scrub(text)
 
     def _leaks_password(self, exc: BaseException) -> bool:
-        password = self._settings.password.get_secret_value()
-        chain: BaseException | None = exc
-        while password and chain is not None:
-            if password in f"{chain!s} {chain!r}":
-                return True
-            chain = chain.__cause__ or chain.__context__
-        return False
+        return self._scrubber.leaks(exc)
 
 
 def message_id(message: OutgoingMessage, to: str, domain: str) -> str:
@@ -319,20 +332,25 @@ def message_id(message: OutgoingMessage, to: str, domain: str) -> str:
     return f"<notifyd.{message.notification_id}.{digest}@{domain}>"
 
 
-def _refuse_line_breaks(subject: str, to: str) -> None:
-    """Refuse header values that could smuggle in extra headers."""
+def _refuse_line_breaks(subject: str) -> None:
+    """A subject that breaks lines is refused: a reader would see it as several lines.
+
+    (It is written as encoded words, so it cannot add a header field either way.)
+    """
     if _LINE_BREAKS.intersection(subject):
         raise PermanentProviderError("subject contains a line break (header injection)")
-    if _LINE_BREAKS.intersection(to):
-        raise PermanentProviderError("email address contains a line break")
 
 
-def _addr_spec(mail: EmailMessage, header: str) -> str:
-    """The bare address (`user@host`) of a single-address header."""
-    addresses: tuple[Address, ...] = mail[header].addresses
-    if len(addresses) != 1 or not addresses[0].addr_spec:
-        raise PermanentProviderError(f"{header} must be exactly one e-mail address")
-    return addresses[0].addr_spec
+@lru_cache(maxsize=4096)
+def _recipient(address: str) -> tuple[str | None, str]:
+    """(the address to deliver to, "") or (None, why it cannot be used).
+
+    Cached: a user gets many messages, and the check costs tens of microseconds.
+    """
+    try:
+        return deliverable_address(address), ""
+    except ValueError as exc:
+        return None, str(exc)
 
 
 def _describe(exc: aiosmtplib.SMTPResponseException) -> str:

@@ -3,7 +3,8 @@
 One aiohttp session per provider, opened at start and reopened if closed. Their secrets
 travel in every request (a token in the URL, credentials in a header), and aiohttp keeps
 both in its exceptions: the providers never chain an aiohttp exception, and everything they
-build from one, or from a vendor's answer, passes through `_scrub` or `_redact`.
+build from one, or from a vendor's answer, passes through `_scrub` or `_redact`, which
+mask every form of the secrets (`notifyd.redaction`).
 """
 
 from __future__ import annotations
@@ -16,8 +17,8 @@ import aiohttp
 
 from notifyd.errors import TransientProviderError
 from notifyd.providers.base import Provider, local_resource_error
+from notifyd.redaction import Scrubber
 
-REDACTED = "***"
 # How much of a non-JSON answer (an HTML error page from a proxy) to keep.
 BODY_EXCERPT = 500
 
@@ -30,14 +31,13 @@ class HttpProvider(Provider):
         *,
         timeout: float,
         concurrency: int,
-        secrets: Iterable[str],
+        secrets: Iterable[str],  # each in every form it can be written in is masked
         headers: Mapping[str, str] | None = None,
     ) -> None:
         self._timeout = timeout
         self._concurrency = concurrency
         self._headers = dict(headers or {})
-        # Longest first: a secret that contains another is replaced whole.
-        self._secrets = sorted({secret for secret in secrets if secret}, key=len, reverse=True)
+        self._scrubber = Scrubber(secrets)
         self._session: aiohttp.ClientSession | None = None
 
     async def start(self) -> None:
@@ -72,25 +72,17 @@ class HttpProvider(Provider):
         return self._scrub(f"{type(exc).__name__}: {text}" if text else type(exc).__name__)
 
     def _scrub(self, text: str) -> str:
-        for secret in self._secrets:
-            text = text.replace(secret, REDACTED)
-        return text
+        return self._scrubber.scrub(text)
 
     def _redact(self, value: Any) -> Any:
         """`value` with the secrets scrubbed from every string, however deeply nested."""
-        if isinstance(value, str):
-            return self._scrub(value)
-        if isinstance(value, dict):
-            return {self._redact(k): self._redact(v) for k, v in value.items()}
-        if isinstance(value, list):
-            return [self._redact(v) for v in value]
-        return value
+        return self._scrubber.redact(value)
 
 
 def json_object(raw: bytes) -> dict[str, Any] | None:
     """The body as a JSON object, or None when it is not one."""
     try:
         body = json.loads(raw)
-    except ValueError:  # also UnicodeDecodeError
+    except (ValueError, RecursionError):  # also UnicodeDecodeError; nesting too deep
         return None
     return body if isinstance(body, dict) else None

@@ -17,6 +17,7 @@ from notifyd.domain import Channel, OutgoingMessage
 from notifyd.errors import PermanentProviderError, TransientProviderError
 from notifyd.logs import get_logger
 from notifyd.providers.http import BODY_EXCERPT, HttpProvider, json_object
+from notifyd.redaction import url_secrets
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -39,7 +40,7 @@ class TelegramProvider(HttpProvider):
         super().__init__(
             timeout=settings.timeout,
             concurrency=settings.concurrency,
-            secrets=(token, quote(token, safe=":"), quote(token, safe="")),
+            secrets=(token, *url_secrets(settings.api_url)),
         )
         self._settings = settings
         self._token = token

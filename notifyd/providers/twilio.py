@@ -23,6 +23,7 @@ from notifyd.errors import PermanentProviderError, TransientProviderError
 from notifyd.logs import get_logger
 from notifyd.providers.http import BODY_EXCERPT, HttpProvider, json_object
 from notifyd.providers.sms import mask_phone, sms_recipient
+from notifyd.redaction import url_secrets
 
 if TYPE_CHECKING:
     from notifyd.config import SmsSettings
@@ -55,7 +56,8 @@ class TwilioSmsProvider(HttpProvider):
         super().__init__(
             timeout=settings.timeout,
             concurrency=settings.concurrency,
-            secrets=(token, quote(token, safe=""), credentials),
+            # The pair is sent in base64 as the basic credentials.
+            secrets=(token, f"{settings.account_sid}:{token}", *url_secrets(settings.api_url)),
             headers={"Accept": "application/json", "Authorization": f"Basic {credentials}"},
         )
         self._settings = settings

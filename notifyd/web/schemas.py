@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Self
 
 from pydantic import (
@@ -21,14 +21,18 @@ from pydantic import (
     model_validator,
 )
 
+from notifyd.addresses import deliverable_address
 from notifyd.domain import (
     BIGINT_MAX,
     CHANNELS,
     DEFAULT_CHANNELS,
+    EARLIEST_TIMESTAMP,
+    INVISIBLE_RANGES,
     MAX_MESSAGE_LENGTH,
     MAX_PRIORITY,
     MAX_SUBJECT_LENGTH,
     MIN_PRIORITY,
+    TIMESTAMP_LIMIT,
     Attempt,
     Channel,
     Enqueued,
@@ -37,15 +41,23 @@ from notifyd.domain import (
     NotificationFilter,
     Status,
     User,
+    has_visible_text,
 )
 
+# The rule of `has_visible_text` as the OpenAPI document states it: escaped, and over the
+# Basic Multilingual Plane. ECMA-262 patterns without the `u` flag see an astral character
+# as two halves; the three astral ranges of invisible characters (format controls, tags)
+# are left out, so the document takes a message made of those alone, which the API refuses.
+VISIBLE_CHARACTER_PATTERN = (
+    "^[^\\u0000]*[^"
+    + "".join(f"\\u{first:04x}-\\u{last:04x}" for first, last in INVISIBLE_RANGES if last <= 0xFFFF)
+    + "][^\\u0000]*$"
+)
 DEFAULT_PAGE_SIZE = 50
+# The last instant a timestamp may be stored at is this much before TIMESTAMP_LIMIT.
+LAST_STEP = timedelta(microseconds=1)
 MAX_PAGE_SIZE = 200
 
-# Python's whitespace (str.isspace, what `strip` removes), spelled out: `\s` means other
-# characters in the ECMAScript regular expressions the OpenAPI document's patterns are.
-SPACE = r"\t\n\x0b\x0c\r\x1c-\x1f \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
-_EMAIL = re.compile(rf"^[^@{SPACE}\x00]+@[^@{SPACE}\x00]+$")
 _PHONE = re.compile(r"^\+[1-9][0-9]{6,14}$")
 _CHAT_ID = re.compile(r"^(-?[0-9]{1,20}|@[A-Za-z0-9_]{5,32})$")
 # The id of the last item of the page before (keyset pagination: items with lower ids).
@@ -109,8 +121,11 @@ class NotifyRequest(_Body):
         Field(
             min_length=1,
             max_length=MAX_MESSAGE_LENGTH,
-            description="Not blank; no NUL characters.",
-            json_schema_extra={"pattern": rf"^[^\x00]*[^{SPACE}\x00][^\x00]*$"},
+            description=(
+                "Not blank: at least one visible character (whitespace, control characters"
+                " and invisible ones such as U+200B do not count); no NUL characters."
+            ),
+            json_schema_extra={"pattern": VISIBLE_CHARACTER_PATTERN},
         ),
     ]
     subject: Annotated[
@@ -131,7 +146,15 @@ class NotifyRequest(_Body):
             json_schema_extra={"uniqueItems": True},
         ),
     ] = Field(default_factory=_default_channels)
-    send_at: AwareDatetime | None = None
+    send_at: Annotated[
+        AwareDatetime | None,
+        Field(
+            description=(
+                "Not delivered before then. A time before 1970 is due at once; one from"
+                " the year 3000 on is taken as 2999-12-31T23:59:59.999999Z."
+            )
+        ),
+    ] = None
     priority: Annotated[StrictInt, Field(ge=MIN_PRIORITY, le=MAX_PRIORITY), INTEGRAL] = 0
 
     @field_validator("send_at", mode="before")
@@ -145,16 +168,20 @@ class NotifyRequest(_Body):
     @field_validator("send_at")
     @classmethod
     def _in_range(cls, value: datetime | None) -> datetime | None:
-        # 9999-12-31T23:30:00-01:00 is valid ISO 8601 but past the last instant Python can
-        # hold in UTC (and 0001-01-01T00:30:00+01:00 before the first); such a date failed
-        # only when written to the database.
-        if value is not None:
-            try:
-                value.astimezone(UTC)
-            except OverflowError:
-                raise ValueError(
-                    "must be between 0001-01-01T00:00:00Z and 9999-12-31T23:59:59Z"
-                ) from None
+        # Any date-time is a time to send at: one before 1970 (the first the database
+        # stores) is due at once, as any past one is, and one from the year 3000 on, or
+        # past the last instant Python holds in UTC, is never in practice, as the last
+        # stored instant is. The OpenAPI document cannot state a range of dates.
+        if value is None:
+            return None
+        try:
+            instant = in_utc(value)
+        except ValueError:
+            return TIMESTAMP_LIMIT - LAST_STEP if value.year > 1 else EARLIEST_TIMESTAMP
+        if instant < EARLIEST_TIMESTAMP:
+            return EARLIEST_TIMESTAMP
+        if instant >= TIMESTAMP_LIMIT:
+            return TIMESTAMP_LIMIT - LAST_STEP
         return value
 
     def to_new(self) -> NewNotification:
@@ -171,7 +198,8 @@ class NotifyRequest(_Body):
     @classmethod
     def _message(cls, value: str, info: ValidationInfo) -> str:
         storable_text(value)
-        if not value.strip():
+        if not has_visible_text(value):
+            # Whitespace, control and invisible characters (U+200B...) do not count.
             raise ValueError("must not be blank")
         limit = _limits(info).max_message_length
         if len(value) > limit:
@@ -204,7 +232,7 @@ def _documented(**schema: Any) -> Any:
 
 
 class _UserFields(_Body):
-    email: Annotated[StrictStr, _documented(pattern=_EMAIL.pattern, maxLength=254)] | None = None
+    email: Annotated[StrictStr, _documented(format="email", maxLength=254)] | None = None
     phone: Annotated[StrictStr, _documented(pattern=_PHONE.pattern)] | None = None
     # As a JSON number, what the body parser reads as an integer (wider: a float, refused).
     telegram_chat_id: (
@@ -219,8 +247,10 @@ class _UserFields(_Body):
         if value is None:
             return None
         storable_text(value)
-        if len(value) > 254 or not _EMAIL.fullmatch(value):
-            raise ValueError("must be an e-mail address like name@example.com")
+        try:
+            deliverable_address(value)
+        except ValueError as exc:
+            raise ValueError(f"must be an e-mail address like name@example.com: {exc}") from None
         return value
 
     @field_validator("phone")
@@ -324,6 +354,16 @@ class NotificationQuery(BaseModel):
             created_before=self.created_before,
             before_id=None if self.cursor is None else decode_cursor(self.cursor),
         )
+
+
+def in_utc(value: datetime) -> datetime:
+    """`value` in UTC, or a ValueError when Python's datetime has no such instant there."""
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError(
+            "must be an instant from 0001-01-01T00:00:00Z to 9999-12-31T23:59:59.999999Z"
+        ) from None
 
 
 def encode_cursor(last_id: int) -> str:

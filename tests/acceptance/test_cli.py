@@ -7,6 +7,7 @@ and the fake vendors, then checks the rows, the exit code and what was printed.
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import os
 import re
@@ -24,7 +25,7 @@ from tests.acceptance.daemon_process import PASSTHROUGH_ENV
 from tests.fakes.smtp import FakeSmtpServer, unused_port
 from tests.fakes.telegram import FakeTelegramApi
 from tests.fakes.twilio import FakeTwilioApi
-from tests.support import Daemon
+from tests.support import Daemon, drop_range_checks
 
 pytestmark = pytest.mark.acceptance
 
@@ -310,6 +311,43 @@ async def test_a_reader_that_goes_away_ends_the_command_quietly(
     assert err.decode() == ""
 
 
+async def test_users_list_and_status_show_timestamps_stored_out_of_range(
+    cli: Cli, db: asyncpg.Connection
+) -> None:
+    # Written before the range checks existed (here: with them dropped).
+    await drop_range_checks(db)
+    user = await db.fetchval(
+        "INSERT INTO notifyd.users (phone, created_at) VALUES ('+15551234567', 'infinity')"
+        " RETURNING id"
+    )
+    notification = await db.fetchval(
+        "INSERT INTO notifyd.notifications (user_id, message, created_at, send_at, finished_at)"
+        " VALUES ($1, 'm', '4713-01-01 BC', '10000-01-01Z', '1960-01-01Z') RETURNING id",
+        user,
+    )
+    await db.execute(
+        "INSERT INTO notifyd.notification_attempts"
+        " (notification_id, channel, attempt, status, started_at, finished_at)"
+        " VALUES ($1, 'sms', 1, 'failed', '-infinity', 'infinity')",
+        notification,
+    )
+
+    listing = await cli("users", "list")
+    assert listing.code == 0, listing.stderr
+    assert "after 9999-12-31 (out of range)" in listing.stdout
+    as_json = await cli("users", "list", "--json")
+    assert as_json.code == 0, as_json.stderr
+    assert json.loads(as_json.stdout)[0]["created_at"] == "9999-12-31T23:59:59.999999+00:00"
+
+    status = await cli("status", str(notification))
+    assert status.code == 0, status.stderr
+    assert "before 0001-01-01 (out of range)" in status.stdout
+    assert "1960-01-01 00:00:00.000 UTC (out of range)" in status.stdout
+    status_json = await cli("status", str(notification), "--json")
+    assert status_json.code == 0, status_json.stderr
+    assert json.loads(status_json.stdout)["send_at"] == "9999-12-31T23:59:59.999999+00:00"
+
+
 async def test_users_add_with_a_bad_contact_exits_2_naming_the_option(
     cli: Cli, db: asyncpg.Connection
 ) -> None:
@@ -317,6 +355,19 @@ async def test_users_add_with_a_bad_contact_exits_2_naming_the_option(
 
     assert result.code == 2
     assert "--phone: must be an E.164 phone number" in result.stderr
+    assert await db.fetchval("SELECT count(*) FROM notifyd.users") == 0
+
+
+@pytest.mark.parametrize(
+    "email", ["alice(bob@evil.example)", "<script>alert(1)</script>@x.example"]
+)
+async def test_users_add_with_what_is_not_one_address_exits_2_naming_email(
+    cli: Cli, db: asyncpg.Connection, email: str
+) -> None:
+    result = await cli("users", "add", "--email", email)
+
+    assert result.code == 2
+    assert "--email: must be an e-mail address" in result.stderr
     assert await db.fetchval("SELECT count(*) FROM notifyd.users") == 0
 
 
@@ -491,6 +542,40 @@ async def test_check_config_reports_a_database_that_is_down(
     assert "postgresql://notifyd:***@127.0.0.1" in result.line("database")
     assert result.line("email").split()[1] == "ok"  # the other parts are still tried
     result.assert_no_secrets()
+
+
+async def test_check_config_masks_a_password_given_as_a_query_parameter(
+    vendors_env: dict[str, str], tmp_path: Path, database_url: str
+) -> None:
+    parts = urlsplit(database_url)
+    query = f"{parts.query}&" if parts.query else ""
+    up = urlunsplit(parts._replace(query=f"{query}password={DB_PASSWORD}"))
+    down = f"postgresql://notifyd@127.0.0.1:{unused_port()}/notifyd?password={DB_PASSWORD}"
+
+    working = await check_config(vendors_env | {"DATABASE_URL": up}, tmp_path)
+    failing = await check_config(vendors_env | {"DATABASE_URL": down}, tmp_path)
+
+    assert working.code == 0, working
+    assert "password=***" in working.line("database")
+    assert failing.code == 1, failing
+    assert "?password=***" in failing.line("database")
+    working.assert_no_secrets()
+    failing.assert_no_secrets()
+
+
+async def test_check_config_masks_an_smtp_auth_exchange_the_server_echoes(
+    vendors_env: dict[str, str], tmp_path: Path
+) -> None:
+    async with FakeSmtpServer(
+        username=SMTP_USER, password="another", auth_mechanisms=("PLAIN",), echo_auth=True
+    ) as echoing:
+        env = vendors_env | {"EMAIL_PORT": str(echoing.port)}
+        result = await check_config(env, tmp_path)
+
+    assert result.code == 1, result
+    assert "Authentication failed for ***" in result.line("email")
+    blob = base64.b64encode(f"\0{SMTP_USER}\0{SMTP_PASSWORD}".encode()).decode()
+    result.assert_no_secrets(*SECRETS, blob, base64.b64encode(SMTP_PASSWORD.encode()).decode())
 
 
 async def test_check_config_skips_what_is_not_configured(

@@ -7,6 +7,7 @@ import socket
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 import asyncpg
@@ -221,6 +222,39 @@ async def test_psql_command_runs_sql_on_the_configured_database(
     )
     assert await daemon.wait() == 0
     assert daemon.lines == ["1"]
+
+
+PSQL_PASSWORD = "psql-Secret-Pa55-wd"
+
+
+@pytest.mark.parametrize("where", ["userinfo", "query"])
+async def test_psql_gets_the_password_from_its_environment_not_its_command_line(
+    launch: Launcher, database_url: str, where: str
+) -> None:
+    # A command line is visible to every user of the machine (`ps`, /proc/PID/cmdline).
+    parts = urlsplit(database_url)
+    if where == "userinfo":
+        host = parts.netloc.rpartition("@")[2]
+        url = urlunsplit(
+            parts._replace(netloc=f"{parts.username or 'postgres'}:{PSQL_PASSWORD}@{host}")
+        )
+    else:
+        query = f"{parts.query}&" if parts.query else ""
+        url = urlunsplit(parts._replace(query=f"{query}password={PSQL_PASSWORD}"))
+    daemon = await launch(
+        "psql",
+        "-At",
+        "-c",
+        # psql's own command line and environment, as its shell escape reads them.
+        "\\! tr '\\0' ' ' < /proc/$PPID/cmdline; echo; printenv PGPASSWORD",
+        env={"DATABASE_URL": url},
+        ready=False,
+    )
+    assert await daemon.wait() == 0, daemon.stderr.decode()
+    command_line, environment = daemon.lines
+    assert PSQL_PASSWORD not in command_line
+    assert urlsplit(database_url).path in command_line  # the database is still named
+    assert environment == PSQL_PASSWORD
 
 
 async def test_serve_reads_the_file_given_with_config(

@@ -7,6 +7,7 @@ decides exactly when the server answers and nothing races behind its back.
 from __future__ import annotations
 
 import asyncio
+import base64
 import email.policy
 import socket
 from dataclasses import dataclass
@@ -14,7 +15,7 @@ from email import message_from_bytes
 from email.message import EmailMessage
 from typing import Any, Literal
 
-from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
+from aiosmtpd.smtp import MISSING, SMTP, AuthResult, Envelope, LoginPassword, Session
 
 Mode = Literal["accept", "tempfail", "reject", "slow"]
 Stage = Literal["rcpt", "data"]
@@ -51,7 +52,10 @@ class FakeSmtpServer:
     - "slow": wait `delay` seconds before answering DATA, then accept. A client that
       gives up first drops the connection, which cancels the wait: nothing is kept.
     With `username` and `password`, MAIL is refused (530) until AUTH succeeds; AUTH is
-    offered over the plain connection, since tests have no TLS.
+    offered over the plain connection, since tests have no TLS, with the mechanisms in
+    `auth_mechanisms`. With `echo_auth`, every AUTH fails and the 535 reply quotes what the
+    client sent, as some broken servers do: AUTH PLAIN's blob (base64 of
+    `\0user\0password`), AUTH LOGIN's base64 password.
     """
 
     def __init__(
@@ -63,6 +67,8 @@ class FakeSmtpServer:
         username: str | None = None,
         password: str | None = None,
         port: int = 0,
+        auth_mechanisms: tuple[str, ...] = ("PLAIN", "LOGIN"),
+        echo_auth: bool = False,
     ) -> None:
         self.mode: Mode = mode
         self.fail_at: Stage = fail_at
@@ -71,6 +77,8 @@ class FakeSmtpServer:
         self.reject_reply = REJECT_REPLY
         self.username = username
         self.password = password
+        self.auth_mechanisms = auth_mechanisms
+        self.echo_auth = echo_auth
         self.host = "127.0.0.1"
         self.port = port
         self.received: list[ReceivedMail] = []
@@ -147,6 +155,7 @@ class FakeSmtpServer:
             hostname="fake-smtp.test",  # not socket.getfqdn(): it may wait on DNS
             authenticator=self._authenticate,
             auth_require_tls=False,
+            auth_exclude_mechanism=[m for m in ("PLAIN", "LOGIN") if m not in self.auth_mechanisms],
             loop=asyncio.get_running_loop(),
         )
         self._connections.add(protocol)
@@ -200,6 +209,22 @@ class _Handler:
 
     def __init__(self, server: FakeSmtpServer) -> None:
         self._server = server
+
+    async def handle_AUTH(
+        self, server: SMTP, session: Session, envelope: Envelope, args: list[str]
+    ) -> Any:
+        if not self._server.echo_auth:
+            return MISSING  # aiosmtpd's own AUTH, with `_authenticate`
+        self._server.failed_logins += 1
+        mechanism = args[0].upper()
+        if mechanism == "LOGIN":
+            password = await server.challenge_auth("Password:")
+            if not isinstance(password, bytes):
+                return None  # the client gave up; aiosmtpd has answered
+            sent = base64.b64encode(password).decode()
+        else:
+            sent = args[1] if len(args) > 1 else ""
+        return f"535 5.7.8 Authentication failed for {sent}"
 
     async def handle_MAIL(
         self,

@@ -24,7 +24,13 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 from yarl import URL
 
-from notifyd.domain import CHANNELS, MAX_MESSAGE_LENGTH, MAX_SUBJECT_LENGTH
+from notifyd.domain import (
+    CHANNELS,
+    MAX_MESSAGE_LENGTH,
+    MAX_SUBJECT_LENGTH,
+    has_visible_text,
+    timestamp_in_range,
+)
 from notifyd.web.problems import ApiError
 from notifyd.web.query import parse_query
 from notifyd.web.schemas import NotifyRequest
@@ -61,7 +67,7 @@ def storable(request: NotifyRequest) -> bool:
     """What the database's constraints on notifications demand."""
     return (
         1 <= request.user_id <= 2**63 - 1
-        and request.message.strip() != ""
+        and has_visible_text(request.message)
         and len(request.message) <= MAX_MESSAGE_LENGTH
         and "\x00" not in request.message + request.subject
         and "\r" not in request.subject
@@ -70,6 +76,7 @@ def storable(request: NotifyRequest) -> bool:
         and 1 <= len(request.channels) == len(set(request.channels))
         and set(request.channels) <= set(CHANNELS)
         and -100 <= request.priority <= 100
+        and (request.send_at is None or timestamp_in_range(request.send_at))
     )
 
 

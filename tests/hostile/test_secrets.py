@@ -2,9 +2,11 @@
 
 The real `notifyd serve` runs with every kind of secret set to a distinctive value (SMTP
 password, Telegram bot token, Twilio auth token, API tokens, the database password) and
-every vendor refusing it, so each channel fails with an authentication error; API calls
-come with wrong and right tokens. Then every log line, every answer body and every
-attempt row is searched for each secret, in the forms it could be written in.
+every vendor refusing it, so each channel fails with an authentication error; the SMTP
+server quotes the AUTH PLAIN blob it got in its refusal, as some do. API calls come with
+wrong and right tokens. Then every log line, every answer body, the dashboard's page of the
+notification and every attempt row is searched for each secret, in the forms it could be
+written in.
 """
 
 from __future__ import annotations
@@ -38,10 +40,12 @@ SECRETS = (SMTP_PASSWORD, BOT_TOKEN, TWILIO_TOKEN, API_TOKEN, DB_PASSWORD)
 
 
 def forms(secret: str) -> set[str]:
-    """The ways a secret could show up: as is, URL-quoted, in basic-auth base64."""
-    found = {secret, quote(secret, safe="")}
+    """The ways a secret could show up: as is, URL-quoted, in base64 (alone, in basic-auth
+    credentials, in an SMTP AUTH PLAIN blob)."""
+    found = {secret, quote(secret, safe=""), base64.b64encode(secret.encode()).decode()}
     for user in ("notifyd", "AC" + "0" * 32):
         found.add(base64.b64encode(f"{user}:{secret}".encode()).decode())
+        found.add(base64.b64encode(f"\0{user}\0{secret}".encode()).decode())
     found.add(secret.split(":")[-1])  # a bot token's secret half
     return found
 
@@ -66,7 +70,12 @@ async def leaky_database(pg_server_url: str, database_url: str) -> AsyncIterator
 async def test_no_secret_leaks_anywhere(
     leaky_database: str, database_url: str, tmp_path: Path
 ) -> None:
-    smtp = FakeSmtpServer(username="notifyd", password="the-real-password-is-different")
+    smtp = FakeSmtpServer(
+        username="notifyd",
+        password="the-real-password-is-different",
+        auth_mechanisms=("PLAIN",),
+        echo_auth=True,
+    )
     telegram = FakeTelegramApi(token="111:the-real-token", chats={1001})
     twilio = FakeTwilioApi()
     await smtp.start()
@@ -99,7 +108,8 @@ async def test_no_secret_leaks_anywhere(
         await daemon.wait_for_event("notifyd_started", deadline=60)
         base = f"http://127.0.0.1:{port}"
         good = {"Authorization": f"Bearer {API_TOKEN}"}
-        async with aiohttp.ClientSession() as http:
+        # unsafe: keep the session cookie of an address given by IP (127.0.0.1).
+        async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
             for headers in ({}, {"Authorization": f"Bearer {API_TOKEN[:-1]}"}, good):
                 async with http.get(f"{base}/api/users/1", headers=headers) as response:
                     answers.append(await response.text())
@@ -127,6 +137,18 @@ async def test_no_secret_leaks_anywhere(
                     return text if json.loads(text)["status"] == "failed" else None
 
             answers.append(await wait_until(failed, deadline=60, what="every channel to fail"))
+            async with http.post(
+                f"{base}/admin/login",
+                data={"token": API_TOKEN, "next": "/admin/"},
+                headers={"Origin": base},
+                allow_redirects=False,
+            ) as response:
+                assert response.status == 303, await response.text()
+            async with http.get(f"{base}/admin/notifications/{notification_id}") as response:
+                assert response.status == 200
+                page = await response.text()
+                assert "Authentication failed for ***" in page
+                answers.append(page)
     finally:
         await daemon.stop()
         await smtp.stop()

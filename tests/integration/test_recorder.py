@@ -210,3 +210,26 @@ async def test_during_an_outage_writes_are_retried_until_the_lease_would_have_la
     writer.cancel()
     assert outcomes.by_id == {notification.id: False}
     assert await db.fetchval("SELECT count(*) FROM notifyd.notification_attempts") == 0
+
+
+async def test_an_attempt_the_database_refuses_fails_alone_and_the_writer_goes_on(
+    db: asyncpg.Connection, database: Database
+) -> None:
+    owner = uuid.uuid4()
+    good, bad, later = await claimed(db, database, owner, 3)
+    recorder = Recorder(database.queue, owner, give_up_after=30)
+    refused = attempt(bad.id)
+    # A clock far off: the attempt log refuses timestamps outside its range.
+    refused.finished_at = refused.finished_at.replace(year=3100)
+    outcomes = Outcomes(recorder)
+    outcomes.write(attempt(good.id), Status.SENT)
+    outcomes.write(refused, Status.SENT)
+    writer = asyncio.create_task(recorder.run())
+    await outcomes.wait(2)
+    # The writer is still there for what comes next.
+    outcomes.write(attempt(later.id), Status.SENT)
+    await outcomes.wait(3)
+    writer.cancel()
+    assert outcomes.by_id == {good.id: True, bad.id: False, later.id: True}
+    written = await db.fetch("SELECT notification_id FROM notifyd.notification_attempts")
+    assert sorted(r["notification_id"] for r in written) == sorted([good.id, later.id])

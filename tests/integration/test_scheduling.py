@@ -90,8 +90,6 @@ async def test_claims_go_by_priority_then_due_time(
         ("send_at", "2026-12-01T09:00:00"),  # no offset
         ("send_at", 1767261600),
         ("send_at", "tomorrow"),
-        ("send_at", "9999-12-31T23:30:00-01:00"),  # past year 9999 in UTC
-        ("send_at", "0001-01-01T00:30:00+01:00"),  # before year 1 in UTC
         ("priority", 101),
         ("priority", -101),
         ("priority", True),
@@ -116,3 +114,25 @@ async def test_the_database_refuses_an_out_of_range_priority(db: asyncpg.Connect
             "INSERT INTO notifyd.notifications (user_id, message, priority) VALUES ($1, 'm', 500)",
             user_id,
         )
+
+
+@pytest.mark.parametrize(
+    ("value", "stored"),
+    [
+        ("9999-12-31T23:30:00-01:00", "2999-12-31 23:59:59.999999+00"),  # past 9999 in UTC
+        ("3000-01-01T00:00:00Z", "2999-12-31 23:59:59.999999+00"),
+        ("0001-01-01T00:30:00+01:00", "1970-01-01 00:00:00+00"),  # before year 1 in UTC
+        ("1969-07-20T20:17:00Z", "1970-01-01 00:00:00+00"),
+    ],
+)
+async def test_a_send_at_outside_the_stored_range_is_kept_as_its_nearest_end(
+    daemon: Daemon, db: asyncpg.Connection, value: str, stored: str
+) -> None:
+    # Any date-time the OpenAPI document allows is a time to send at: before 1970 is due
+    # at once, as any past time is; from the year 3000 on is never, in practice.
+    user_id = await daemon.create_user(phone="+79001234567")
+    answer = await daemon.notify(user_id=user_id, message="m", channels=["sms"], send_at=value)
+    kept = await db.fetchval(
+        "SELECT send_at::text FROM notifyd.notifications WHERE id = $1", answer["id"]
+    )
+    assert kept == stored

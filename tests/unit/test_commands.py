@@ -14,7 +14,6 @@ from pydantic import SecretStr
 
 from notifyd.cli import main
 from notifyd.cli.check import (
-    REDACTED,
     CheckResult,
     all_ok,
     config_source,
@@ -24,6 +23,7 @@ from notifyd.cli.check import (
 from notifyd.cli.commands import render_status
 from notifyd.config import Settings
 from notifyd.domain import Attempt, Notification
+from notifyd.redaction import REDACTED
 
 
 def _exit_code_and_stderr(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
