@@ -295,11 +295,36 @@ class RetentionSettings(_Section):
 
 class LogSettings(_Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
+    # One `http_request` line per request (notifyd.web.access_log); always on at "debug".
+    access: bool = False
 
     @field_validator("level", mode="before")
     @classmethod
     def _lower(cls, value: object) -> object:
         return value.lower() if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _access_is_info(self) -> LogSettings:
+        # Its lines are at info: at a higher level they would be asked for and never shown.
+        if self.access and self.level not in {"debug", "info"}:
+            raise ValidationError.from_exception_data(  # naming log.access, not only log
+                type(self).__name__,
+                [
+                    InitErrorDetails(
+                        type=PydanticCustomError(
+                            "access_needs_info", 'needs level = "info" or "debug"'
+                        ),
+                        loc=("access",),
+                        input=True,
+                    )
+                ],
+            )
+        return self
+
+    @property
+    def access_enabled(self) -> bool:
+        """Whether every request is logged."""
+        return self.access or self.level == "debug"
 
 
 class Settings(BaseSettings):

@@ -15,6 +15,7 @@ from notifyd.delivery.service import DeliveryService
 from notifyd.logs import get_logger
 from notifyd.metrics import Metrics
 from notifyd.providers import build_providers
+from notifyd.web.access_log import access_log_middleware
 from notifyd.web.admin import add_admin
 from notifyd.web.api import add_routes
 from notifyd.web.auth import Authenticator, RateLimiter, auth_middleware
@@ -45,10 +46,11 @@ def create_app(settings: Settings, database_url: str, *, deliver: bool = True) -
     limiter = (
         RateLimiter(api.rate_limit, burst=max(1.0, api.rate_limit)) if api.rate_limit else None
     )
-    app = web.Application(
-        client_max_size=settings.http.max_body_bytes,
-        middlewares=[problem_middleware, auth_middleware(authenticator, limiter)],
-    )
+    middlewares = [problem_middleware, auth_middleware(authenticator, limiter)]
+    if settings.log.access_enabled:
+        # Outermost: it sees every answer as sent, problems and redirects included.
+        middlewares.insert(0, access_log_middleware)
+    app = web.Application(client_max_size=settings.http.max_body_bytes, middlewares=middlewares)
     if not authenticator.enabled:
         _warn_open_api(settings.http.host)
     app[SETTINGS] = settings
