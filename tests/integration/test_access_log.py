@@ -10,7 +10,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from structlog.testing import capture_logs
 
-from notifyd.web.access_log import EVENT, MAX_PATH_CHARS
+from notifyd.web.access_log import MAX_PATH_CHARS
 from notifyd.web.app import create_app
 from notifyd.web.auth import caller_id
 from tests.support import make_settings
@@ -40,7 +40,7 @@ async def client_for(database_url: str) -> AsyncIterator[ClientFactory]:
 
 
 def requests_logged(logs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [line for line in logs if line["event"] == EVENT]
+    return [line for line in logs if line["event"] == "http_request"]
 
 
 def bearer(token: str) -> dict[str, str]:
