@@ -21,7 +21,6 @@ from notifyd.web.problems import Handler
 
 log = get_logger(__name__)
 
-EVENT: Final = "http_request"
 # A longer path is cut: a line stays a line whatever a client sends.
 MAX_PATH_CHARS: Final = 200
 # A query parameter's name is logged only if it is a plain word shorter than the shortest
@@ -49,7 +48,7 @@ async def access_log_middleware(request: web.Request, handler: Handler) -> web.S
         raise
     finally:
         log.info(
-            EVENT,
+            "http_request",
             method=request.method,
             path=_path(request.path),
             query=query_names(request),
