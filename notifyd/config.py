@@ -24,6 +24,7 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -303,23 +304,13 @@ class LogSettings(_Section):
     def _lower(cls, value: object) -> object:
         return value.lower() if isinstance(value, str) else value
 
-    @model_validator(mode="after")
-    def _access_is_info(self) -> LogSettings:
+    @field_validator("access")
+    @classmethod
+    def _shown(cls, value: bool, info: ValidationInfo) -> bool:
         # Its lines are at info: at a higher level they would be asked for and never shown.
-        if self.access and self.level not in {"debug", "info"}:
-            raise ValidationError.from_exception_data(  # naming log.access, not only log
-                type(self).__name__,
-                [
-                    InitErrorDetails(
-                        type=PydanticCustomError(
-                            "access_needs_info", 'needs level = "info" or "debug"'
-                        ),
-                        loc=("access",),
-                        input=True,
-                    )
-                ],
-            )
-        return self
+        if value and info.data.get("level") not in {"debug", "info"}:
+            raise ValueError('needs level = "info" or "debug"')
+        return value
 
     @property
     def access_enabled(self) -> bool:

@@ -20,6 +20,7 @@ from notifyd.cli.check import (
     config_source,
     report,
     secrets_of,
+    variable_for,
 )
 from notifyd.cli.commands import not_migrated, render_status
 from notifyd.config import Settings
@@ -279,3 +280,15 @@ def test_an_empty_embedded_database_is_the_wrong_folder_not_a_missing_migration(
     assert "cd to the folder where it ran" in embedded
     assert "DATABASE_URL" in embedded
     assert external.startswith("the database has no notifyd schema: run `notifyd migrate`")
+
+
+@pytest.mark.parametrize(
+    ("key", "variable"),
+    [
+        ("channels.telegram.bot_token", "TELEGRAM_BOT_TOKEN"),
+        ("channels.email.host", "EMAIL_HOST"),
+        ("channels.sms.account_sid", "NOTIFYD_CHANNELS__SMS__ACCOUNT_SID"),
+    ],
+)
+def test_check_config_names_the_variable_that_sets_a_key(key: str, variable: str) -> None:
+    assert variable_for(key) == variable
