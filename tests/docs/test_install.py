@@ -6,6 +6,7 @@ installed yet, as in a fresh clone.
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -31,9 +32,13 @@ def pins(lock: str) -> dict[str, str]:
 def dry_run(target: str) -> list[str]:
     if shutil.which("make") is None:
         pytest.skip("make is not installed")
+    # Run from `make test`, make would pass its own flags down (and say where it is).
+    env = {k: v for k, v in os.environ.items() if k not in {"MAKEFLAGS", "MFLAGS", "MAKELEVEL"}}
+    args = ["make", "--no-print-directory", "-n", "-B", target, "VENV=/fresh/.venv", "PYTEST_ARGS="]
     run = subprocess.run(
-        ["make", "-n", "-B", target, "VENV=/fresh/.venv"],  # noqa: S607  (make from PATH)
+        args,
         cwd=ROOT,
+        env=env,
         capture_output=True,
         text=True,
         check=True,
