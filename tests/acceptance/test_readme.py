@@ -6,7 +6,8 @@ compared with the `# ...` line written under it ("..." stands for what varies). 
 things are put in place of the outside world: the port (8000 becomes a free one), the
 local catcher's port (1025), and api.telegram.org (a fake Bot API with the README's token
 and a user who wrote to the bot). `make serve` is `notifyd serve` (what it runs, checked
-in tests/docs), with the variables the README sets.
+in tests/docs), with the variables the README sets. The scripted dashboard login of
+docs/operations.md runs the same way.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ import pytest
 
 from tests.acceptance.daemon_process import PASSTHROUGH_ENV, DaemonProcess, free_port
 from tests.acceptance.test_check_config_first_run import smtp_listens_on_localhost_25
-from tests.docs.markdown import README, Block, Command, blocks, code_spans, commands
+from tests.docs.markdown import DOCS, README, Block, Command, blocks, code_spans, commands
 from tests.fakes.telegram import FakeTelegramApi
 from tests.support import wait_until
 
@@ -356,3 +357,26 @@ async def test_the_readme_from_a_fresh_folder_to_a_real_email_and_telegram_messa
     (message,) = telegram.sent
     assert message.text == "Hello from notifyd"
     assert [call.method for call in telegram.calls].count("getUpdates") == 1
+
+
+async def test_the_documented_scripted_dashboard_login_works_and_needs_its_origin(
+    newcomer: Newcomer, database_url: str
+) -> None:
+    page = (DOCS / "operations.md").read_text("utf-8")
+    (block,) = [b for b in blocks(page) if b.section == "Dashboard" and b.language == "sh"]
+    login, users_page = commands(block)
+    assert "Origin: http://localhost:8000" in login.text
+    token = "dashboard-SCRIPT-token-0123456789"
+    newcomer.exported["TOKEN"] = token
+    await newcomer.serve({"NOTIFYD_API__TOKENS": json.dumps([token]), "DATABASE_URL": database_url})
+
+    await newcomer.follow(login, None)  # answers what the page shows under it: 303
+    html = await newcomer.follow(users_page, None)
+    assert html is not None
+    assert "<title>Users" in html
+
+    without_origin = login.text.replace("-H 'Origin: http://localhost:8000'", "")
+    assert without_origin != login.text
+    refused = await newcomer.follow(Command(login.section, without_origin, "403"), None)
+    assert refused is not None
+    assert refused.strip() == "403"
