@@ -55,10 +55,10 @@ async def test_an_absolute_embedded_dir_without_a_database_is_named(tmp_path: Pa
 
 
 async def test_migrate_creates_the_database_that_reading_commands_then_use(
-    tmp_path: Path,
+    embedded_home: Path,
 ) -> None:
-    served = tmp_path / "served"
-    other = tmp_path / "other"
+    served = embedded_home / "served"
+    other = embedded_home / "other"
     served.mkdir()
     other.mkdir()
 
@@ -78,21 +78,23 @@ async def test_migrate_creates_the_database_that_reading_commands_then_use(
     assert not (other / ".notifyd").exists()
 
 
-async def test_a_cluster_without_notifyd_in_it_is_not_called_unmigrated(tmp_path: Path) -> None:
+async def test_a_cluster_without_notifyd_in_it_is_not_called_unmigrated(
+    embedded_home: Path,
+) -> None:
     # What a read command of an older notifyd left in the wrong folder: a cluster, empty.
     with quiet_pgserver_import():
         from pgserver.postgres_server import get_server
 
-    (tmp_path / EMBEDDED).parent.mkdir()
-    server = get_server(tmp_path / EMBEDDED, cleanup_mode="stop")
+    (embedded_home / EMBEDDED).parent.mkdir()
+    server = get_server(embedded_home / EMBEDDED, cleanup_mode="stop")
     try:
-        result = await run_notifyd("users", "list", env={}, cwd=tmp_path)
+        result = await run_notifyd("users", "list", env={}, cwd=embedded_home)
     finally:
         with contextlib.suppress(Exception):
             server.cleanup()
 
     assert result.code == 1, result
     assert "not migrated" not in result.stderr
-    assert f"{tmp_path / EMBEDDED} has no notifyd schema" in result.stderr
+    assert f"{embedded_home / EMBEDDED} has no notifyd schema" in result.stderr
     assert "never ran in this folder" in result.stderr
     assert "cd to the folder where it ran" in result.stderr

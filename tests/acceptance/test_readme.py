@@ -266,8 +266,8 @@ async def telegram() -> AsyncIterator[FakeTelegramApi]:
 
 
 @pytest.fixture
-async def newcomer(tmp_path: Path, telegram: FakeTelegramApi) -> AsyncIterator[Newcomer]:
-    person = Newcomer(tmp_path, telegram)
+async def newcomer(embedded_home: Path, telegram: FakeTelegramApi) -> AsyncIterator[Newcomer]:
+    person = Newcomer(embedded_home, telegram)
     yield person
     await person.close()
 
