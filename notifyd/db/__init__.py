@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Final
 
 from notifyd.db.connection import Pool, translate_errors, wait_for_database
@@ -63,6 +64,6 @@ class Database:
 
     async def count_pending(self, query_timeout: float) -> int:
         """Notifications waiting in the table, for every instance."""
-        async with translate_errors():
-            count: int = await self.pool.fetchval(COUNT_PENDING, query_timeout=query_timeout)
+        async with translate_errors(), asyncio.timeout(query_timeout):
+            count: int = await self.pool.fetchval(COUNT_PENDING)
         return count

@@ -98,8 +98,12 @@ async def _init_connection(connection: asyncpg.Connection) -> None:
 class Pool:
     """One asyncpg pool; every query of notifyd goes through it."""
 
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: asyncpg.Pool, acquire_timeout: float = 10.0) -> None:
         self._pool = pool
+        # asyncpg waits for a free connection without end by default: a pool whose
+        # connections are all held by queries the server does not answer would then hang
+        # every caller, the dispatcher and the lease keeper included, for good.
+        self._acquire_timeout = acquire_timeout
 
     @classmethod
     async def connect(
@@ -122,7 +126,7 @@ class Pool:
                 init=_init_connection,
                 reset=_keep_session,
             )
-        return cls(pool)
+        return cls(pool, acquire_timeout=connect_timeout + command_timeout)
 
     async def close(self) -> None:
         await self._pool.close()
@@ -137,7 +141,7 @@ class Pool:
         anything but an answer from the server (which leaves the session usable) is
         dropped here, and the next caller gets a fresh one.
         """
-        async with self._pool.acquire() as connection:
+        async with self._pool.acquire(timeout=self._acquire_timeout) as connection:
             try:
                 yield connection
             except asyncpg.PostgresError:
@@ -169,9 +173,13 @@ class Pool:
             yield connection
 
     async def ping(self, query_timeout: float) -> None:
-        """Raise `DatabaseUnavailableError` unless the database answers in time."""
-        async with translate_errors():
-            await self.fetchval(PING, query_timeout=query_timeout)
+        """Raise `DatabaseUnavailableError` unless the database answers in time.
+
+        The time covers getting a connection too: when the pooled ones are gone, opening
+        a new one to a server that does not answer would wait out the connect timeout.
+        """
+        async with translate_errors(), asyncio.timeout(query_timeout):
+            await self.fetchval(PING)
 
 
 async def wait_for_database(

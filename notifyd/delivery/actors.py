@@ -57,6 +57,9 @@ class ActorContext:
     policy: RetryPolicy
     in_flight: InFlight
     metrics: Metrics
+    # No attempt starts unless the lease is known to hold this much longer: past that,
+    # renewals have been failing and another instance may be delivering it already.
+    lease_margin: float
 
 
 class ChannelActors:
@@ -106,6 +109,14 @@ class ChannelActors:
                 in_flight.taken(delivery)
                 if in_flight.draining:
                     in_flight.give_back(delivery)
+                    continue
+                if time.monotonic() > delivery.lease_until - context.lease_margin:
+                    log.warning(
+                        "lease_unconfirmed",
+                        notification_id=delivery.id,
+                        channel=self.channel,
+                    )
+                    in_flight.forget(delivery)
                     continue
                 self.busy += 1
                 try:

@@ -118,6 +118,8 @@ class Dispatcher:
             self._claims_this_round += 1
             self._reserved += limit
             started = time.perf_counter()
+            # The lease runs from the moment the claim is sent, as far as this side knows.
+            lease_until = time.monotonic() + self._lease_seconds
             try:
                 claimed = await self._store.claim(limit, self._owner, self._lease_seconds)
             except DatabaseUnavailableError as exc:
@@ -151,7 +153,7 @@ class Dispatcher:
             # A notification still held here whose lease lapsed (an outage) and that came
             # back: the delivery in memory goes on; a second one would send it twice.
             claimed = [n for n in claimed if n.id not in self._in_flight]
-            await self._admit([self._in_flight.hold(n) for n in claimed])
+            await self._admit([self._in_flight.hold(n, lease_until) for n in claimed])
             total += len(claimed)
         return total
 

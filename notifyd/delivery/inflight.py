@@ -41,6 +41,10 @@ class Delivery:
     # Attempts already made on the current channel.
     attempts_on_channel: int = 0
     where: Where = Where.QUEUED
+    # Monotonic time until which this instance's lease is known to hold: claimed or last
+    # renewed that long ago. Past it (renewals failed: the database is away), another
+    # instance may have taken the notification over.
+    lease_until: float = float("inf")
     # While WAITING or PARKED: when it may be attempted (or claimed) again.
     due: datetime | None = None
     timer: asyncio.TimerHandle | None = None
@@ -115,9 +119,9 @@ class InFlight:
 
     # Coming in
 
-    def hold(self, notification: ClaimedNotification) -> Delivery:
+    def hold(self, notification: ClaimedNotification, lease_until: float) -> Delivery:
         """Take in a just-claimed notification; `start` puts it on its way."""
-        delivery = Delivery(notification, where=Where.RESUMING)
+        delivery = Delivery(notification, where=Where.RESUMING, lease_until=lease_until)
         self._held[notification.id] = delivery
         self._change_unsettled(+1)
         return delivery
@@ -127,6 +131,14 @@ class InFlight:
         delivery.channel_index = channel_index
         delivery.attempts_on_channel = attempts
         self._route(delivery)
+
+    def leases_renewed(self, notification_ids: list[int], until: float) -> None:
+        """The leases of these were renewed: each holds at least until `until` (monotonic)."""
+        held = self._held
+        for notification_id in notification_ids:
+            delivery = held.get(notification_id)
+            if delivery is not None and delivery.lease_until < until:
+                delivery.lease_until = until
 
     # Decisions an actor made
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from uuid import UUID
 
@@ -19,6 +20,11 @@ log = get_logger(__name__)
 HEARTBEAT_MAX = 2.0
 # Heartbeats an instance may miss before its leases count as abandoned.
 MISSED_HEARTBEATS = 3
+
+
+def heartbeat_interval(lease_seconds: float) -> float:
+    """How often leases are renewed: a third of the lease, at most `HEARTBEAT_MAX`."""
+    return min(lease_seconds / 3, HEARTBEAT_MAX)
 
 
 class LeaseKeeper:
@@ -53,7 +59,7 @@ class LeaseKeeper:
 
     @property
     def interval(self) -> float:
-        return min(self._lease_seconds / 3, HEARTBEAT_MAX)
+        return heartbeat_interval(self._lease_seconds)
 
     async def run(self) -> None:
         interval = self.interval
@@ -68,8 +74,15 @@ class LeaseKeeper:
         try:
             held = self._in_flight.ids()
             if held:
+                renewed_within = self.interval / 2
+                sent = time.monotonic()
                 await self._store.extend_leases(
-                    self._owner, held, self._lease_seconds, renewed_within=self.interval / 2
+                    self._owner, held, self._lease_seconds, renewed_within=renewed_within
+                )
+                # Rows claimed or renewed within `renewed_within` were left as they were:
+                # their lease ends no earlier than this.
+                self._in_flight.leases_renewed(
+                    held, until=sent - renewed_within + self._lease_seconds
                 )
             expired = await self._store.requeue_expired()
             orphaned = 0

@@ -120,13 +120,16 @@ class Recorder:
                 continue
             key = id(batch)
             self._in_progress[key] = (time.monotonic(), batch)
+            # One timer per statement: a write still unanswered when it fires holds every
+            # actor back at once, not at the watcher's next look.
+            stall = asyncio.get_running_loop().call_later(self._stall_after, self._stalled_on, key)
             try:
                 failed = await self._write(batch)
             finally:
+                stall.cancel()
                 del self._in_progress[key]
             self._failing = failed
-            if not self._in_progress:
-                self._stalled = False
+            self._update_stalled()
             self._update_room()
             self._update_idle()
             if failed:
@@ -135,23 +138,27 @@ class Recorder:
             else:
                 delay = 0.05
 
+    def _stalled_on(self, key: int) -> None:
+        if key in self._in_progress and not self._stalled:
+            log.warning("attempt_writes_stalled", waited_s=self._stall_after)
+            self._stalled = True
+            self._update_room()
+
+    def _update_stalled(self) -> None:
+        now = time.monotonic()
+        self._stalled = any(
+            now - sent >= self._stall_after for sent, _ in self._in_progress.values()
+        )
+
     async def watch(self) -> None:
-        """Notice writes the database does not answer, and give up on what is too late.
+        """Give up on attempts whose write comes too late to matter.
 
         A hung statement (packets dropped, not refused) ends only when its command times
-        out; meanwhile no actor may start a new attempt, and no actor may wait past the
-        moment its lease lapses.
+        out; no actor may wait for it past the moment its lease lapses.
         """
-        interval = min(0.25, self._stall_after / 2)
         while True:
-            await asyncio.sleep(interval)
+            await asyncio.sleep(0.25)
             now = time.monotonic()
-            oldest = min((sent for sent, _ in self._in_progress.values()), default=now)
-            stalled = now - oldest >= self._stall_after
-            if stalled and not self._stalled:
-                log.warning("attempt_writes_stalled", waited_s=round(now - oldest, 3))
-            self._stalled = stalled
-            self._update_room()
             for _, batch in self._in_progress.values():
                 for entry in batch:
                     if entry.give_up_at <= now:

@@ -12,7 +12,7 @@ from notifyd.config import Settings
 from notifyd.delivery.actors import ActorContext, ChannelActors
 from notifyd.delivery.dispatcher import Dispatcher
 from notifyd.delivery.inflight import InFlight
-from notifyd.delivery.leases import LeaseKeeper
+from notifyd.delivery.leases import LeaseKeeper, heartbeat_interval
 from notifyd.delivery.listener import Listener
 from notifyd.delivery.recorder import Recorder
 from notifyd.delivery.retention import Pruner
@@ -60,7 +60,7 @@ class DeliveryService:
             give_up_after=delivery.lease_seconds,
             max_batch=dispatcher_settings.write_batch_size,
             # A write unanswered for this long means the database hangs: no new attempts.
-            stall_after=min(1.0, delivery.lease_seconds / 4),
+            stall_after=min(0.5, delivery.lease_seconds / 4),
         )
         context = ActorContext(
             recorder=self.recorder,
@@ -72,6 +72,7 @@ class DeliveryService:
             ),
             in_flight=self.in_flight,
             metrics=metrics,
+            lease_margin=heartbeat_interval(delivery.lease_seconds),
         )
         channel_settings = settings.channels
         self.actors = {

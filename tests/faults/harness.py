@@ -20,7 +20,7 @@ import asyncpg
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from tests.acceptance.daemon_process import DaemonProcess, free_port
-from tests.fakes.smtp import FakeSmtpServer, _Handler, _TrackedSMTP
+from tests.fakes.smtp import FakeSmtpServer, ReceivedMail, _Handler, _TrackedSMTP
 from tests.fakes.telegram import FakeTelegramApi
 from tests.support import TERMINAL, wait_until
 
@@ -35,6 +35,10 @@ class ObservedSmtpServer(FakeSmtpServer):
         super().__init__()
         # Messages fully sent by the client and not answered yet (the "slow" wait).
         self.in_data = 0
+        # Sessions inside a mail transaction (MAIL accepted, DATA not answered yet).
+        self._transactions: set[SMTP] = set()
+        # When each message in `received` was kept (time.monotonic()).
+        self.received_at: list[float] = []
         # Called with the number of messages kept so far, after one is kept and before
         # the client gets its 250: a fault injected here hits the worst moment.
         self.on_stored: Callable[[int], None] | None = None
@@ -43,6 +47,15 @@ class ObservedSmtpServer(FakeSmtpServer):
     def open_connections(self) -> int:
         """SMTP sessions not yet closed: an upper bound on the messages in flight."""
         return len(self._connections)
+
+    @property
+    def in_transaction(self) -> int:
+        """Messages under way: MAIL accepted, the answer to DATA not given yet.
+
+        Unlike `open_connections`, idle pooled connections do not count.
+        """
+        self._transactions &= self._connections  # a dropped connection ends its transaction
+        return len(self._transactions)
 
     def _protocol(self) -> SMTP:
         # As FakeSmtpServer._protocol, with a handler that counts the DATA waits.
@@ -60,6 +73,7 @@ class ObservedSmtpServer(FakeSmtpServer):
 
     async def _store(self, envelope: Envelope) -> None:
         await super()._store(envelope)
+        self.received_at.append(time.monotonic())
         if self.on_stored is not None:
             self.on_stored(len(self.received))
 
@@ -69,12 +83,30 @@ class _CountingHandler(_Handler):
         super().__init__(server)
         self._observed = server
 
+    async def handle_MAIL(
+        self,
+        server: SMTP,
+        session: Session,
+        envelope: Envelope,
+        address: str,
+        mail_options: list[str],
+    ) -> str:
+        reply = await super().handle_MAIL(server, session, envelope, address, mail_options)
+        if reply.startswith("250"):
+            self._observed._transactions.add(server)
+        return reply
+
+    async def handle_RSET(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        self._observed._transactions.discard(server)
+        return "250 OK"
+
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         self._observed.in_data += 1
         try:
             return await super().handle_DATA(server, session, envelope)
         finally:
             self._observed.in_data -= 1
+            self._observed._transactions.discard(server)
 
 
 @dataclass
@@ -298,14 +330,19 @@ async def check_sent_have_one_success(db: asyncpg.Connection, ids: Sequence[int]
     return log
 
 
-def mails_per_notification(smtp: FakeSmtpServer) -> Counter[int]:
-    """How many times the SMTP server accepted a message for each notification id."""
-    counts: Counter[int] = Counter()
-    for mail in smtp.received:
+def notification_ids(mails: Sequence[ReceivedMail]) -> list[int]:
+    """The notification id of each message, read from its Message-ID."""
+    ids = []
+    for mail in mails:
         match = _MESSAGE_ID.search(str(mail.message["Message-ID"]))
         assert match is not None, f"no notification id in Message-ID {mail.message['Message-ID']}"
-        counts[int(match.group(1))] += 1
-    return counts
+        ids.append(int(match.group(1)))
+    return ids
+
+
+def mails_per_notification(smtp: FakeSmtpServer) -> Counter[int]:
+    """How many times the SMTP server accepted a message for each notification id."""
+    return Counter(notification_ids(smtp.received))
 
 
 def duplicates(counts: Counter[int]) -> int:

@@ -73,6 +73,7 @@ class Pipeline:
         max_attempts: int = 3,
         lease_seconds: float = 30.0,
         stall_after: float = 0.2,
+        lease_margin: float = 1.0,
     ) -> None:
         self.queue = MemoryQueue()
         self.owner = uuid.uuid4()
@@ -93,6 +94,7 @@ class Pipeline:
             policy=RetryPolicy(max_attempts, backoff_initial=0.0, backoff_max=0.0),
             in_flight=self.in_flight,
             metrics=self.metrics,
+            lease_margin=lease_margin,
         )
         self.actors = {
             channel: ChannelActors(

@@ -150,7 +150,7 @@ async def test_a_lost_lease_drops_the_delivery_without_acting_on_it() -> None:
 async def test_an_outage_that_outlasts_the_lease_gives_the_attempt_up() -> None:
     gate = asyncio.Event()
     sms = ScriptedProvider(SMS, [gate])
-    pipeline = Pipeline({SMS: sms}, lease_seconds=0.2)
+    pipeline = Pipeline({SMS: sms}, lease_seconds=0.2, lease_margin=0.05)
     notification_id = pipeline.queue.add([SMS])
     pipeline.start()
     assert await pipeline.claim() == 1
@@ -164,3 +164,30 @@ async def test_an_outage_that_outlasts_the_lease_gives_the_attempt_up() -> None:
     await pipeline.stop()
     assert sms.calls == 1
     assert pipeline.queue.attempts_of(notification_id) == []
+
+
+async def test_no_attempt_starts_once_the_lease_is_no_longer_known_to_hold() -> None:
+    # Nothing renews the leases here (no lease keeper): once the lease runs short, the
+    # deliveries still queued are dropped, not attempted. Another instance may already
+    # have taken them over after an outage; whoever holds them next resumes them.
+    gate = asyncio.Event()
+    sms = ScriptedProvider(SMS, [gate])
+    pipeline = Pipeline({SMS: sms}, concurrency=1, actors=1, lease_seconds=0.3, lease_margin=0.1)
+    ids = [pipeline.queue.add([SMS]) for _ in range(3)]
+    pipeline.start()
+    await pipeline.claim()
+
+    async def first_attempting() -> bool:
+        return sms.running == 1
+
+    await wait_until(first_attempting, deadline=5, what="the first attempt")
+    await asyncio.sleep(0.3)  # the scenario: the lease runs short while the attempt hangs
+    gate.set()
+
+    async def all_let_go() -> bool:
+        return len(pipeline.in_flight) == 0
+
+    await wait_until(all_let_go, deadline=5, what="the queued deliveries to be dropped")
+    await pipeline.stop()
+    assert sms.calls == 1
+    assert [len(pipeline.queue.attempts_of(i)) for i in ids] == [1, 0, 0]

@@ -11,6 +11,8 @@ from notifyd.delivery.inflight import Delivery, InFlight, Where
 from notifyd.domain import Channel, ClaimedNotification, Recipient
 
 SMS, EMAIL = Channel.SMS, Channel.EMAIL
+# Lease validity far enough ahead never to matter here (monotonic seconds).
+LEASED = float("inf")
 
 
 def claimed(
@@ -42,7 +44,7 @@ def make(capacity: int = 10, refill: int = 1) -> tuple[InFlight, list[None]]:
 
 async def test_a_started_delivery_waits_in_its_channel_s_inbox() -> None:
     in_flight, _ = make()
-    delivery = in_flight.hold(claimed(1))
+    delivery = in_flight.hold(claimed(1), LEASED)
     assert (len(in_flight), in_flight.free(), delivery.where) == (1, 9, Where.RESUMING)
     in_flight.start(delivery, channel_index=1, attempts=2)
     assert in_flight.inboxes[EMAIL].get_nowait() is delivery
@@ -55,7 +57,7 @@ async def test_a_started_delivery_waits_in_its_channel_s_inbox() -> None:
 
 async def test_a_retry_waits_out_its_backoff_without_an_actor() -> None:
     in_flight, _ = make()
-    delivery = in_flight.hold(claimed(1))
+    delivery = in_flight.hold(claimed(1), LEASED)
     in_flight.start(delivery)
     in_flight.inboxes[SMS].get_nowait()
     in_flight.taken(delivery)
@@ -69,7 +71,7 @@ async def test_a_retry_waits_out_its_backoff_without_an_actor() -> None:
 
 async def test_falling_back_moves_to_the_next_channel_s_inbox() -> None:
     in_flight, _ = make()
-    delivery = in_flight.hold(claimed(1))
+    delivery = in_flight.hold(claimed(1), LEASED)
     in_flight.start(delivery, attempts=3)
     in_flight.inboxes[SMS].get_nowait()
     in_flight.fall_back(delivery)
@@ -80,7 +82,7 @@ async def test_falling_back_moves_to_the_next_channel_s_inbox() -> None:
 
 async def test_forgetting_frees_room_and_asks_for_more_once_a_batch_is_free() -> None:
     in_flight, wakes = make(capacity=4, refill=2)
-    deliveries = [in_flight.hold(claimed(n)) for n in range(1, 5)]
+    deliveries = [in_flight.hold(claimed(n), LEASED) for n in range(1, 5)]
     in_flight.backlog = True
     in_flight.forget(deliveries[0])
     assert not wakes  # one free: not worth a claim
@@ -92,13 +94,13 @@ async def test_forgetting_frees_room_and_asks_for_more_once_a_batch_is_free() ->
 
 async def test_draining_parks_everything_not_with_an_actor_and_waits_for_the_rest() -> None:
     in_flight, _ = make()
-    queued = in_flight.hold(claimed(1))
+    queued = in_flight.hold(claimed(1), LEASED)
     in_flight.start(queued)
-    waiting = in_flight.hold(claimed(2))
+    waiting = in_flight.hold(claimed(2), LEASED)
     in_flight.start(waiting)
-    active = in_flight.hold(claimed(3))
+    active = in_flight.hold(claimed(3), LEASED)
     in_flight.start(active)
-    resuming = in_flight.hold(claimed(4))
+    resuming = in_flight.hold(claimed(4), LEASED)
     for delivery in (waiting, active):
         in_flight.taken(delivery)
     in_flight.retry_later(waiting, 60)
@@ -125,7 +127,7 @@ async def test_draining_parks_everything_not_with_an_actor_and_waits_for_the_res
 @pytest.mark.parametrize("where", [Where.QUEUED, Where.WAITING])
 async def test_a_parked_delivery_is_never_routed_again(where: Where) -> None:
     in_flight, _ = make()
-    delivery = in_flight.hold(claimed(1))
+    delivery = in_flight.hold(claimed(1), LEASED)
     in_flight.start(delivery)
     if where is Where.WAITING:
         in_flight.inboxes[SMS].get_nowait()
