@@ -1,8 +1,8 @@
 # Development tasks. A fresh machine needs only Python 3.11+ and make: every target that
 # runs project code first builds .venv from the hash-pinned lock files.
 #
-#   make serve                     install, then run the daemon (embedded PostgreSQL)
-#   make test                      install, then run the whole test suite
+#   make serve                     install the daemon alone, then run it (embedded PostgreSQL)
+#   make test                      install everything (the dev tools too), then run the tests
 #   make PYTHON=python3.12 install build .venv with another interpreter (`make clean` first
 #                                  if .venv already exists)
 
@@ -21,6 +21,9 @@ LOCK_INDEX ?= https://pypi.org/simple
 
 # bench/ may not exist yet; ruff fails on a missing path.
 LINT_PATHS := $(wildcard notifyd tests bench)
+# What is installed: the daemon and its embedded PostgreSQL (requirements-serve.lock), or
+# that and every development tool (requirements-dev.lock, a superset of the same versions).
+SERVE_STAMP := $(VENV)/.installed-serve
 STAMP := $(VENV)/.installed
 
 # One resolution for every platform and every supported Python (3.11 is the floor).
@@ -29,18 +32,19 @@ UV_COMPILE = $(UV) pip compile pyproject.toml --universal --python-version 3.11 
 	--no-emit-find-links --custom-compile-command "make lock" --quiet $(LOCK_ARGS)
 
 .DEFAULT_GOAL := help
-.PHONY: help install serve test lint format typecheck check audit lock bench clean
+.PHONY: help install install-serve serve test lint format typecheck check audit lock bench clean
 
 help:
 	@echo "make install    create $(VENV) and install notifyd with its dev tools (PYTHON=$(PYTHON))"
-	@echo "make serve      run the daemon with an embedded PostgreSQL"
-	@echo "make test       run the whole test suite"
+	@echo "make install-serve  create $(VENV) with notifyd and its embedded PostgreSQL only"
+	@echo "make serve      install-serve, then run the daemon with an embedded PostgreSQL"
+	@echo "make test       install, then run the whole test suite"
 	@echo "make lint       ruff check and ruff format --check"
 	@echo "make format     ruff format and ruff check --fix"
 	@echo "make typecheck  mypy --strict on the package"
 	@echo "make check      lint, typecheck and test"
 	@echo "make audit      check the locked dependencies for known vulnerabilities"
-	@echo "make lock       regenerate requirements.lock and requirements-dev.lock"
+	@echo "make lock       regenerate the lock files (requirements*.lock)"
 	@echo "make bench      run the benchmarks (BENCH_ARGS=--quick for a short run)"
 	@echo "make clean      remove $(VENV) and caches (not the embedded database in .notifyd/)"
 
@@ -48,14 +52,23 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
 # Reinstall only when the locks or the project metadata change.
+$(SERVE_STAMP): requirements-serve.lock pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --require-hashes -r requirements-serve.lock
+	$(BIN)/python -m pip install --no-deps -e .
+	@touch $@
+
 $(STAMP): requirements-dev.lock pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --require-hashes -r requirements-dev.lock
 	$(BIN)/python -m pip install --no-deps -e .
 	@touch $@
 
+install-serve: $(SERVE_STAMP)
+
 install: $(STAMP)
 
-serve: install
+# Running the daemon needs neither the test tools nor the type checker (a fraction of the
+# size); after `make test` everything it needs is installed already.
+serve: install-serve
 	$(BIN)/notifyd serve
 
 test: install
@@ -83,6 +96,10 @@ lock:
 		$(BIN)/python -m pip install uv; \
 	fi
 	$(UV_COMPILE) --extra dev -o requirements-dev.lock
+	@# `make serve`'s: the daemon with its embedded PostgreSQL, at the dev lock's versions, so
+	@# that `make test` after it only adds packages.
+	$(UV_COMPILE) --extra embedded -c requirements-dev.lock -o requirements-serve.lock
+	@# The Docker image's: the daemon alone (its database is external).
 	$(UV_COMPILE) -o requirements.lock
 	@# The build backend, pinned too: the Docker image builds the wheel from it offline.
 	echo "hatchling>=1.25" | $(subst pyproject.toml,-,$(UV_COMPILE)) -o requirements-build.lock

@@ -25,6 +25,7 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -399,11 +400,26 @@ class RetentionSettings(_Section):
 
 class LogSettings(_Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
+    # One `http_request` line per request (notifyd.web.access_log); always on at "debug".
+    access: bool = False
 
     @field_validator("level", mode="before")
     @classmethod
     def _lower(cls, value: object) -> object:
         return value.lower() if isinstance(value, str) else value
+
+    @field_validator("access")
+    @classmethod
+    def _shown(cls, value: bool, info: ValidationInfo) -> bool:
+        # Its lines are at info: at a higher level they would be asked for and never shown.
+        if value and info.data.get("level") not in {"debug", "info"}:
+            raise ValueError('needs level = "info" or "debug"')
+        return value
+
+    @property
+    def access_enabled(self) -> bool:
+        """Whether every request is logged."""
+        return self.access or self.level == "debug"
 
 
 class Settings(BaseSettings):

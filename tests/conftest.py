@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -54,6 +55,19 @@ def pg_server_url() -> Iterator[str]:
         yield server.get_uri()
     finally:
         server.cleanup()
+
+
+@pytest.fixture
+def embedded_home() -> Iterator[Path]:
+    """A folder for `notifyd` to keep an embedded PostgreSQL in, as under a user's project.
+
+    Not under tmp_path: run as root, pgserver opens every parent of the data directory to
+    the user it runs PostgreSQL as, and any pytest session starting meanwhile closes its
+    own temporary root (/tmp/pytest-of-root) again, so initdb would fail half-way.
+    """
+    home = Path(tempfile.mkdtemp(prefix="notifyd-home-"))
+    yield home
+    shutil.rmtree(home, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -11,6 +11,7 @@ them, and the report is scrubbed of every configured secret once more before it 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass
@@ -19,7 +20,7 @@ from typing import Literal
 
 from notifyd.cli import tables
 from notifyd.cli.commands import connect_one
-from notifyd.config import DEFAULT_CONFIG_FILE, Settings
+from notifyd.config import DEFAULT_CONFIG_FILE, LEGACY_ENV, EmailSettings, Settings
 from notifyd.db.migrations import LEGACY_CHAIN, schema_status
 from notifyd.errors import NotifydError, ProviderError
 from notifyd.providers import Provider, build_providers
@@ -27,6 +28,9 @@ from notifyd.providers.base import NOTHING_TO_CHECK
 from notifyd.redaction import Scrubber, url_secrets
 
 Outcome = Literal["ok", "failed", "skipped"]
+# What the README suggests for seeing e-mail without a mail server.
+LOCAL_CATCHER_PORT = 1025
+LOCAL_CATCHER = f"python -m aiosmtpd -n -l localhost:{LOCAL_CATCHER_PORT}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,11 +41,12 @@ class CheckResult:
 
 
 async def check_all(
-    settings: Settings, source: str, database: str | NotifydError
+    settings: Settings, source: str, database: str | NotifydError | None
 ) -> list[CheckResult]:
     """Every check, in a fixed order: config, database, then the channels.
 
-    `database` is the URL to try, or why there is none (the embedded server did not start).
+    `database` is the URL to try, why there is none (the embedded server did not start), or
+    None when there is none to try: no URL, and no embedded database in this folder yet.
     """
     providers = build_providers(settings.channels)
     checks: list[Awaitable[CheckResult]] = [_guarded("database", _database(settings, database))]
@@ -127,9 +132,17 @@ async def _guarded(part: str, check: Awaitable[CheckResult]) -> CheckResult:
         return CheckResult(part, "failed", f"unexpected error: {type(exc).__name__}: {exc}")
 
 
-async def _database(settings: Settings, database: str | NotifydError) -> CheckResult:
+async def _database(settings: Settings, database: str | NotifydError | None) -> CheckResult:
     db = settings.database
     where = db.redacted_url() or f"embedded PostgreSQL in {db.embedded_dir}"
+    if database is None:
+        return CheckResult(
+            "database",
+            "skipped",
+            f"not configured: DATABASE_URL is not set and there is no embedded database in "
+            f"{db.embedded_dir.absolute()} yet (`notifyd serve` creates it; if it ran "
+            "elsewhere, cd there)",
+        )
     if isinstance(database, NotifydError):
         return CheckResult("database", "failed", f"{where}: {database}")
     try:
@@ -161,10 +174,54 @@ async def _database(settings: Settings, database: str | NotifydError) -> CheckRe
 async def _channel(settings: Settings, name: str, provider: Provider) -> CheckResult:
     missing = provider.missing_setting
     if missing is not None:
-        return CheckResult(name, "skipped", f"not configured ({missing} is not set)")
+        return CheckResult(
+            name, "skipped", f"not configured ({missing} is not set): set {variable_for(missing)}"
+        )
+    if name == "email" and await _default_smtp_absent(settings.channels.email):
+        email = settings.channels.email
+        return CheckResult(
+            name,
+            "skipped",
+            f"nothing listens on {email.host}:{email.port}, the default, so e-mail attempts "
+            "fail and fall back to the next channel. To see the mail, run a local catcher "
+            f"(`{LOCAL_CATCHER}`) and set EMAIL_PORT={LOCAL_CATCHER_PORT}, or set EMAIL_HOST "
+            "and EMAIL_PORT to your SMTP server",
+        )
     detail = await provider.check()
     if detail == NOTHING_TO_CHECK:
-        if name == "sms":  # the only channel with a choice of provider
-            detail = f"{detail} ({settings.channels.sms.provider} provider)"
+        if name == "sms" and settings.channels.sms.provider == "stub":
+            detail = (
+                "stub provider: logs each SMS (sms_stub_sent) and sends nothing; to send, "
+                'set channels.sms.provider = "twilio" and its account'
+            )
         return CheckResult(name, "skipped", detail)
     return CheckResult(name, "ok", detail)
+
+
+def variable_for(key: str) -> str:
+    """The environment variable that sets a configuration key (the legacy one if any)."""
+    path = tuple(key.split("."))
+    for name, legacy in LEGACY_ENV.items():
+        if legacy == path:
+            return name
+    return "NOTIFYD_" + "__".join(part.upper() for part in path)
+
+
+async def _default_smtp_absent(email: EmailSettings) -> bool:
+    """Whether e-mail is left at its default address, where nothing accepts connections.
+
+    Expected on a machine without a mail server, so not a failure; a server that answers
+    there gets the full check.
+    """
+    defaults = EmailSettings.model_fields
+    if (email.host, email.port) != (defaults["host"].default, defaults["port"].default):
+        return False
+    try:
+        async with asyncio.timeout(email.timeout):
+            _, writer = await asyncio.open_connection(email.host, email.port)
+    except (OSError, TimeoutError):
+        return True
+    writer.close()
+    with contextlib.suppress(OSError):
+        await writer.wait_closed()
+    return False

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any, Final, TypeVar
 
 import orjson
@@ -20,7 +21,7 @@ from notifyd import display
 from notifyd.cli import tables
 from notifyd.config import Settings
 from notifyd.db import Database
-from notifyd.db.migrations import schema_status
+from notifyd.db.migrations import SchemaStatus, schema_status
 from notifyd.domain import BIGINT_MAX, Attempt, Enqueued, Notification, User
 from notifyd.errors import ConstraintViolationError, NotFoundError, UnknownUserError
 from notifyd.web.schemas import (
@@ -122,21 +123,45 @@ def prepare(args: argparse.Namespace) -> Action | None:
     return None if preparer is None else preparer(args)
 
 
-async def run(settings: Settings, url: str, action: Action) -> int:
-    """Connect to the database, make sure its schema is current, and run `action`."""
+async def run(
+    settings: Settings, url: str, action: Action, *, embedded_dir: Path | None = None
+) -> int:
+    """Connect to the database, make sure its schema is current, and run `action`.
+
+    `embedded_dir`: the embedded database's data directory, when that is the one used.
+    """
     database = await connect_one(settings, url)
     try:
         schema = await schema_status(database.pool)
         if schema.pending:
-            names = ", ".join(migration.name for migration in schema.pending)
-            _fail(
-                f"the database is not migrated ({names} pending): run `notifyd migrate` "
-                "(or start `notifyd serve`, which migrates)"
-            )
+            _fail(not_migrated(schema, embedded_dir))
             return EXIT_FAILURE
         return await action(database)
     finally:
         await database.close()
+
+
+def not_migrated(schema: SchemaStatus, embedded_dir: Path | None) -> str:
+    """Why a database whose migrations are pending cannot be used, and what to do."""
+    if not schema.applied and embedded_dir is not None:
+        # An embedded cluster without notifyd's schema is one `serve` never ran on (a
+        # cluster left by an older notifyd's read command, say): migrating it would only
+        # hide that the data is elsewhere.
+        return (
+            f"the embedded database in {embedded_dir} has no notifyd schema: `notifyd serve` "
+            "never ran in this folder. Either cd to the folder where it ran, or set "
+            "DATABASE_URL; to start afresh here, run `notifyd serve` (or `notifyd migrate`)."
+        )
+    if not schema.applied:
+        return (
+            "the database has no notifyd schema: run `notifyd migrate` (or start "
+            "`notifyd serve`, which migrates)"
+        )
+    names = ", ".join(migration.name for migration in schema.pending)
+    return (
+        f"the database is not migrated ({names} pending): run `notifyd migrate` "
+        "(or start `notifyd serve`, which migrates)"
+    )
 
 
 async def connect_one(settings: Settings, url: str) -> Database:

@@ -2,7 +2,8 @@
 
 `send`, `status` and `users` live in `notifyd.cli.commands`, `check-config` in
 `notifyd.cli.check`; this module parses the command line, loads the configuration,
-picks the database (the embedded one when none is configured) and runs the command.
+picks the database (the embedded one when none is configured) and runs the command. Only
+`serve` and `migrate` create the embedded database (`notifyd.cli.datadir`).
 Exit codes: 0 done, 1 failed, 2 bad arguments or configuration.
 """
 
@@ -21,7 +22,7 @@ from pathlib import Path
 
 from notifyd import __version__
 from notifyd.cli import check as config_check
-from notifyd.cli import commands, eventloop
+from notifyd.cli import commands, datadir, eventloop
 from notifyd.cli.commands import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
 from notifyd.config import Settings, load_settings
 from notifyd.db import Database
@@ -79,6 +80,11 @@ def _main(argv: list[str] | None) -> int:
         print(f"notifyd: {exc}", file=sys.stderr)
         return EXIT_USAGE
     _configure_logging(settings.log.level, to_stderr=answering)
+    if args.command in datadir.READING_COMMANDS:
+        missing = datadir.missing_database(settings.database)
+        if missing is not None:
+            print(f"notifyd {args.command}: {missing}", file=sys.stderr)
+            return EXIT_FAILURE
     try:
         if args.command == "check-config":
             return _check_config(settings, args.config)
@@ -90,7 +96,8 @@ def _main(argv: list[str] | None) -> int:
             if args.command == "migrate":
                 return eventloop.run(_migrate(settings, url))
             if action is not None:
-                return eventloop.run(commands.run(settings, url, action))
+                data_dir = None if embedded is None else embedded.data_dir
+                return eventloop.run(commands.run(settings, url, action, embedded_dir=data_dir))
             return eventloop.run(_serve(settings, url, embedded))
     except DatabaseUnavailableError as exc:
         log.error("database_unavailable", error=str(exc))
@@ -157,9 +164,10 @@ def _database(
 def _check_config(settings: Settings, path: Path | None) -> int:
     source = config_check.config_source(path)
     with contextlib.ExitStack() as stack:
-        database: str | NotifydError
+        database: str | NotifydError | None = None  # None: no database to try (skipped)
         try:
-            database, _ = stack.enter_context(_database(settings, announce=False))
+            if datadir.missing_database(settings.database) is None:
+                database, _ = stack.enter_context(_database(settings, announce=False))
         except DatabaseUnavailableError as exc:
             database = exc  # reported as the database's line; the channels are still tried
         results = eventloop.run(config_check.check_all(settings, source, database))

@@ -14,6 +14,7 @@ from notifyd.delivery.service import DeliveryService
 from notifyd.logs import get_logger
 from notifyd.metrics import Metrics
 from notifyd.providers import build_providers
+from notifyd.web.access_log import access_log_middleware
 from notifyd.web.admin import add_admin
 from notifyd.web.api import add_routes
 from notifyd.web.auth import Authenticator, RateLimiter, auth_middleware
@@ -49,17 +50,18 @@ def create_app(settings: Settings, database_url: str, *, deliver: bool = True) -
     limiter = (
         RateLimiter(api.rate_limit, burst=max(1.0, api.rate_limit)) if api.rate_limit else None
     )
-    app = web.Application(
-        client_max_size=settings.http.max_body_bytes,
-        middlewares=[
-            connection_middleware(),
-            problem_middleware,
-            forwarded_middleware(settings.http.trusted_proxies),
-            host_middleware(),
-            auth_middleware(authenticator, limiter),
-            query_middleware(),
-        ],
-    )
+    middlewares = [
+        connection_middleware(),
+        problem_middleware,
+        forwarded_middleware(settings.http.trusted_proxies),
+        host_middleware(),
+        auth_middleware(authenticator, limiter),
+        query_middleware(),
+    ]
+    if settings.log.access_enabled:
+        # Outermost: it sees every answer as sent, problems and redirects included.
+        middlewares.insert(0, access_log_middleware)
+    app = web.Application(client_max_size=settings.http.max_body_bytes, middlewares=middlewares)
     if not authenticator.enabled:
         _warn_open_api(settings.http.host)
     app[SETTINGS] = settings

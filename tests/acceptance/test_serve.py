@@ -101,12 +101,12 @@ async def test_serve_answers_the_curl_example_and_logs_json(
 
 
 async def test_serve_without_a_database_starts_an_embedded_one_that_keeps_its_data(
-    launch: Launcher, tmp_path: Path
+    launch: Launcher, embedded_home: Path
 ) -> None:
     port = free_port()
     env = {
         "NOTIFYD_HTTP__PORT": str(port),
-        "NOTIFYD_DATABASE__EMBEDDED_DIR": str(tmp_path / "pgdata"),
+        "NOTIFYD_DATABASE__EMBEDDED_DIR": str(embedded_home / "pgdata"),
     }
     base = f"http://127.0.0.1:{port}"
     daemon = await launch("serve", env=env)

@@ -39,7 +39,7 @@ class ApiCall:
 
 
 class FakeTelegramApi(FakeVendorApi):
-    """Behaves like api.telegram.org for `getMe` and `sendMessage`.
+    """Behaves like api.telegram.org for `getMe`, `sendMessage` and `getUpdates`.
 
     Chats in `chats` are reachable, those in `blocked` answer 403; any other chat id is
     "chat not found". Scripted answers (`fail_next`, `rate_limit_next`, `force`) are used
@@ -61,6 +61,26 @@ class FakeTelegramApi(FakeVendorApi):
         self.calls: list[ApiCall] = []  # every request with a well-formed path
         self.sent: list[ApiCall] = []  # the sendMessage calls that succeeded
         self._message_ids = itertools.count(1)
+        # What users wrote to the bot, as getUpdates answers it.
+        self.updates: list[dict[str, Any]] = []
+        self._update_ids = itertools.count(725_000_001)
+
+    def user_writes(self, chat_id: int, text: str = "/start", first_name: str = "Ivan") -> None:
+        """A user writes to the bot: their chat becomes reachable and shows in getUpdates."""
+        self.chats.add(chat_id)
+        person = {"id": chat_id, "is_bot": False, "first_name": first_name}
+        self.updates.append(
+            {
+                "update_id": next(self._update_ids),
+                "message": {
+                    "message_id": next(self._message_ids),
+                    "from": {**person, "language_code": "en"},
+                    "chat": {"id": chat_id, "first_name": first_name, "type": "private"},
+                    "date": int(time.time()),
+                    "text": text,
+                },
+            }
+        )
 
     def _add_routes(self, app: web.Application) -> None:
         app.router.add_route("*", "/bot{token}/{method}", self._handle)
@@ -117,6 +137,8 @@ class FakeTelegramApi(FakeVendorApi):
             return web.json_response({"ok": True, "result": BOT_USER})
         if method == "sendMessage":
             return await self._send_message(call)
+        if method == "getUpdates":
+            return web.json_response({"ok": True, "result": self.updates})
         return _error(404, "Not Found")
 
     async def _send_message(self, call: ApiCall) -> web.Response:

@@ -19,9 +19,11 @@ from notifyd.cli.check import (
     config_source,
     report,
     secrets_of,
+    variable_for,
 )
-from notifyd.cli.commands import render_status
+from notifyd.cli.commands import not_migrated, render_status
 from notifyd.config import Settings
+from notifyd.db.migrations import Migration, SchemaStatus, load_migrations
 from notifyd.domain import Attempt, Notification
 from notifyd.redaction import REDACTED
 
@@ -249,3 +251,44 @@ def test_config_source_names_the_file_read(tmp_path: Path, monkeypatch: pytest.M
     assert config_source(None, {"NOTIFYD_CONFIG": "/etc/notifyd.toml"}) == "read /etc/notifyd.toml"
     (tmp_path / "notifyd.toml").write_text("", "utf-8")
     assert config_source(None, {}) == "read notifyd.toml"
+
+
+# The advice for a database that is not up to date
+
+
+def test_a_partly_migrated_database_is_told_to_migrate() -> None:
+    later = Migration(2, "0002_later", "")
+    schema = SchemaStatus(applied=frozenset({1}), pending=(later,), unknown=frozenset())
+
+    for embedded_dir in (None, Path("/srv/notifyd/.notifyd/pgdata")):
+        message = not_migrated(schema, embedded_dir)
+        assert message.startswith("the database is not migrated (0002_later pending)")
+        assert "`notifyd migrate`" in message
+
+
+def test_an_empty_embedded_database_is_the_wrong_folder_not_a_missing_migration() -> None:
+    schema = SchemaStatus(
+        applied=frozenset(), pending=tuple(load_migrations()), unknown=frozenset()
+    )
+    data_dir = Path("/home/ivan/.notifyd/pgdata")
+
+    embedded = not_migrated(schema, data_dir)
+    external = not_migrated(schema, None)
+
+    assert "not migrated" not in embedded
+    assert f"{data_dir} has no notifyd schema" in embedded
+    assert "cd to the folder where it ran" in embedded
+    assert "DATABASE_URL" in embedded
+    assert external.startswith("the database has no notifyd schema: run `notifyd migrate`")
+
+
+@pytest.mark.parametrize(
+    ("key", "variable"),
+    [
+        ("channels.telegram.bot_token", "TELEGRAM_BOT_TOKEN"),
+        ("channels.email.host", "EMAIL_HOST"),
+        ("channels.sms.account_sid", "NOTIFYD_CHANNELS__SMS__ACCOUNT_SID"),
+    ],
+)
+def test_check_config_names_the_variable_that_sets_a_key(key: str, variable: str) -> None:
+    assert variable_for(key) == variable

@@ -291,6 +291,29 @@ def test_unknown_log_level_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     assert "log.level" in _error()
 
 
+@pytest.mark.parametrize(
+    ("env", "enabled"),
+    [({}, False), ({"NOTIFYD_LOG__ACCESS": "true"}, True), ({"NOTIFYD_LOG__LEVEL": "debug"}, True)],
+)
+def test_the_access_log_is_off_unless_asked_for_or_at_debug(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], enabled: bool
+) -> None:
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert load_settings(None, environ={}).log.access_enabled is enabled
+
+
+def test_an_access_log_that_its_level_would_hide_is_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("NOTIFYD_LOG__ACCESS", "true")
+    monkeypatch.setenv("NOTIFYD_LOG__LEVEL", "warning")
+
+    message = _error()
+    assert "log.access" in message
+    assert 'needs level = "info" or "debug"' in message
+
+
 # Secrets
 
 
