@@ -9,9 +9,11 @@ notifications are inserted in one statement, then a procedure delivers them insi
 server (claim 100, write their attempts, finish them, committing after each statement),
 as `bench/server_lifecycle.sql` does. Measured for each run: the backend's CPU time and
 the server's elapsed time per notification delivered, the WAL written, and the CPU time
-of the insert. The variants run once per round in a shuffled order, `rounds` times, so
-the machine's drift falls on all alike; the difference to notifyd's full schema is the
-median of the differences within each round.
+of the insert. The variants run once per round in a shuffled order, `rounds` times, and
+the full schema again after every few of them: each run is compared with the mean of the
+full-schema runs just before and after it (a minute apart at most, where a round takes
+several), and the difference to notifyd's full schema is the median of those differences
+over the rounds. So the machine's drift falls on both sides of each difference.
 
 Autovacuum is off on this server (it would start at random during a run) and a
 checkpoint precedes each delivery, so every run writes the same full-page images.
@@ -43,6 +45,8 @@ from bench.schema_variants import FULL, LIFECYCLE, VARIANTS, Variant
 
 USERS: Final = 5_000
 BATCH: Final = 100
+# The full schema runs again after this many other variants, to bracket each of them.
+BRACKET: Final = 4
 # The bare loop's settings (bench/baseline.py); notifyd.claim() sets the first two itself.
 SESSION_SETTINGS: Final = {
     "enable_sort": "off",
@@ -129,25 +133,44 @@ async def _measure(
     )
 
 
-def _paired_difference(runs: list[Run], field: str) -> dict[str, float]:
-    """Median over rounds of each variant's figure minus the full schema's in that round."""
-    by_round: dict[int, dict[str, float]] = {}
-    for run in runs:
-        by_round.setdefault(run.round, {})[run.variant] = getattr(run, field)
+def _bracketed_difference(runs: list[Run], field: str) -> dict[str, float]:
+    """Median over rounds of each run's figure minus its bracketing full-schema runs'.
+
+    `runs` in the order they ran; the reference of a run is the mean of the nearest full
+    run before it and the nearest after it in the same round (one of them at the ends).
+    """
     differences: dict[str, list[float]] = {}
-    for values in by_round.values():
-        if FULL not in values:
+    for index, run in enumerate(runs):
+        if run.variant == FULL:
             continue
-        for variant, value in values.items():
-            differences.setdefault(variant, []).append(value - values[FULL])
-    return {variant: statistics.median(values) for variant, values in differences.items()}
+        same_round = [(i, r) for i, r in enumerate(runs) if r.round == run.round]
+        before = [r for i, r in same_round if i < index and r.variant == FULL][-1:]
+        after = [r for i, r in same_round if i > index and r.variant == FULL][:1]
+        brackets = [getattr(r, field) for r in before + after]
+        if brackets:
+            reference = statistics.fmean(brackets)
+            differences.setdefault(run.variant, []).append(getattr(run, field) - reference)
+    result = {variant: statistics.median(values) for variant, values in differences.items()}
+    result[FULL] = 0.0
+    return result
+
+
+def _order(variants: list[Variant], shuffler: random.Random) -> list[Variant]:
+    """One round: the others shuffled, with the full schema first and after every few."""
+    full = [variant for variant in variants if variant.name == FULL]
+    others = [variant for variant in variants if variant.name != FULL]
+    shuffler.shuffle(others)
+    order = list(full)
+    for start in range(0, len(others), BRACKET):
+        order += others[start : start + BRACKET] + full
+    return order
 
 
 def summarize(variants: list[Variant], runs: list[Run]) -> list[dict[str, Any]]:
     """One row per variant: medians, minimum, spread, and the differences to `FULL`."""
-    cpu_delta = _paired_difference(runs, "deliver_cpu_us")
-    elapsed_delta = _paired_difference(runs, "deliver_us")
-    insert_delta = _paired_difference(runs, "insert_cpu_us")
+    cpu_delta = _bracketed_difference(runs, "deliver_cpu_us")
+    elapsed_delta = _bracketed_difference(runs, "deliver_us")
+    insert_delta = _bracketed_difference(runs, "insert_cpu_us")
     rows = []
     for variant in variants:
         mine = [run for run in runs if run.variant == variant.name]
@@ -250,8 +273,7 @@ async def _run(pg: BenchPostgres, args: argparse.Namespace) -> dict[str, Any]:
     shuffler = random.Random(args.seed)
     runs: list[Run] = []
     for round_ in range(1, args.rounds + 1):
-        order = list(variants)
-        shuffler.shuffle(order)
+        order = _order(variants, shuffler)
         _log(f"round {round_}/{args.rounds} (load average {os.getloadavg()[0]:.2f})")
         for variant in order:
             run = await measure(pg, variant, args.count, round_)
@@ -303,7 +325,10 @@ def main(argv: list[str] | None = None) -> int:
         f"{machine['load_average'][0]:.2f} at start, {info['load_average_at_end'][0]:.2f} "
         f"at end ({machine['cores']} cores); notifyd {machine['git_commit']}"
     )
-    print("us per notification delivered (claim, attempt, finish); vs full: paired median")
+    print(
+        "us per notification delivered (claim, attempt, finish); vs full: median difference "
+        "to the full-schema runs bracketing each run"
+    )
     print()
     print(table(info["rows"]))
     print()

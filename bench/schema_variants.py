@@ -351,6 +351,24 @@ VARIANTS: Final[tuple[Variant, ...]] = (
         "- message trigger",
         "DROP TRIGGER notifications_check_message ON notifyd.notifications",
     ),
+    # A BEFORE UPDATE row trigger makes PostgreSQL lock each row it updates before it
+    # looks at the trigger's column list, so the message check costs every status update a
+    # tuple lock (a WAL record). An AFTER UPDATE OF message trigger is queued only when the
+    # message is set: the same rule without the lock.
+    _notifyd(
+        "message trigger on insert + AFTER UPDATE OF message",
+        "DROP TRIGGER notifications_check_message ON notifyd.notifications",
+        """
+        CREATE TRIGGER notifications_check_message
+            BEFORE INSERT ON notifyd.notifications
+            FOR EACH ROW EXECUTE FUNCTION notifyd.check_message()
+        """,
+        """
+        CREATE TRIGGER notifications_check_message_update
+            AFTER UPDATE OF message ON notifyd.notifications
+            FOR EACH ROW EXECUTE FUNCTION notifyd.check_message()
+        """,
+    ),
     _notifyd(
         "- schedule trigger",
         "DROP TRIGGER notifications_schedule ON notifyd.notifications",
