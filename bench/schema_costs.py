@@ -39,9 +39,10 @@ from typing import Any, Final
 import asyncpg
 
 from bench import report
+from bench.lifecycle import LIFECYCLE
 from bench.postgres import BenchPostgres
 from bench.procs import run_seconds
-from bench.schema_variants import FULL, LIFECYCLE, VARIANTS, Variant
+from bench.schema_variants import FULL, VARIANTS, Variant
 
 USERS: Final = 5_000
 BATCH: Final = 100
