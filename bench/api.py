@@ -8,17 +8,11 @@ from typing import Any
 
 import asyncpg
 
-from bench.harness import (
-    COUNT_ALL,
-    COUNT_DONE,
-    Bench,
-    Who,
-    drain_timeout,
-    wait_done,
-)
+from bench.harness import Bench, drain_timeout, wait_done
 from bench.load import run_load
 from bench.procs import Child, cpu_seconds
 from bench.report import Figure
+from bench.tables import NOTIFYD, Who
 
 
 async def _api_run(bench: Bench, who: Who) -> dict[str, Any]:
@@ -34,18 +28,18 @@ async def _api_run(bench: Bench, who: Who) -> dict[str, Any]:
         await run_load(endpoint, duration=params.api_warmup, **options)
         connection = await asyncpg.connect(url)
         try:
-            rows_before = await connection.fetchval(COUNT_ALL)
-            done_before = await connection.fetchval(COUNT_DONE)
+            rows_before = await connection.fetchval(NOTIFYD.count_all)
+            done_before = await connection.fetchval(NOTIFYD.count_done)
             cpu_before, pg_before = cpu_seconds(child.pid), bench.pg.cpu_seconds()
             load = await run_load(endpoint, duration=params.api_duration, **options)
             cpu = cpu_seconds(child.pid) - cpu_before
             pg_cpu = bench.pg.cpu_seconds() - pg_before
-            rows = await connection.fetchval(COUNT_ALL) - rows_before
-            delivered = await connection.fetchval(COUNT_DONE) - done_before
+            rows = await connection.fetchval(NOTIFYD.count_all) - rows_before
+            delivered = await connection.fetchval(NOTIFYD.count_done) - done_before
             catch_up = None
             if who == "notifyd":
                 load_end = time.monotonic()
-                total = await connection.fetchval(COUNT_ALL)
+                total = await connection.fetchval(NOTIFYD.count_all)
                 finished, _ = await wait_done(
                     connection, total, [child], deadline=drain_timeout(total), interval=0.1
                 )

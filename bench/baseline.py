@@ -5,6 +5,9 @@ worker (one connection each) claims up to 100 pending rows with SKIP LOCKED, ins
 attempts in one statement, then sets their statuses in one statement: three round trips
 per batch. It sleeps on the same LISTEN channel as notifyd when the table runs dry. With
 `--failures F` every notification gets F failed e-mail attempts before its SMS success.
+With `--schema minimal` the same loop runs on the minimal tables of `bench/minimal.sql`
+(no lease columns: a claim sets the status, a finish sets it again), woken by their own
+trigger's channel.
 
 `python -m bench.baseline api URL PORT`: an aiohttp + asyncpg endpoint whose
 `POST /api/notify/` only inserts the row and answers what notifyd answers.
@@ -19,6 +22,7 @@ import asyncio
 import contextlib
 import signal
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
 
@@ -26,7 +30,6 @@ import asyncpg
 import orjson
 from aiohttp import web
 
-WAKE_CHANNEL: Final = "notifyd_wakeup"
 SERVER_SETTINGS: Final = {"timezone": "UTC", "plan_cache_mode": "force_custom_plan"}
 # The loop's connections run only its three statements. Without sorts and bitmap scans its
 # claim keeps walking the pending index in order when the statistics predate the bulk
@@ -76,6 +79,38 @@ FINISH: Final = """
         finished_at = now(), updated_at = now()
     WHERE id = ANY($1::bigint[]) AND locked_by = $2
 """
+# The same three statements on the minimal tables: the claim walks their pending index (on
+# id), nothing records who holds a row, and the provider's answer is stored as text.
+MINIMAL_CLAIM: Final = """
+    WITH picked AS (
+        SELECT id FROM minimal.notifications
+        WHERE status = 'pending'
+        ORDER BY id
+        LIMIT $1
+        FOR UPDATE SKIP LOCKED
+    )
+    UPDATE minimal.notifications AS n
+    SET status = 'processing', updated_at = now()
+    FROM picked, minimal.users AS u
+    WHERE n.id = picked.id AND u.id = n.user_id
+    RETURNING n.id, u.phone
+"""
+MINIMAL_INSERT_ATTEMPTS: Final = """
+    INSERT INTO minimal.attempts
+        (notification_id, channel, attempt, status, error, transient, provider_response,
+         started_at, finished_at)
+    SELECT r.id, r.channel, r.attempt, r.status, r.error, r.transient, r.response,
+           r.started_at, r.finished_at
+    FROM unnest($1::bigint[], $2::text[], $3::int[], $4::text[], $5::text[], $6::bool[],
+                $7::text[], $8::timestamptz[], $9::timestamptz[])
+        AS r (id, channel, attempt, status, error, transient, response, started_at,
+              finished_at)
+"""
+MINIMAL_FINISH: Final = """
+    UPDATE minimal.notifications
+    SET status = 'sent', updated_at = now()
+    WHERE id = ANY($1::bigint[]) AND status = 'processing'
+"""
 INSERT_NOTIFICATION: Final = """
     INSERT INTO notifyd.notifications (user_id, subject, message, channels)
     VALUES ($1, $2, $3, $4)
@@ -111,32 +146,44 @@ def _attempt_rows(claimed: list[asyncpg.Record], failures: int) -> list[list[Any
     return columns
 
 
-async def _claim_query(url: str) -> str:
+@dataclass(frozen=True)
+class Loop:
+    """The loop's three statements on one schema, its wake-up channel, and its lease owner.
+
+    `owner` is passed to the claim and the finish where the schema records who holds a
+    row (notifyd's), and to neither where it does not (the minimal one).
+    """
+
+    claim: str
+    insert_attempts: str
+    finish: str
+    wake_channel: str
+    owner: tuple[uuid.UUID, ...]
+
+
+async def _loop_on(url: str, schema: str) -> Loop:
+    if schema == "minimal":
+        return Loop(MINIMAL_CLAIM, MINIMAL_INSERT_ATTEMPTS, MINIMAL_FINISH, "minimal_wakeup", ())
     connection = await asyncpg.connect(url)
     try:
         order = await connection.fetchval(PENDING_INDEX_ORDER)
     finally:
         await connection.close()
-    return CLAIM.format(order=order or "id")
+    claim = CLAIM.format(order=order or "id")
+    return Loop(claim, INSERT_ATTEMPTS, FINISH, "notifyd_wakeup", (uuid.uuid4(),))
 
 
 async def _worker(
-    url: str,
-    claim: str,
-    owner: uuid.UUID,
-    batch: int,
-    failures: int,
-    wake: asyncio.Event,
-    poll: float,
+    url: str, loop: Loop, batch: int, failures: int, wake: asyncio.Event, poll: float
 ) -> None:
     connection = await asyncpg.connect(url, server_settings=LOOP_SETTINGS)
     try:
         while True:
             wake.clear()
-            claimed = await connection.fetch(claim, batch, owner)
+            claimed = await connection.fetch(loop.claim, batch, *loop.owner)
             if claimed:
-                await connection.execute(INSERT_ATTEMPTS, *_attempt_rows(claimed, failures))
-                await connection.execute(FINISH, [row["id"] for row in claimed], owner)
+                await connection.execute(loop.insert_attempts, *_attempt_rows(claimed, failures))
+                await connection.execute(loop.finish, [row["id"] for row in claimed], *loop.owner)
             if len(claimed) < batch:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(wake.wait(), poll)
@@ -144,9 +191,10 @@ async def _worker(
         await connection.close()
 
 
-async def run_loop(url: str, workers: int, batch: int, failures: int, poll: float) -> None:
-    owner = uuid.uuid4()
-    claim = await _claim_query(url)
+async def run_loop(
+    url: str, schema: str, workers: int, batch: int, failures: int, poll: float
+) -> None:
+    loop = await _loop_on(url, schema)
     events = [asyncio.Event() for _ in range(workers)]
 
     def on_notify(*_: object) -> None:
@@ -154,12 +202,11 @@ async def run_loop(url: str, workers: int, batch: int, failures: int, poll: floa
             event.set()
 
     listener = await asyncpg.connect(url)
-    await listener.add_listener(WAKE_CHANNEL, on_notify)
+    await listener.add_listener(loop.wake_channel, on_notify)
     tasks = [
-        asyncio.create_task(_worker(url, claim, owner, batch, failures, event, poll))
-        for event in events
+        asyncio.create_task(_worker(url, loop, batch, failures, event, poll)) for event in events
     ]
-    print("ready", claim.split("ORDER BY")[1].split("\n")[0].strip(), flush=True)
+    print("ready", loop.claim.split("ORDER BY")[1].split("\n")[0].strip(), flush=True)
     await _until_signal(tasks)
     await listener.close()
 
@@ -220,6 +267,7 @@ def main() -> None:
     commands = parser.add_subparsers(dest="command", required=True)
     loop = commands.add_parser("loop", help="the bare batched delivery loop")
     loop.add_argument("url")
+    loop.add_argument("--schema", choices=("notifyd", "minimal"), default="notifyd")
     loop.add_argument("--workers", type=int, default=2)
     loop.add_argument("--batch", type=int, default=100)
     loop.add_argument("--failures", type=int, default=0)
@@ -230,7 +278,9 @@ def main() -> None:
     api.add_argument("--pool-size", type=int, default=10)
     args = parser.parse_args()
     if args.command == "loop":
-        asyncio.run(run_loop(args.url, args.workers, args.batch, args.failures, args.poll))
+        asyncio.run(
+            run_loop(args.url, args.schema, args.workers, args.batch, args.failures, args.poll)
+        )
     else:
         asyncio.run(run_api(args.url, args.port, args.pool_size))
 

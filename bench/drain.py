@@ -18,9 +18,7 @@ import asyncpg
 
 from bench import profile as profiling
 from bench.harness import (
-    INSERT_SERIES,
     Bench,
-    Who,
     drain_timeout,
     fetchrow,
     seconds_between,
@@ -29,15 +27,8 @@ from bench.harness import (
 )
 from bench.procs import Child, MemorySampler, cpu_seconds, free_port, memory_kib
 from bench.report import Figure
+from bench.tables import Who, queue_of
 
-STATS: Final = """
-    SELECT count(*) FILTER (WHERE status = 'sent') AS sent,
-           count(*) FILTER (WHERE status = 'failed') AS failed,
-           max(finished_at) AS last_finished,
-           (SELECT count(*) FROM notifyd.notification_attempts) AS attempts,
-           (SELECT min(started_at) FROM notifyd.notification_attempts) AS first_started
-    FROM notifyd.notifications
-"""
 # Transactions, rows written, and the WAL position, to count the database work done.
 COUNTERS: Final = """
     SELECT xact_commit + xact_rollback AS transactions, tup_inserted, tup_updated,
@@ -79,9 +70,13 @@ async def drain(
             "NOTIFYD_DELIVERY__BACKOFF_MAX": "0",
         }
 
+    queue = queue_of(who)
+
     def makers(url: str) -> list[Callable[[], Child]]:
-        if who == "bare":
-            return [bench.bare_loop(f"{base}-{i}", url, failures) for i in range(processes)]
+        if who != "notifyd":
+            return [
+                bench.bare_loop(f"{base}-{i}", url, failures, queue=queue) for i in range(processes)
+            ]
         pyinstrument = profile == "pyinstrument"
         return [
             bench.daemon(f"{base}-{i}", url, env=env, pyinstrument=pyinstrument)
@@ -113,18 +108,21 @@ async def drain(
             before = await connection.fetchrow(COUNTERS)
             started = time.monotonic()
             async with connection.transaction():
-                await connection.execute(INSERT_SERIES, count, bench.params.users, channels)
+                await connection.execute(queue.insert_series, count, bench.params.users, channels)
             committed = time.monotonic()
-            committed_db: datetime
-            committed_db, lsn = await connection.fetchrow(
+            commit_row = await connection.fetchrow(
                 "SELECT clock_timestamp(), pg_current_wal_insert_lsn()::text"
             )
+            assert commit_row is not None
+            committed_db: datetime = commit_row[0]
+            lsn: str = commit_row[1]
             finished, polls = await wait_done(
                 connection,
                 count,
                 children,
                 deadline=drain_timeout(count * (failures + 1)),
                 interval=0.2 if count <= 20_000 else 0.5,
+                queue=queue,
             )
             cpu = sum(cpu_seconds(c.pid) for c in children) - sum(cpu_before)
             pg_cpu = bench.pg.cpu_seconds() - pg_before
@@ -132,7 +130,7 @@ async def drain(
             if spy is not None:
                 await spy.stop()
             memory = [await sampler.stop() for sampler in samplers]
-            stats = await connection.fetchrow(STATS)
+            stats = await connection.fetchrow(queue.stats)
         finally:
             await connection.close()
         # Exiting backends flush their statistics: stop first, then count.
@@ -222,11 +220,23 @@ def _drain_details(result: dict[str, Any]) -> dict[str, Any]:
 
 
 async def scenario_drain(bench: Bench) -> list[Figure]:
+    """notifyd against two references: the bare loop on its schema, and on a minimal one.
+
+    The first ratio is what notifyd's code costs over the least code on the same tables;
+    the second adds what notifyd's schema costs over the least schema (`bench/minimal.sql`;
+    `python -m bench.schema_costs` takes that cost apart).
+    """
     figures = []
     for index, count in enumerate(bench.params.drain_sizes):
         profile = bench.profile if index == 0 else None
         ours = await drain(bench, "notifyd", count, profile=profile)
         bare = await drain(bench, "bare", count)
+        minimal = await drain(bench, "minimal", count)
+        details = {
+            "notifyd": _drain_details(ours),
+            "bare": _drain_details(bare),
+            "minimal": _drain_details(minimal),
+        }
         figures.append(
             Figure(
                 scenario="1 drain",
@@ -234,13 +244,30 @@ async def scenario_drain(bench: Bench) -> list[Figure]:
                 unit="notif/s",
                 value=ours["per_second"],
                 reference=bare["per_second"],
-                reference_name="bare batched loop",
+                reference_name="bare loop, notifyd's schema",
                 target_kind="ratio_at_least",
                 target=0.7,
-                details={"notifyd": _drain_details(ours), "bare": _drain_details(bare)},
+                details=details,
+            )
+        )
+        figures.append(
+            Figure(
+                scenario="1 drain",
+                name=f"{count:,} by SQL, sms stub",
+                unit="notif/s",
+                value=ours["per_second"],
+                reference=minimal["per_second"],
+                reference_name="bare loop, minimal table",
+                details={"bare_to_minimal": _ratio(bare["per_second"], minimal["per_second"])},
             )
         )
     return figures
+
+
+def _ratio(value: float | None, reference: float | None) -> float | None:
+    if value is None or not reference:
+        return None
+    return round(value / reference, 3)
 
 
 async def scenario_memory(bench: Bench) -> list[Figure]:

@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Final, Literal
+from typing import Any, Final
 
 import asyncpg
 
@@ -24,17 +24,7 @@ from bench.procs import (
     line_ready,
     python_argv,
 )
-
-Who = Literal["notifyd", "bare"]
-
-INSERT_SERIES: Final = """
-    INSERT INTO notifyd.notifications (user_id, subject, message, channels)
-    SELECT 1 + (g % $2), 'bench', 'benchmark message ' || g, $3::text[]
-    FROM generate_series(1, $1) AS g
-"""
-COUNT_DONE: Final = "SELECT count(*) FROM notifyd.notifications WHERE status IN ('sent', 'failed')"
-COUNT_ALL: Final = "SELECT count(*) FROM notifyd.notifications"
-
+from bench.tables import NOTIFYD, Queue, Who
 
 # Settings a tuning run may change. Never channels or a config file: a shell holding real
 # vendor settings would otherwise send thousands of real messages.
@@ -151,11 +141,24 @@ class Bench:
 
         return make
 
-    def bare_loop(self, label: str, url: str, failures: int = 0) -> Callable[[], Child]:
+    def bare_loop(
+        self, label: str, url: str, failures: int = 0, *, queue: Queue = NOTIFYD
+    ) -> Callable[[], Child]:
+        """A factory of bare loops on `queue`'s tables: notifyd's or the minimal ones."""
+
         def make() -> Child:
-            argv = python_argv("-m", "bench.baseline", "loop", url, "--failures", str(failures))
+            argv = python_argv(
+                "-m",
+                "bench.baseline",
+                "loop",
+                url,
+                "--failures",
+                str(failures),
+                "--schema",
+                queue.schema,
+            )
             return Child(
-                name=f"bare-{label}",
+                name=f"{'bare' if queue is NOTIFYD else queue.schema}-{label}",
                 argv=argv,
                 env={},
                 log_dir=self.run_dir,
@@ -229,12 +232,13 @@ async def wait_done(
     *,
     deadline: float,
     interval: float,
+    queue: Queue = NOTIFYD,
 ) -> tuple[float, int]:
     """Poll until `expected` notifications are final: (monotonic time seen, polls made)."""
     give_up = time.monotonic() + deadline
     polls = 0
     while True:
-        done = await connection.fetchval(COUNT_DONE)
+        done = await connection.fetchval(queue.count_done)
         polls += 1
         now = time.monotonic()
         if done >= expected:

@@ -10,29 +10,25 @@ from typing import Any, Final
 import asyncpg
 
 from bench.drain import cached_drain
-from bench.harness import (
-    COUNT_ALL,
-    INSERT_SERIES,
-    Bench,
-    Who,
-    drain_timeout,
-    percentile,
-    wait_done,
-)
+from bench.harness import Bench, drain_timeout, percentile, wait_done
 from bench.procs import Child
 from bench.report import Figure
+from bench.tables import Queue, Who, queue_of
 
-LATENCIES: Final = """
-    SELECT extract(epoch FROM finished_at - created_at) * 1000 AS ms
-    FROM notifyd.notifications
-    WHERE status = 'sent' AND id > $1
-    ORDER BY 1
-"""
-MAX_ID: Final = "SELECT coalesce(max(id), 0) FROM notifyd.notifications"
+# The references beside notifyd, and how the table names them.
+REFERENCES: Final[dict[Who, str]] = {
+    "bare": "bare loop",
+    "minimal": "bare loop, minimal table",
+}
 
 
 async def _paced_inserts(
-    connection: asyncpg.Connection, rate: float, duration: float, users: int, tick: float
+    connection: asyncpg.Connection,
+    queue: Queue,
+    rate: float,
+    duration: float,
+    users: int,
+    tick: float,
 ) -> int:
     """Insert `rate` notifications per second, one statement every `tick` seconds."""
     per_tick = rate * tick
@@ -48,35 +44,41 @@ async def _paced_inserts(
         batch = int(owed)
         owed -= batch
         if batch:
-            await connection.execute(INSERT_SERIES, batch, users, ["sms"])
+            await connection.execute(queue.insert_series, batch, users, ["sms"])
             inserted += batch
     return inserted
 
 
 async def _latency_run(bench: Bench, who: Who, rate: float, tick: float) -> dict[str, Any]:
     params = bench.params
+    queue = queue_of(who)
 
     def makers(url: str) -> list[Callable[[], Child]]:
         if who == "notifyd":
             return [bench.daemon("latency", url)]
-        return [bench.bare_loop("latency", url)]
+        return [bench.bare_loop("latency", url, queue=queue)]
 
     name, url, (child,) = await bench.setup(f"latency-{who}", makers)
     try:
         connection = await asyncpg.connect(url)
         try:
             # Warm up (first claims, prepared statements), then measure only what follows.
-            await _paced_inserts(connection, 50, 0.5, params.users, 0.02)
-            await wait_done(connection, 25, [child], deadline=60, interval=0.05)
-            first_id = await connection.fetchval(MAX_ID)
+            await _paced_inserts(connection, queue, 50, 0.5, params.users, 0.02)
+            await wait_done(connection, 25, [child], deadline=60, interval=0.05, queue=queue)
+            first_id = await connection.fetchval(queue.max_id)
             inserted = await _paced_inserts(
-                connection, rate, params.latency_duration, params.users, tick
+                connection, queue, rate, params.latency_duration, params.users, tick
             )
-            total = await connection.fetchval(COUNT_ALL)
+            total = await connection.fetchval(queue.count_all)
             await wait_done(
-                connection, total, [child], deadline=drain_timeout(inserted), interval=0.1
+                connection,
+                total,
+                [child],
+                deadline=drain_timeout(inserted),
+                interval=0.1,
+                queue=queue,
             )
-            values = [float(row["ms"]) for row in await connection.fetch(LATENCIES, first_id)]
+            values = [float(row["ms"]) for row in await connection.fetch(queue.latencies, first_id)]
         finally:
             await connection.close()
     finally:
@@ -107,7 +109,9 @@ async def scenario_latency(bench: Bench) -> list[Figure]:
         loads.append(("half load", maximal["per_second"] / 2, 0.01))
     for label, rate, tick in loads:
         ours = await _latency_run(bench, "notifyd", rate, tick)
-        bare = await _latency_run(bench, "bare", rate, tick)
+        references: dict[str, dict[str, Any]] = {
+            who: await _latency_run(bench, who, rate, tick) for who in REFERENCES
+        }
         name = (
             f"idle (1 insert / {params.idle_interval * 1000:g} ms)"
             if label == "idle"
@@ -121,11 +125,24 @@ async def scenario_latency(bench: Bench) -> list[Figure]:
                     name=f"{name} {quantile}",
                     unit="ms",
                     value=ours[f"{quantile}_ms"],
-                    reference=bare[f"{quantile}_ms"],
-                    reference_name="bare loop",
+                    reference=references["bare"][f"{quantile}_ms"],
+                    reference_name=REFERENCES["bare"],
                     target_kind="at_most" if is_target else None,
                     target=10.0 if is_target else None,
-                    details={"notifyd": ours, "bare": bare} if quantile == "p50" else {},
+                    details={"notifyd": ours, **references} if quantile == "p50" else {},
+                )
+            )
+        # The minimal loop beside the bare one: what notifyd's schema adds to the wait of
+        # the same loop at the same rate.
+        for quantile in ("p50", "p99", "max"):
+            figures.append(
+                Figure(
+                    scenario="3 latency",
+                    name=f"{name} {quantile}, {REFERENCES['minimal']}",
+                    unit="ms",
+                    value=references["minimal"][f"{quantile}_ms"],
+                    reference=references["bare"][f"{quantile}_ms"],
+                    reference_name=REFERENCES["bare"],
                 )
             )
     return figures

@@ -2,7 +2,8 @@
 
 Every database is cloned from a template built by notifyd's own migrations (run as
 `python -m notifyd migrate`, so the harness never imports the package it measures) and
-filled with users; the daemon and its bare reference get identical tables.
+filled with users; the daemon and its bare reference get identical tables. The template
+also holds the minimal schema (`bench/minimal.sql`) of the second reference.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 
 from bench.procs import REPO, child_pids, cpu_seconds, python_argv
+
+MINIMAL_SCHEMA = Path(__file__).resolve().parent / "minimal.sql"
 
 INSERT_USERS = """
     INSERT INTO notifyd.users (email, phone, telegram_chat_id)
@@ -95,7 +98,10 @@ class BenchPostgres:
     async def create_template(
         self, users: int, *, attempts: int, wait: float, log: Callable[[str], None]
     ) -> None:
-        """Migrate a template database with notifyd's own command and add `users` users."""
+        """Migrate a template database with notifyd's own command and add `users` users.
+
+        The minimal schema is built after the users, whose ids and phones it copies.
+        """
         name = f"bench_template_{uuid.uuid4().hex[:8]}"
         await self._admin(f'CREATE DATABASE "{name}"')
         for attempt in range(1, attempts + 1):
@@ -109,6 +115,7 @@ class BenchPostgres:
         connection = await asyncpg.connect(self.url(name))
         try:
             await connection.execute(INSERT_USERS, users)
+            await connection.execute(MINIMAL_SCHEMA.read_text("utf-8"))
             await connection.execute("VACUUM ANALYZE")
         finally:
             await connection.close()

@@ -11,6 +11,8 @@
 --   createdb lifecycle && NOTIFYD_DATABASE__URL=postgresql:///lifecycle notifyd migrate
 --   psql postgresql:///lifecycle -v n=20000 -v message="'message ' || g" -f bench/server_lifecycle.sql
 -- (`-v message="repeat('x', 12000) || g"` for long messages.)
+-- `python -m bench.schema_costs` runs the same lifecycle on many variants of the schema,
+-- each on a scratch database of its own server, and tabulates what each part costs.
 
 \set ON_ERROR_STOP on
 SET client_min_messages = warning;
