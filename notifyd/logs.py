@@ -84,9 +84,20 @@ def _structlog_output() -> tuple[structlog.typing.Processor, Any]:
     )
 
 
+# Whether info lines are written: the hot path skips building the lines no one would see.
+_info = True
+
+
+def info_enabled() -> bool:
+    """Whether `info` lines are logged at the configured level."""
+    return _info
+
+
 def configure_logging(level: str = "info") -> None:
     """Route structlog and the standard library's logging to JSON lines on stdout."""
+    global _info
     numeric = _LEVELS[level]
+    _info = numeric <= logging.INFO
     renderer, logger_factory = _structlog_output()
     structlog.configure(
         processors=[*_SHARED_PROCESSORS, structlog.processors.format_exc_info, renderer],

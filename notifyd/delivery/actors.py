@@ -30,13 +30,14 @@ from notifyd.delivery.inflight import Delivery, InFlight
 from notifyd.delivery.pacing import Pacer
 from notifyd.delivery.recorder import Recorder
 from notifyd.delivery.retry import FallBack, RetryLater, RetryPolicy, decide
+from notifyd.delivery.slots import VendorSlots
 from notifyd.delivery.store import DeliveryStore
 from notifyd.delivery.timers import Deadlines
 from notifyd.domain import AttemptRecord, AttemptStatus, Channel, Status, timestamp_in_range
 from notifyd.errors import (
     DatabaseUnavailableError,
 )
-from notifyd.logs import get_logger
+from notifyd.logs import get_logger, info_enabled
 from notifyd.metrics import ChannelMetrics, Metrics
 from notifyd.providers import Provider
 
@@ -88,7 +89,7 @@ class ChannelActors:
         self.busy = 0
         self.concurrency = concurrency
         self.actors = max(actors, concurrency)
-        self._vendor_slots = asyncio.Semaphore(concurrency)
+        self._vendor_slots = VendorSlots(concurrency)
         self._context = context
         self._timeout = timeout
         self._deadlines = Deadlines(timeout)
@@ -230,12 +231,10 @@ class ChannelActors:
         final_status = Status.FAILED if give_up and delivery.is_last_channel() else None
         self._metrics.attempt_throttled.inc()
         self._log_attempt(delivery, attempt, AttemptStatus.THROTTLED, error, elapsed)
-        written = await context.recorder.write(
-            self._record(
-                delivery, attempt, AttemptStatus.THROTTLED, error, True, result, started_at
-            ),
-            final_status,
+        record = self._record(
+            delivery, attempt, AttemptStatus.THROTTLED, error, True, result, started_at
         )
+        written = await context.recorder.write(record, final_status)
         if not written:
             context.in_flight.forget(delivery)
             return
@@ -248,7 +247,7 @@ class ChannelActors:
             log.warning("pause_not_shared", channel=self.channel, error=str(exc))
         if final_status is not None:
             context.in_flight.forget(delivery)
-            self._finished(delivery, final_status, attempt)
+            self._finished(delivery, final_status, attempt, record.finished_at)
         elif give_up:
             context.in_flight.fall_back(delivery)
         else:
@@ -281,12 +280,10 @@ class ChannelActors:
             final_status = Status.FAILED if last else None
         status = AttemptStatus.SUCCESS if result.ok else AttemptStatus.FAILED
         self._log_attempt(delivery, attempt, status, result.error, elapsed)
-        written = await context.recorder.write(
-            self._record(
-                delivery, attempt, status, result.error, result.transient, result, started_at
-            ),
-            final_status,
+        record = self._record(
+            delivery, attempt, status, result.error, result.transient, result, started_at
         )
+        written = await context.recorder.write(record, final_status)
         in_flight = context.in_flight
         if not written:
             # Not ours any more, or not recorded in time: whoever holds the lease next
@@ -297,7 +294,7 @@ class ChannelActors:
             await self._suppress(delivery, result.unreachable)
         if final_status is not None:
             in_flight.forget(delivery)
-            self._finished(delivery, final_status, attempt)
+            self._finished(delivery, final_status, attempt, record.finished_at)
         elif isinstance(decision, RetryLater):
             in_flight.retry_later(delivery, decision.delay)
         else:
@@ -351,6 +348,8 @@ class ChannelActors:
         error: str | None,
         elapsed: float,
     ) -> None:
+        if not info_enabled():  # one line per attempt: not even built when not written
+            return
         log.info(
             "attempt_finished",
             notification_id=delivery.id,
@@ -361,13 +360,17 @@ class ChannelActors:
             duration_ms=round(elapsed * 1000, 3),
         )
 
-    def _finished(self, delivery: Delivery, status: Status, attempt: int) -> None:
+    def _finished(
+        self, delivery: Delivery, status: Status, attempt: int, finished_at: datetime
+    ) -> None:
         notification = delivery.notification
         metrics = self._context.metrics
         (metrics.finished_sent if status == Status.SENT else metrics.finished_failed).inc()
         if timestamp_in_range(notification.created_at):  # not a stored value made readable
-            metrics.latency.observe((datetime.now(UTC) - notification.created_at).total_seconds())
+            metrics.latency.observe((finished_at - notification.created_at).total_seconds())
         if status == Status.SENT:
+            if not info_enabled():
+                return
             log.info(
                 "notification_sent",
                 notification_id=notification.id,

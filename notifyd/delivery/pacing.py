@@ -56,13 +56,15 @@ class Pacer:
         store: DeliveryStore,
         *,
         rate_limit: float,
-        recipient_interval: Callable[[str], float],
+        recipient_interval: Callable[[str], float] | None,
         horizon: float = HOLD_HORIZON,
     ) -> None:
         self.channel = channel
         self._store = store
         self._interval = 1.0 / rate_limit if rate_limit > 0 else 0.0
-        self._recipient_interval = recipient_interval
+        self._recipient_interval = recipient_interval or _no_interval
+        # Neither limit: no attempt on this channel ever needs a slot.
+        self._unpaced = not self._interval and recipient_interval is None
         self._horizon = horizon
         # Monotonic time until which this instance knows the channel is paused.
         self.paused_until = 0.0
@@ -70,6 +72,8 @@ class Pacer:
 
     def paces(self, recipient: Recipient) -> bool:
         """Whether an attempt to `recipient` needs a slot at all."""
+        if self._unpaced:
+            return False
         if self._interval:
             return True
         contact = recipient.contact(self.channel)
@@ -130,11 +134,19 @@ def telegram_interval(per_chat: float, per_group: float) -> Callable[[str], floa
     return interval
 
 
-def fixed_interval(seconds: float) -> Callable[[str], float]:
+def fixed_interval(seconds: float) -> Callable[[str], float] | None:
+    """The same spacing for every recipient; None for none."""
+    if seconds <= 0:
+        return None
+
     def interval(_contact: str) -> float:
         return seconds
 
     return interval
+
+
+def _no_interval(_contact: str) -> float:
+    return 0.0
 
 
 def pacer_for(channel: Channel, settings: ChannelsSettings, store: DeliveryStore) -> Pacer:

@@ -114,6 +114,7 @@ class Recorder:
                 await self._probe()
                 continue
             await self._has_work.wait()
+            await self._gather()
             batch = self._take()
             if not batch:
                 self._update_idle()
@@ -149,6 +150,22 @@ class Recorder:
         self._stalled = any(
             now - sent >= self._stall_after for sent, _ in self._in_progress.values()
         )
+
+    async def _gather(self) -> None:
+        """Let the attempts being made right now join this statement.
+
+        A claimed batch reaches the actors at once, and with a fast vendor their attempts
+        end a few loop turns apart (each vendor slot passes from actor to actor). Taken as
+        soon as the first is there, they would go in several statements, one after the
+        other, and the last of the batch would wait for all of them. So while each loop
+        turn brings more, the writer waits one more turn: never for a slow vendor, whose
+        attempts do not end within a turn of each other.
+        """
+        waiting = self._waiting
+        seen = -1
+        while seen != len(waiting) < self._max_batch:
+            seen = len(waiting)
+            await asyncio.sleep(0)
 
     async def watch(self) -> None:
         """Give up on attempts whose write comes too late to matter.

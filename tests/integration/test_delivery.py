@@ -17,7 +17,7 @@ from notifyd.providers.base import Provider
 from notifyd.web.keys import SERVICE
 from tests.fakes.smtp import FakeSmtpServer, unused_port
 from tests.fakes.telegram import FakeTelegramApi
-from tests.support import Daemon, wait_until
+from tests.support import Daemon, statements_and_rows, wait_until
 
 DaemonFactory = Callable[..., Awaitable[Daemon]]
 EMAIL_DOWN = {"channels": {"email": {"port": unused_port()}}}
@@ -290,3 +290,27 @@ async def test_a_provider_that_hangs_is_cut_at_the_channel_timeout(
     assert {a["error"] for a in sms_attempts} == {"timed out after 0.2s"}
     for a in sms_attempts:
         assert a["duration_ms"] >= 200
+
+
+async def test_a_claimed_batch_is_written_by_one_statement(
+    daemon_factory: Callable[..., Awaitable[Daemon]], db: asyncpg.Connection
+) -> None:
+    # Attempts of a fast vendor end a few loop turns apart, as its slots pass from actor
+    # to actor: the recorder waits for them, so the batch costs one round trip, not one
+    # per handful of attempts (which is what kept the last of a batch waiting).
+    daemon = await daemon_factory(
+        channels={"sms": {"concurrency": 5}}, dispatcher={"batch_size": 50}
+    )
+    await daemon.app_ready()
+    user_id = await daemon.create_user(phone="+79001234567")
+    await db.execute(
+        "INSERT INTO notifyd.notifications (user_id, message, channels)"
+        " SELECT $1, 'm' || n, ARRAY['sms'] FROM generate_series(1, 50) AS n",
+        user_id,
+    )
+
+    async def all_written() -> bool:
+        return (await statements_and_rows(db, "notification_attempts"))[1] == 50
+
+    await wait_until(all_written, deadline=10, what="50 attempts written")
+    assert await statements_and_rows(db, "notification_attempts") == (1, 50)
