@@ -24,13 +24,8 @@ from notifyd.db import Database
 from notifyd.db.migrations import SchemaStatus, schema_status
 from notifyd.domain import BIGINT_MAX, Attempt, Enqueued, Notification, User
 from notifyd.errors import ConstraintViolationError, NotFoundError, UnknownUserError
-from notifyd.web.schemas import (
-    NotifyRequest,
-    UserCreate,
-    enqueued_json,
-    notification_json,
-    user_json,
-)
+from notifyd.web.answers import enqueued_json, notification_json, user_json
+from notifyd.web.schemas import NotifyRequest, UserCreate
 
 EXIT_OK: Final = 0
 EXIT_FAILURE: Final = 1

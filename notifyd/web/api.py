@@ -23,6 +23,7 @@ from notifyd.errors import (
     NotFoundError,
     UnknownUserError,
 )
+from notifyd.web.answers import enqueued_json, notification_json, notification_page, user_json
 from notifyd.web.keys import (
     CALLER,
     DATABASE,
@@ -41,10 +42,7 @@ from notifyd.web.schemas import (
     NotifyRequest,
     UserCreate,
     UserUpdate,
-    enqueued_json,
-    notification_json,
-    notification_page,
-    user_json,
+    next_cursor,
 )
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
@@ -250,7 +248,7 @@ async def _page(
 ) -> web.Response:
     # One row more than the page tells whether another page follows.
     found = await request.app[DATABASE].notifications.page(where, query.limit + 1)
-    return json_response(notification_page(found, query.limit))
+    return json_response(notification_page(found, query.limit, next_cursor(found, query.limit)))
 
 
 def read_query(request: web.Request, model: type[Query]) -> Query:

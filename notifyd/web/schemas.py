@@ -33,14 +33,11 @@ from notifyd.domain import (
     MAX_SUBJECT_LENGTH,
     MIN_PRIORITY,
     TIMESTAMP_LIMIT,
-    Attempt,
     Channel,
-    Enqueued,
     NewNotification,
     Notification,
     NotificationFilter,
     Status,
-    User,
     has_visible_text,
 )
 
@@ -379,71 +376,7 @@ def decode_cursor(cursor: str) -> int | None:
     return last_id if last_id <= BIGINT_MAX else None
 
 
-def notification_page(notifications: list[Notification], limit: int) -> dict[str, Any]:
-    """One page of notifications (without attempts), newest first, and the next cursor."""
+def next_cursor(notifications: list[Notification], limit: int) -> str | None:
+    """The cursor of the page after these (`limit` of them shown), if one follows."""
     page = notifications[:limit]
-    more = len(notifications) > limit
-    return {
-        "items": [notification_json(n) for n in page],
-        "next_cursor": encode_cursor(page[-1].id) if more and page else None,
-    }
-
-
-def timestamp(value: datetime | None) -> str | None:
-    """ISO 8601 with microseconds and the UTC offset, always the same shape."""
-    return None if value is None else value.isoformat(timespec="microseconds")
-
-
-def enqueued_json(enqueued: Enqueued) -> dict[str, Any]:
-    return {
-        "id": enqueued.id,
-        "status": enqueued.status,
-        "created_at": timestamp(enqueued.created_at),
-    }
-
-
-def attempt_json(attempt: Attempt) -> dict[str, Any]:
-    return {
-        "id": attempt.id,
-        "channel": attempt.channel,
-        "attempt": attempt.attempt,
-        "status": attempt.status,
-        "error": attempt.error,
-        "provider_response": attempt.provider_response,
-        "started_at": timestamp(attempt.started_at),
-        "finished_at": timestamp(attempt.finished_at),
-        "duration_ms": round((attempt.finished_at - attempt.started_at).total_seconds() * 1000, 3),
-    }
-
-
-def notification_json(
-    notification: Notification, attempts: list[Attempt] | None = None
-) -> dict[str, Any]:
-    """A notification; with its attempts when given (the list view leaves them out)."""
-    data = {
-        "id": notification.id,
-        "user_id": notification.user_id,
-        "subject": notification.subject,
-        "message": notification.message,
-        "channels": list(notification.channels),
-        "status": notification.status,
-        "send_at": timestamp(notification.send_at),
-        "priority": notification.priority,
-        "created_at": timestamp(notification.created_at),
-        "updated_at": timestamp(notification.updated_at),
-        "finished_at": timestamp(notification.finished_at),
-    }
-    if attempts is not None:
-        data["attempts"] = [attempt_json(a) for a in attempts]
-    return data
-
-
-def user_json(user: User) -> dict[str, Any]:
-    return {
-        "id": user.id,
-        "email": user.email,
-        "phone": user.phone,
-        "telegram_chat_id": user.telegram_chat_id,
-        "created_at": timestamp(user.created_at),
-        "updated_at": timestamp(user.updated_at),
-    }
+    return encode_cursor(page[-1].id) if len(notifications) > limit and page else None

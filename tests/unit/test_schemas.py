@@ -9,8 +9,9 @@ import pytest
 from pydantic import BaseModel, ValidationError
 
 from notifyd.domain import MAX_MESSAGE_LENGTH
+from notifyd.web.answers import timestamp
 from notifyd.web.problems import field_errors
-from notifyd.web.schemas import BIGINT_MAX, NotifyRequest, UserCreate, UserUpdate, timestamp
+from notifyd.web.schemas import BIGINT_MAX, NotifyRequest, UserCreate, UserUpdate
 
 
 def _errors(model: type[BaseModel], body: dict[str, Any]) -> list[dict[str, str]]:
