@@ -18,9 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from notifyd.channel_settings import EmailSettings
 from notifyd.cli import tables
 from notifyd.cli.commands import connect_one
-from notifyd.config import DEFAULT_CONFIG_FILE, LEGACY_ENV, EmailSettings, Settings
+from notifyd.config import DEFAULT_CONFIG_FILE, LEGACY_ENV, Settings
 from notifyd.db.migrations import LEGACY_CHAIN, schema_status
 from notifyd.errors import NotifydError, ProviderError
 from notifyd.providers import Provider, build_providers
