@@ -28,6 +28,7 @@ from notifyd.db.migrations import migrate
 from tests.fakes.smtp import FakeSmtpServer
 from tests.fakes.telegram import FakeTelegramApi
 from tests.fakes.twilio import FakeTwilioApi
+from tests.pgbouncer import PgBouncer, PoolMode, pgbouncer_missing
 from tests.support import Daemon, start_daemon
 
 TEST_DATABASE_URL_ENV = "NOTIFYD_TEST_DATABASE_URL"
@@ -55,6 +56,50 @@ def pg_server_url() -> Iterator[str]:
         yield server.get_uri()
     finally:
         server.cleanup()
+
+
+def _started_pgbouncer(server_url: str, pool_mode: PoolMode) -> PgBouncer:
+    missing = pgbouncer_missing()
+    if missing is not None:
+        pytest.skip(missing)
+    bouncer = PgBouncer(server_url, pool_mode)
+    try:
+        bouncer.start()
+    except BaseException:
+        bouncer.cleanup()
+        raise
+    return bouncer
+
+
+@pytest.fixture(scope="session")
+def pgbouncer(pg_server_url: str) -> Iterator[PgBouncer]:
+    """A PgBouncer in transaction pooling mode in front of the session's PostgreSQL."""
+    bouncer = _started_pgbouncer(pg_server_url, "transaction")
+    yield bouncer
+    bouncer.cleanup()
+
+
+@pytest.fixture(scope="session")
+def pgbouncer_session_mode(pg_server_url: str) -> Iterator[PgBouncer]:
+    """A PgBouncer in session pooling mode in front of the session's PostgreSQL."""
+    bouncer = _started_pgbouncer(pg_server_url, "session")
+    yield bouncer
+    bouncer.cleanup()
+
+
+@pytest.fixture
+def own_pgbouncer(pg_server_url: str) -> Iterator[Callable[[PoolMode], PgBouncer]]:
+    """Start PgBouncers of this test's own (to restart, or in another mode); stopped after."""
+    started: list[PgBouncer] = []
+
+    def start(pool_mode: PoolMode) -> PgBouncer:
+        bouncer = _started_pgbouncer(pg_server_url, pool_mode)
+        started.append(bouncer)
+        return bouncer
+
+    yield start
+    for bouncer in started:
+        bouncer.cleanup()
 
 
 @pytest.fixture
