@@ -24,6 +24,33 @@ TAKE_PRESENCE: Final = "SELECT pg_try_advisory_lock($1, notifyd.instance_lock_ke
 IS_LISTENING: Final = "SELECT $1 = ANY(ARRAY(SELECT pg_listening_channels()))"
 
 
+async def _refuse_pooler(connection: asyncpg.Connection, pooler: PoolerSetting) -> None:
+    """Raise `PooledSessionError` if `connection` reaches a pooler not said to keep sessions."""
+    if pooler in ("auto", "transaction") and not await reaches_postgres(connection):
+        raise PooledSessionError(
+            "the LISTEN session's URL reaches a connection pooler, not PostgreSQL"
+        )
+
+
+async def probe_listen_session(url: str, pooler: PoolerSetting, connect_timeout: float) -> None:
+    """Connect to `url` as the listener would, and leave; raise what it would meet.
+
+    `PooledSessionError` when it reaches a pooler, `DatabaseUnavailableError` when nothing
+    answers.
+    """
+    async with translate_errors():
+        connection = await asyncpg.connect(
+            url,
+            timeout=connect_timeout,
+            statement_cache_size=0,
+            server_settings={"application_name": "notifyd-check"},
+        )
+        try:
+            await _refuse_pooler(connection, pooler)
+        finally:
+            await connection.close(timeout=connect_timeout)
+
+
 class ListenConnection:
     """A dedicated connection: LISTENs for wake-ups and holds this instance's presence lock.
 
@@ -62,10 +89,7 @@ class ListenConnection:
             )
             listen = cls(connection, owner)
             try:
-                if pooler in ("auto", "transaction") and not await reaches_postgres(connection):
-                    raise PooledSessionError(
-                        "the LISTEN session's URL reaches a connection pooler, not PostgreSQL"
-                    )
+                await _refuse_pooler(connection, pooler)
                 await connection.add_listener(WAKE_CHANNEL, lambda *_: on_notify())
                 await listen.take_presence(connect_timeout)
             except BaseException:

@@ -28,6 +28,10 @@ _RANDOM = random.Random()
 # What /readyz says of the listener in poll-only mode, before the reason: ready, but
 # woken by the poll alone.
 POLL_ONLY: Final = "poll-only"
+NO_LISTEN_URL: Final = (
+    "database.url is a transaction pooler and database.listen_url is not set: no LISTEN "
+    "and no presence lock; new notifications wait for the next poll"
+)
 LISTEN_URL_POOLED: Final = (
     "database.listen_url reaches a connection pooler, not PostgreSQL: point it at the "
     "server itself (LISTEN and the presence lock need a session of their own)"

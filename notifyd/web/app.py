@@ -10,6 +10,7 @@ from aiohttp import web
 from notifyd.config import Settings
 from notifyd.db import Database, Route, wait_for_database
 from notifyd.db.migrations import migrate
+from notifyd.delivery.listener import NO_LISTEN_URL
 from notifyd.delivery.service import DeliveryService
 from notifyd.logs import get_logger
 from notifyd.metrics import Metrics
@@ -182,9 +183,3 @@ def _listen_target(
     if route.keeps_sessions:
         return database_url, None
     return None, NO_LISTEN_URL
-
-
-NO_LISTEN_URL = (
-    "database.url is a transaction pooler and database.listen_url is not set: no LISTEN "
-    "and no presence lock; new notifications wait for the next poll"
-)

@@ -17,9 +17,8 @@ from structlog.testing import capture_logs
 
 from notifyd.db import Database
 from notifyd.db.migrations import migrate
-from notifyd.delivery.listener import LISTEN_URL_POOLED, POLL_ONLY
+from notifyd.delivery.listener import LISTEN_URL_POOLED, NO_LISTEN_URL, POLL_ONLY
 from notifyd.errors import MigrationError
-from notifyd.web.app import NO_LISTEN_URL
 from tests.conftest import EmptyDatabase
 from tests.fakes.smtp import FakeSmtpServer
 from tests.fakes.telegram import FakeTelegramApi
