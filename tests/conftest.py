@@ -58,11 +58,11 @@ def pg_server_url() -> Iterator[str]:
         server.cleanup()
 
 
-def _started_pgbouncer(server_url: str, pool_mode: PoolMode) -> PgBouncer:
+def _started_pgbouncer(server_url: str, pool_mode: PoolMode, **settings: str | int) -> PgBouncer:
     missing = pgbouncer_missing()
     if missing is not None:
         pytest.skip(missing)
-    bouncer = PgBouncer(server_url, pool_mode)
+    bouncer = PgBouncer(server_url, pool_mode, **settings)
     try:
         bouncer.start()
     except BaseException:
@@ -88,12 +88,12 @@ def pgbouncer_session_mode(pg_server_url: str) -> Iterator[PgBouncer]:
 
 
 @pytest.fixture
-def own_pgbouncer(pg_server_url: str) -> Iterator[Callable[[PoolMode], PgBouncer]]:
-    """Start PgBouncers of this test's own (to restart, or in another mode); stopped after."""
+def own_pgbouncer(pg_server_url: str) -> Iterator[Callable[..., PgBouncer]]:
+    """Start PgBouncers of this test's own (to restart, or set otherwise); stopped after."""
     started: list[PgBouncer] = []
 
-    def start(pool_mode: PoolMode) -> PgBouncer:
-        bouncer = _started_pgbouncer(pg_server_url, pool_mode)
+    def start(pool_mode: PoolMode, **settings: str | int) -> PgBouncer:
+        bouncer = _started_pgbouncer(pg_server_url, pool_mode, **settings)
         started.append(bouncer)
         return bouncer
 

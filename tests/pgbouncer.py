@@ -59,9 +59,15 @@ class PgBouncer:
     """One PgBouncer process; `url(database)` reaches `database` through it."""
 
     def __init__(
-        self, server_url: str, pool_mode: PoolMode = "transaction", pool_size: int = 4
+        self,
+        server_url: str,
+        pool_mode: PoolMode = "transaction",
+        pool_size: int = 4,
+        **settings: str | int,
     ) -> None:
+        """`settings` are more lines of the `[pgbouncer]` section (client_idle_timeout=1)."""
         self.server_url = server_url
+        self._settings = settings
         self.pool_mode = pool_mode
         self.pool_size = pool_size
         self.port = free_port()
@@ -113,6 +119,7 @@ class PgBouncer:
             f"default_pool_size = {self.pool_size}\n"
             "max_client_conn = 500\n"
             f"logfile = {self.log_file}\n"
+            + "".join(f"{key} = {value}\n" for key, value in self._settings.items())
         )
         if self._run_as is not None:
             shutil.chown(self.root, self._run_as)
