@@ -8,6 +8,7 @@ from typing import Final
 from bench.api import scenario_api
 from bench.drain import scenario_drain, scenario_fallback, scenario_memory, scenario_scaleout
 from bench.harness import Bench
+from bench.history import scenario_history
 from bench.latency import scenario_latency
 from bench.report import Figure
 
@@ -18,4 +19,7 @@ SCENARIOS: Final[dict[str, Callable[[Bench], Awaitable[list[Figure]]]]] = {
     "fallback": scenario_fallback,
     "latency": scenario_latency,
     "api": scenario_api,
+    "history": scenario_history,
 }
+# What runs without --only: the history loads millions of rows, so it runs when named.
+DEFAULT_SCENARIOS: Final = tuple(name for name in SCENARIOS if name != "history")

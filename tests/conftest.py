@@ -14,6 +14,7 @@ import shutil
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -100,6 +101,44 @@ def own_pgbouncer(pg_server_url: str) -> Iterator[Callable[..., PgBouncer]]:
     yield start
     for bouncer in started:
         bouncer.cleanup()
+
+
+@dataclass(frozen=True)
+class ServerRights:
+    """What the test server's role may do (the suite needs CREATEDB; a few tests more)."""
+
+    superuser: bool
+    createrole: bool
+
+
+@pytest.fixture(scope="session")
+def server_rights(pg_server_url: str) -> ServerRights:
+    async def read() -> ServerRights:
+        connection = await asyncpg.connect(pg_server_url)
+        try:
+            row = await connection.fetchrow(
+                "SELECT rolsuper, rolcreaterole FROM pg_roles WHERE rolname = current_user"
+            )
+        finally:
+            await connection.close()
+        assert row is not None
+        return ServerRights(superuser=row["rolsuper"], createrole=row["rolcreaterole"])
+
+    return asyncio.run(read())
+
+
+@pytest.fixture
+def needs_superuser(server_rights: ServerRights) -> None:
+    """Skip, saying so, unless the test server's role is a superuser."""
+    if not server_rights.superuser:
+        pytest.skip(f"needs a superuser role on {TEST_DATABASE_URL_ENV} (has CREATEDB only)")
+
+
+@pytest.fixture
+def needs_createrole(server_rights: ServerRights) -> None:
+    """Skip, saying so, unless the test server's role may create roles."""
+    if not (server_rights.superuser or server_rights.createrole):
+        pytest.skip(f"needs CREATEROLE (or a superuser) on {TEST_DATABASE_URL_ENV}")
 
 
 @pytest.fixture
