@@ -76,6 +76,9 @@ class Listener:
         self._backoff_max = backoff_max
         self.connected = asyncio.Event()
         self.present = asyncio.Event()
+        # Set while the instance may work: present, or poll-only. The lease keeper beats
+        # while it is set; a heartbeat slowed down here would let peers take its work.
+        self.working = asyncio.Event()
         self.reconnects = 0
         self.backend_pid: int | None = None
         self._present_since: float | None = None
@@ -83,7 +86,7 @@ class Listener:
 
     def may_claim(self) -> bool:
         """Whether the dispatcher may claim: present, or poll-only (heartbeats show it)."""
-        return self.present.is_set() or self.poll_only is not None
+        return self.working.is_set()
 
     def peers_settled(self) -> bool:
         """Whether a peer's missing presence lock means that peer is gone.
@@ -142,6 +145,7 @@ class Listener:
             finally:
                 self.connected.clear()
                 self.present.clear()
+                self.working.clear()
                 self._present_since = None
                 self.backend_pid = None
                 await connection.close()
@@ -153,6 +157,7 @@ class Listener:
 
         That is what `peers_settled` needs; the dispatcher polls on its own.
         """
+        self.working.set()
         self._wake()
         while True:
             try:
@@ -171,6 +176,7 @@ class Listener:
         if connection.present and not self.present.is_set():
             self._present_since = time.monotonic()
             self.present.set()
+            self.working.set()
             self._wake()
         elif not connection.present:
             # Held by an older session of ours the server has not reaped yet: retried.

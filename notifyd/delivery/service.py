@@ -121,7 +121,7 @@ class DeliveryService:
             self.owner,
             self.in_flight,
             lease_seconds=delivery.lease_seconds,
-            present=self.listener.present,
+            present=self.listener.working,
             peers_settled=self.listener.peers_settled,
         )
         retention = settings.retention

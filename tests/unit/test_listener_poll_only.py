@@ -42,11 +42,12 @@ async def test_poll_only_claims_without_a_session_and_never_claims_presence() ->
     ping = FlakyPing()
     listener, woken = poll_only_listener(ping)
     assert listener.poll_only == "no LISTEN here"
-    assert listener.may_claim()
     task = asyncio.create_task(listener.run())
     try:
+        await wait_until(lambda: _true(listener.may_claim()), what="may claim")
         await wait_until(lambda: _true(ping.pings >= 3), what="pings")
         assert woken, "the dispatcher is woken at start"
+        assert listener.working.is_set(), "the lease keeper beats at its pace"
         assert not listener.connected.is_set()
         assert not listener.present.is_set()
         assert listener.peers_settled(), "reachable from the start: peers are judged at once"
