@@ -131,7 +131,7 @@ def server_rights(pg_server_url: str) -> ServerRights:
 def needs_superuser(server_rights: ServerRights) -> None:
     """Skip, saying so, unless the test server's role is a superuser."""
     if not server_rights.superuser:
-        pytest.skip(f"needs a superuser role on {TEST_DATABASE_URL_ENV} (has CREATEDB only)")
+        pytest.skip(f"needs a superuser role on {TEST_DATABASE_URL_ENV} (this one is not)")
 
 
 @pytest.fixture
