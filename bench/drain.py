@@ -49,14 +49,18 @@ async def drain(
     processes: int = 1,
     failures: int = 0,
     profile: str | None = None,
+    route: tuple[str, Callable[[str], dict[str, str]]] | None = None,
 ) -> dict[str, Any]:
     """Insert `count` notifications in one transaction and time their delivery.
 
     With `failures`, notifyd's e-mail goes to a closed port with zero backoff, so each
-    notification takes `failures` failed e-mail attempts, then its SMS.
+    notification takes `failures` failed e-mail attempts, then its SMS. `route` is a name
+    and the daemon's variables for the database's URL (through a pooler); such a drain is
+    not kept for later scenarios.
     """
     base = f"{count}" + (f"-x{processes}" if processes > 1 else "")
     base += f"-fallback{failures}" if failures else ""
+    base += f"-{route[0]}" if route else ""
     label = f"{who}-{base}"
     channels = ["email", "sms"] if failures else ["sms"]
     env: dict[str, str] = {}
@@ -78,8 +82,9 @@ async def drain(
                 bench.bare_loop(f"{base}-{i}", url, failures, queue=queue) for i in range(processes)
             ]
         pyinstrument = profile == "pyinstrument"
+        routed = env | (route[1](url) if route else {})
         return [
-            bench.daemon(f"{base}-{i}", url, env=env, pyinstrument=pyinstrument)
+            bench.daemon(f"{base}-{i}", url, env=routed, pyinstrument=pyinstrument)
             for i in range(processes)
         ]
 
@@ -204,7 +209,8 @@ async def drain(
         f"peak rss {result['peak_rss_mb']} MB)"
     )
     # The first measurement is the one the table shows, and the one later scenarios reuse.
-    bench.drains.setdefault((who, count, processes, failures), result)
+    if route is None:
+        bench.drains.setdefault((who, count, processes, failures), result)
     return result
 
 

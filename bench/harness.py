@@ -63,6 +63,8 @@ class Params:
     log_level: str
     start_attempts: int
     start_wait: float
+    # Finished notifications the history scenario loads (with three attempts each).
+    history_rows: int
 
     @classmethod
     def full(cls) -> Params:
@@ -78,6 +80,7 @@ class Params:
             log_level="warning",
             start_attempts=10,
             start_wait=20.0,
+            history_rows=1_000_000,
         )
 
     @classmethod
@@ -90,6 +93,7 @@ class Params:
             api_duration=5.0,
             api_warmup=1.0,
             latency_duration=4.0,
+            history_rows=100_000,
         )
 
 

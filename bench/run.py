@@ -25,7 +25,7 @@ from bench import profile as profiling
 from bench.harness import Bench, MeasureError, Params, settings_from_environment
 from bench.postgres import BenchPostgres
 from bench.report import Figure
-from bench.scenarios import SCENARIOS
+from bench.scenarios import DEFAULT_SCENARIOS, SCENARIOS
 
 
 def _log(message: str) -> None:
@@ -44,6 +44,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--sizes", default="", help="drain sizes, comma-separated (default 20000,100000)"
+    )
+    parser.add_argument(
+        "--history-rows",
+        type=int,
+        default=None,
+        help="finished notifications (3 attempts each) the history scenario loads "
+        "(default 1000000; it runs only when named in --only)",
     )
     parser.add_argument(
         "--profile",
@@ -75,6 +82,8 @@ def _params(args: argparse.Namespace) -> Params:
         changes["log_level"] = args.log_level
     if args.start_attempts:
         changes["start_attempts"] = args.start_attempts
+    if args.history_rows:
+        changes["history_rows"] = args.history_rows
     if not changes:
         return params
     return Params(**{**params.__dict__, **changes})
@@ -96,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     _log(f"notifyd bench ({'quick' if args.quick else 'full'}), work files in {run_dir}")
     pg = BenchPostgres.start(run_dir)
     try:
-        info = asyncio.run(_run(pg, params, run_dir, only or list(SCENARIOS), args))
+        info = asyncio.run(_run(pg, params, run_dir, only or list(DEFAULT_SCENARIOS), args))
     finally:
         pg.stop()
         if not args.keep_logs:

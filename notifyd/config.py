@@ -146,34 +146,48 @@ class LimitsSettings(Section):
     max_subject_bytes: int = Field(default=MAX_SUBJECT_LENGTH, ge=0, le=MAX_SUBJECT_LENGTH)
 
 
+# What `database.url` reaches: "auto" (detected), PostgreSQL itself, or a pooler that keeps
+# a server connection per client connection ("session") or per transaction.
+PoolerSetting = Literal["auto", "none", "session", "transaction"]
+
+
+def _postgres_url(value: SecretStr | None) -> SecretStr | None:
+    if value is None or not value.get_secret_value():
+        return None
+    parts = urlsplit(value.get_secret_value())
+    if parts.scheme not in {"postgres", "postgresql"}:
+        raise ValueError("must be a postgresql:// URL")
+    try:
+        parts.port  # noqa: B018  (parsing it is the check: a port like "5x" raises)
+    except ValueError:
+        # Not the library's message: it would quote the URL, password and all.
+        raise ValueError("has an invalid port") from None
+    return value
+
+
+PostgresUrl = Annotated[SecretStr | None, AfterValidator(_postgres_url)]
+
+
 class DatabaseSettings(Section):
     # Empty: start the embedded PostgreSQL with its data in `embedded_dir`.
-    url: SecretStr | None = None
+    url: PostgresUrl = None
+    # The session that must not be pooled (LISTEN, the presence lock), when `url` is a
+    # transaction pooler; empty: `url`, where it keeps sessions.
+    listen_url: PostgresUrl = None
+    pooler: PoolerSetting = "auto"
     embedded_dir: Path = Path(".notifyd/pgdata")
     pool_min_size: int = Field(default=2, ge=1)
     pool_max_size: int = Field(default=10, ge=1)
     connect_timeout: float = Field(default=5.0, gt=0)
     command_timeout: float = Field(default=10.0, gt=0)
 
-    @field_validator("url")
-    @classmethod
-    def _postgres_url(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is None or not value.get_secret_value():
-            return None
-        parts = urlsplit(value.get_secret_value())
-        if parts.scheme not in {"postgres", "postgresql"}:
-            raise ValueError("must be a postgresql:// URL")
-        try:
-            parts.port  # noqa: B018  (parsing it is the check: a port like "5x" raises)
-        except ValueError:
-            # Not the library's message: it would quote the URL, password and all.
-            raise ValueError("has an invalid port") from None
-        return value
-
     @model_validator(mode="after")
     def _pool_bounds(self) -> DatabaseSettings:
         if self.pool_min_size > self.pool_max_size:
             raise ValueError("pool_min_size must not exceed pool_max_size")
+        if self.listen_url is not None and self.url is None:
+            # The embedded PostgreSQL is reached directly: there is nothing to route around.
+            raise ValueError("listen_url is set without url: set both, or neither")
         return self
 
     def redacted_url(self) -> str | None:
@@ -181,6 +195,12 @@ class DatabaseSettings(Section):
         if self.url is None:
             return None
         return redact_url(self.url.get_secret_value())
+
+    def redacted_listen_url(self) -> str | None:
+        """`listen_url` with its password replaced, safe to show."""
+        if self.listen_url is None:
+            return None
+        return redact_url(self.listen_url.get_secret_value())
 
 
 class DispatcherSettings(Section):

@@ -3,6 +3,7 @@
     NotifydError
     ├── ConfigError                  bad configuration; the daemon refuses to start
     ├── DatabaseUnavailableError     PostgreSQL cannot be reached right now
+    ├── PooledSessionError           a session that must be PostgreSQL's own reached a pooler
     ├── MigrationError               the database's migrations cannot be brought up to date
     ├── UnknownUserError             a notification names a user that does not exist
     ├── ConstraintViolationError     the database refused a row (a CHECK or foreign key)
@@ -37,6 +38,10 @@ class ConfigError(NotifydError):
 
 class DatabaseUnavailableError(NotifydError):
     """PostgreSQL cannot be reached or refused the connection."""
+
+
+class PooledSessionError(NotifydError):
+    """A URL meant for a session of its own (LISTEN, the presence lock) reached a pooler."""
 
 
 class MigrationError(NotifydError):

@@ -14,6 +14,7 @@ import shutil
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -28,6 +29,7 @@ from notifyd.db.migrations import migrate
 from tests.fakes.smtp import FakeSmtpServer
 from tests.fakes.telegram import FakeTelegramApi
 from tests.fakes.twilio import FakeTwilioApi
+from tests.pgbouncer import PgBouncer, PoolMode, pgbouncer_missing
 from tests.support import Daemon, start_daemon
 
 TEST_DATABASE_URL_ENV = "NOTIFYD_TEST_DATABASE_URL"
@@ -55,6 +57,88 @@ def pg_server_url() -> Iterator[str]:
         yield server.get_uri()
     finally:
         server.cleanup()
+
+
+def _started_pgbouncer(server_url: str, pool_mode: PoolMode, **settings: str | int) -> PgBouncer:
+    missing = pgbouncer_missing()
+    if missing is not None:
+        pytest.skip(missing)
+    bouncer = PgBouncer(server_url, pool_mode, **settings)
+    try:
+        bouncer.start()
+    except BaseException:
+        bouncer.cleanup()
+        raise
+    return bouncer
+
+
+@pytest.fixture(scope="session")
+def pgbouncer(pg_server_url: str) -> Iterator[PgBouncer]:
+    """A PgBouncer in transaction pooling mode in front of the session's PostgreSQL."""
+    bouncer = _started_pgbouncer(pg_server_url, "transaction")
+    yield bouncer
+    bouncer.cleanup()
+
+
+@pytest.fixture(scope="session")
+def pgbouncer_session_mode(pg_server_url: str) -> Iterator[PgBouncer]:
+    """A PgBouncer in session pooling mode in front of the session's PostgreSQL."""
+    bouncer = _started_pgbouncer(pg_server_url, "session")
+    yield bouncer
+    bouncer.cleanup()
+
+
+@pytest.fixture
+def own_pgbouncer(pg_server_url: str) -> Iterator[Callable[..., PgBouncer]]:
+    """Start PgBouncers of this test's own (to restart, or set otherwise); stopped after."""
+    started: list[PgBouncer] = []
+
+    def start(pool_mode: PoolMode, **settings: str | int) -> PgBouncer:
+        bouncer = _started_pgbouncer(pg_server_url, pool_mode, **settings)
+        started.append(bouncer)
+        return bouncer
+
+    yield start
+    for bouncer in started:
+        bouncer.cleanup()
+
+
+@dataclass(frozen=True)
+class ServerRights:
+    """What the test server's role may do (the suite needs CREATEDB; a few tests more)."""
+
+    superuser: bool
+    createrole: bool
+
+
+@pytest.fixture(scope="session")
+def server_rights(pg_server_url: str) -> ServerRights:
+    async def read() -> ServerRights:
+        connection = await asyncpg.connect(pg_server_url)
+        try:
+            row = await connection.fetchrow(
+                "SELECT rolsuper, rolcreaterole FROM pg_roles WHERE rolname = current_user"
+            )
+        finally:
+            await connection.close()
+        assert row is not None
+        return ServerRights(superuser=row["rolsuper"], createrole=row["rolcreaterole"])
+
+    return asyncio.run(read())
+
+
+@pytest.fixture
+def needs_superuser(server_rights: ServerRights) -> None:
+    """Skip, saying so, unless the test server's role is a superuser."""
+    if not server_rights.superuser:
+        pytest.skip(f"needs a superuser role on {TEST_DATABASE_URL_ENV} (this one is not)")
+
+
+@pytest.fixture
+def needs_createrole(server_rights: ServerRights) -> None:
+    """Skip, saying so, unless the test server's role may create roles."""
+    if not (server_rights.superuser or server_rights.createrole):
+        pytest.skip(f"needs CREATEROLE (or a superuser) on {TEST_DATABASE_URL_ENV}")
 
 
 @pytest.fixture

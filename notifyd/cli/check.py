@@ -22,8 +22,11 @@ from notifyd.channel_settings import EmailSettings
 from notifyd.cli import tables
 from notifyd.cli.commands import connect_one
 from notifyd.config import DEFAULT_CONFIG_FILE, LEGACY_ENV, Settings
+from notifyd.db import Route
+from notifyd.db.listen import probe_listen_session
 from notifyd.db.migrations import LEGACY_CHAIN, schema_status
-from notifyd.errors import NotifydError, ProviderError
+from notifyd.delivery.listener import LISTEN_URL_POOLED, NO_LISTEN_URL, POLL_ONLY
+from notifyd.errors import DatabaseUnavailableError, NotifydError, PooledSessionError, ProviderError
 from notifyd.providers import Provider, build_providers
 from notifyd.providers.base import NOTHING_TO_CHECK
 from notifyd.redaction import Scrubber, url_secrets
@@ -50,15 +53,31 @@ async def check_all(
     None when there is none to try: no URL, and no embedded database in this folder yet.
     """
     providers = build_providers(settings.channels)
-    checks: list[Awaitable[CheckResult]] = [_guarded("database", _database(settings, database))]
+    checks: list[Awaitable[list[CheckResult]]] = [_database_parts(settings, database)]
     checks += [
-        _guarded(name, _channel(settings, name, provider)) for name, provider in providers.items()
+        _one(_guarded(name, _channel(settings, name, provider)))
+        for name, provider in providers.items()
     ]
     try:
         results = await asyncio.gather(*checks)
     finally:
         await asyncio.gather(*(provider.close() for provider in providers.values()))
-    return [_config(settings, source), *results]
+    return [_config(settings, source), *(result for part in results for result in part)]
+
+
+async def _one(check: Awaitable[CheckResult]) -> list[CheckResult]:
+    return [await check]
+
+
+async def _database_parts(
+    settings: Settings, database: str | NotifydError | None
+) -> list[CheckResult]:
+    """The database, then (for a configured URL) where the LISTEN session would go."""
+    route: list[Route] = []
+    results = [await _guarded("database", _database(settings, database, route))]
+    if settings.database.url is not None:
+        results.append(await _guarded("listener", _listener(settings, route)))
+    return results
 
 
 def report(results: Sequence[CheckResult], settings: Settings) -> str:
@@ -98,8 +117,9 @@ def scrubber_of(settings: Settings) -> Scrubber:
         *url_secrets(channels.telegram.api_url),
         *url_secrets(sms.api_url),
     ]
-    if settings.database.url is not None:
-        values += url_secrets(settings.database.url.get_secret_value())
+    for url in (settings.database.url, settings.database.listen_url):
+        if url is not None:
+            values += url_secrets(url.get_secret_value())
     if email.password.get_secret_value():
         # What SMTP AUTH PLAIN sends (in base64).
         values.append(f"\0{email.username}\0{email.password.get_secret_value()}")
@@ -133,7 +153,10 @@ async def _guarded(part: str, check: Awaitable[CheckResult]) -> CheckResult:
         return CheckResult(part, "failed", f"unexpected error: {type(exc).__name__}: {exc}")
 
 
-async def _database(settings: Settings, database: str | NotifydError | None) -> CheckResult:
+async def _database(
+    settings: Settings, database: str | NotifydError | None, route: list[Route]
+) -> CheckResult:
+    """Connect and compare the migrations; `route` gets how the URL reaches PostgreSQL."""
     db = settings.database
     where = db.redacted_url() or f"embedded PostgreSQL in {db.embedded_dir}"
     if database is None:
@@ -148,6 +171,7 @@ async def _database(settings: Settings, database: str | NotifydError | None) -> 
         return CheckResult("database", "failed", f"{where}: {database}")
     try:
         connected = await connect_one(settings, database)
+        route.append(connected.route)
         try:
             schema = await schema_status(connected.pool)
         finally:
@@ -169,7 +193,34 @@ async def _database(settings: Settings, database: str | NotifydError | None) -> 
     if schema.unknown:
         versions = ", ".join(str(version) for version in sorted(schema.unknown))
         state += f"; migrated by a newer notifyd (unknown versions {versions})"
-    return CheckResult("database", "ok", f"{where}: connected; {state}")
+    reached = connected.route.describe()
+    return CheckResult("database", "ok", f"{where}: connected to {reached}; {state}")
+
+
+async def _listener(settings: Settings, route: list[Route]) -> CheckResult:
+    """Where the LISTEN session and the presence lock would go, tried when it is its own."""
+    db = settings.database
+    if db.listen_url is not None:
+        where = db.redacted_listen_url()
+        try:
+            await probe_listen_session(
+                db.listen_url.get_secret_value(), db.pooler, db.connect_timeout
+            )
+        except PooledSessionError:
+            return CheckResult("listener", "failed", f"{where}: {LISTEN_URL_POOLED}")
+        except DatabaseUnavailableError as exc:
+            return CheckResult("listener", "failed", f"{where}: {exc}")
+        return CheckResult("listener", "ok", f"LISTEN on {where}: a session of its own")
+    if not route:
+        return CheckResult("listener", "skipped", "the database could not be reached")
+    if route[0].keeps_sessions:
+        return CheckResult("listener", "ok", "LISTEN on database.url, which keeps sessions")
+    return CheckResult(
+        "listener",
+        "skipped",
+        f"{POLL_ONLY}: {NO_LISTEN_URL}; set {variable_for('database.listen_url')} to "
+        "PostgreSQL itself (not the pooler) for wake-ups at once",
+    )
 
 
 async def _channel(settings: Settings, name: str, provider: Provider) -> CheckResult:

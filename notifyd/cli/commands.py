@@ -168,6 +168,7 @@ async def connect_one(settings: Settings, url: str) -> Database:
         max_size=1,
         connect_timeout=db.connect_timeout,
         command_timeout=db.command_timeout,
+        pooler=db.pooler,
     )
 
 

@@ -193,7 +193,7 @@ def _psql(url: str, psql_args: list[str]) -> int:
 async def _migrate(settings: Settings, url: str) -> int:
     db = settings.database
     database = await Database.connect(
-        url, min_size=1, max_size=1, connect_timeout=db.connect_timeout
+        url, min_size=1, max_size=1, connect_timeout=db.connect_timeout, pooler=db.pooler
     )
     try:
         applied = await migrate(database.pool)

@@ -15,13 +15,15 @@ from __future__ import annotations
 import asyncio
 from typing import Final
 
+from notifyd.config import PoolerSetting
 from notifyd.db.connection import Pool, translate_errors, wait_for_database
 from notifyd.db.dashboard import Dashboard, DashboardCounts
 from notifyd.db.notifications import Notifications
+from notifyd.db.pooler import Route
 from notifyd.db.queue import Queue
 from notifyd.db.users import Users
 
-__all__ = ["DashboardCounts", "Database", "Pool", "wait_for_database"]
+__all__ = ["DashboardCounts", "Database", "Pool", "PoolerSetting", "Route", "wait_for_database"]
 
 COUNT_PENDING: Final = "SELECT count(*) FROM notifyd.notifications WHERE status = 'pending'"
 
@@ -45,6 +47,7 @@ class Database:
         max_size: int = 10,
         connect_timeout: float = 5.0,
         command_timeout: float = 10.0,
+        pooler: PoolerSetting = "auto",
     ) -> Database:
         pool = await Pool.connect(
             url,
@@ -52,8 +55,14 @@ class Database:
             max_size=max_size,
             connect_timeout=connect_timeout,
             command_timeout=command_timeout,
+            pooler=pooler,
         )
         return cls(pool)
+
+    @property
+    def route(self) -> Route:
+        """How `database.url` reaches PostgreSQL (directly, or through a pooler)."""
+        return self.pool.route
 
     async def close(self) -> None:
         await self.pool.close()

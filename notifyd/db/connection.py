@@ -7,6 +7,7 @@ Nothing outside `notifyd.db` sees asyncpg records or SQL; asyncpg errors become
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any, Final, TypeVar
@@ -14,7 +15,9 @@ from typing import Any, Final, TypeVar
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
+from notifyd.config import PoolerSetting
 from notifyd.db import codecs
+from notifyd.db.pooler import Route, route_of
 from notifyd.errors import ConstraintViolationError, DatabaseUnavailableError
 
 T = TypeVar("T")
@@ -43,13 +46,19 @@ REFUSED_SESSION_ERRORS: Final = (
 )
 
 
+# Sent at connection time: only parameters poolers accept there (PgBouncer passes on
+# application_name and TimeZone, and refuses every other one).
 SERVER_SETTINGS: Final = {
     "application_name": "notifyd",
     "timezone": "UTC",
-    # A generic plan cached while a table was empty or never analyzed keeps a sequential
-    # scan forever on that connection; custom plans follow the table as it grows.
-    "plan_cache_mode": "force_custom_plan",
 }
+# Where prepared statements are kept (a connection of its own): a generic plan cached
+# while a table was empty or never analyzed keeps a sequential scan forever on that
+# connection; custom plans follow the table as it grows. Behind a transaction pooler every
+# statement is prepared unnamed and planned once, with its values, so it needs no setting.
+CUSTOM_PLANS: Final = "SET plan_cache_mode = force_custom_plan"
+# asyncpg's default; 0 prepares every statement unnamed, again for each execution.
+STATEMENT_CACHE_SIZE: Final = 100
 
 PING: Final = "SELECT 1"
 
@@ -77,16 +86,38 @@ async def _keep_session(_connection: asyncpg.Connection) -> None:
     """Return a connection to the pool as it is, without asyncpg's reset query.
 
     The default reset costs a round trip per query. notifyd's queries leave a session as
-    they found it: no SET, LISTEN or cursors on pooled connections, and the migration lock
-    is released in a `finally`. asyncpg still rolls back a transaction left open.
+    they found it: no SET (but `CUSTOM_PLANS`, once, where sessions are kept), no LISTEN,
+    cursors or session locks on pooled connections (the migration lock is a transaction's).
+    asyncpg still rolls back a transaction left open.
     """
+
+
+async def _setup_session(connection: asyncpg.Connection) -> None:
+    """A new connection of a session of its own: codecs, and custom plans."""
+    await codecs.register(connection)
+    await connection.execute(CUSTOM_PLANS)
+
+
+async def probe_route(url: str, pooler: PoolerSetting, connect_timeout: float) -> Route:
+    """How `url` reaches PostgreSQL: connect once and look (or trust `pooler`)."""
+    if pooler != "auto":
+        return Route(pooler, detected=False)
+    connection = await asyncpg.connect(
+        url, timeout=connect_timeout, statement_cache_size=0, server_settings=SERVER_SETTINGS
+    )
+    try:
+        return await route_of(connection, pooler)
+    finally:
+        await connection.close(timeout=connect_timeout)
 
 
 class Pool:
     """One asyncpg pool; every query of notifyd goes through it."""
 
-    def __init__(self, pool: asyncpg.Pool, acquire_timeout: float = 10.0) -> None:
+    def __init__(self, pool: asyncpg.Pool, route: Route, acquire_timeout: float = 10.0) -> None:
         self._pool = pool
+        # Whether a pooler stands between, and whether sessions survive it.
+        self.route = route
         # asyncpg waits for a free connection without end by default: a pool whose
         # connections are all held by queries the server does not answer would then hang
         # every caller, the dispatcher and the lease keeper included, for good.
@@ -101,8 +132,12 @@ class Pool:
         max_size: int = 10,
         connect_timeout: float = 5.0,
         command_timeout: float = 10.0,
+        pooler: PoolerSetting = "auto",
     ) -> Pool:
+        """Connect; first find out (one connection) whether `url` reaches a pooler."""
         async with translate_errors():
+            route = await probe_route(url, pooler, connect_timeout)
+            keeps_sessions = route.keeps_sessions
             pool = await asyncpg.create_pool(
                 url,
                 min_size=min_size,
@@ -110,10 +145,13 @@ class Pool:
                 timeout=connect_timeout,
                 command_timeout=command_timeout,
                 server_settings=SERVER_SETTINGS,
-                init=codecs.register,
+                # Behind a transaction pooler no statement may outlive its transaction:
+                # asyncpg then prepares each one unnamed, in the same round trip as it runs.
+                statement_cache_size=STATEMENT_CACHE_SIZE if keeps_sessions else 0,
+                init=_setup_session if keeps_sessions else codecs.register,
                 reset=_keep_session,
             )
-        return cls(pool, acquire_timeout=connect_timeout + command_timeout)
+        return cls(pool, route, acquire_timeout=connect_timeout + command_timeout)
 
     async def close(self) -> None:
         await self._pool.close()
@@ -134,7 +172,9 @@ class Pool:
             except asyncpg.PostgresError:
                 raise
             except BaseException:
-                connection.terminate()
+                # Already gone, and released by asyncpg, when the server closed it.
+                with contextlib.suppress(asyncpg.InterfaceError):
+                    connection.terminate()
                 raise
 
     async def fetch(self, query: str, *args: Any) -> list[asyncpg.Record]:

@@ -9,7 +9,10 @@ from uuid import UUID
 
 import asyncpg
 
+from notifyd.config import PoolerSetting
 from notifyd.db.connection import CONNECTION_ERRORS, translate_errors
+from notifyd.db.pooler import reaches_postgres
+from notifyd.errors import PooledSessionError
 
 # Channel PostgreSQL NOTIFY wakes the dispatcher on; the payload is constant on purpose.
 WAKE_CHANNEL: Final = "notifyd_wakeup"
@@ -19,6 +22,33 @@ PRESENCE_LOCK_NAMESPACE: Final = 0x6E6F7469
 
 TAKE_PRESENCE: Final = "SELECT pg_try_advisory_lock($1, notifyd.instance_lock_key($2))"
 IS_LISTENING: Final = "SELECT $1 = ANY(ARRAY(SELECT pg_listening_channels()))"
+
+
+async def _refuse_pooler(connection: asyncpg.Connection, pooler: PoolerSetting) -> None:
+    """Raise `PooledSessionError` if `connection` reaches a pooler not said to keep sessions."""
+    if pooler in ("auto", "transaction") and not await reaches_postgres(connection):
+        raise PooledSessionError(
+            "the LISTEN session's URL reaches a connection pooler, not PostgreSQL"
+        )
+
+
+async def probe_listen_session(url: str, pooler: PoolerSetting, connect_timeout: float) -> None:
+    """Connect to `url` as the listener would, and leave; raise what it would meet.
+
+    `PooledSessionError` when it reaches a pooler, `DatabaseUnavailableError` when nothing
+    answers.
+    """
+    async with translate_errors():
+        connection = await asyncpg.connect(
+            url,
+            timeout=connect_timeout,
+            statement_cache_size=0,
+            server_settings={"application_name": "notifyd-check"},
+        )
+        try:
+            await _refuse_pooler(connection, pooler)
+        finally:
+            await connection.close(timeout=connect_timeout)
 
 
 class ListenConnection:
@@ -37,16 +67,29 @@ class ListenConnection:
 
     @classmethod
     async def open(
-        cls, url: str, owner: UUID, on_notify: Callable[[], None], connect_timeout: float
+        cls,
+        url: str,
+        owner: UUID,
+        on_notify: Callable[[], None],
+        connect_timeout: float,
+        pooler: PoolerSetting = "auto",
     ) -> ListenConnection:
+        """Connect, LISTEN and take the presence lock.
+
+        Raises `PooledSessionError` when `url` reaches a pooler (and `pooler` does not say
+        it keeps sessions): LISTEN there would end with the transaction, silently, and the
+        lock would stay with a server connection others use.
+        """
         async with translate_errors():
             connection = await asyncpg.connect(
                 url,
                 timeout=connect_timeout,
+                statement_cache_size=0,
                 server_settings={"application_name": "notifyd-listener"},
             )
             listen = cls(connection, owner)
             try:
+                await _refuse_pooler(connection, pooler)
                 await connection.add_listener(WAKE_CHANNEL, lambda *_: on_notify())
                 await listen.take_presence(connect_timeout)
             except BaseException:

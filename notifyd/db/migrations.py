@@ -1,4 +1,4 @@
-"""Numbered, forward-only SQL migrations, applied under an advisory lock.
+"""Numbered, forward-only SQL migrations, applied in one transaction under an advisory lock.
 
 `0001_schema` is the baseline: the first eight migrations, squashed before the first release
 so that `sql/` reads as the schema. A database those eight built has exactly the baseline's
@@ -7,7 +7,10 @@ schema; its ledger is recognised and rewritten to show the baseline (`LEGACY_CHA
 
 from __future__ import annotations
 
+import contextlib
 import re
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -16,7 +19,7 @@ from typing import Any, Final
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
-from notifyd.db.connection import Pool
+from notifyd.db.connection import CONNECTION_ERRORS, Pool
 from notifyd.errors import MigrationError
 from notifyd.logs import get_logger
 
@@ -39,8 +42,13 @@ LEDGER: Final = "SELECT version, name FROM notifyd.schema_migrations"
 # Is the migration ledger there at all (a database notifyd never migrated has none)?
 LEDGER_EXISTS: Final = "SELECT to_regclass('notifyd.schema_migrations') IS NOT NULL"
 RECORD_VERSION: Final = "INSERT INTO notifyd.schema_migrations (version, name) VALUES ($1, $2)"
-LOCK: Final = "SELECT pg_advisory_lock($1)"
-UNLOCK: Final = "SELECT pg_advisory_unlock($1)"
+# PgBouncer's words when it closes a connection that began a transaction in statement mode.
+STATEMENT_POOLING: Final = "statement pooling mode"
+STATEMENT_POOLING_ADVICE: Final = (
+    "notifyd needs transactions: set the pooler's pool_mode to transaction or session"
+)
+# Held until the transaction ends, whatever happens to the session.
+LOCK: Final = "SELECT pg_advisory_xact_lock($1)"
 # Fresh statistics, so the planner sees the partial indexes for what they are from the start.
 ANALYZE: Final = "ANALYZE notifyd.users, notifyd.notifications, notifyd.notification_attempts"
 
@@ -105,39 +113,62 @@ def load_migrations(directory: Path | None = None) -> list[Migration]:
 async def migrate(pool: Pool, directory: Path | None = None) -> list[str]:
     """Apply every migration not applied yet; return the names applied.
 
-    A session advisory lock serialises instances that start at the same moment; the second
-    one waits, then finds nothing left to do. A ledger that holds the squashed chain is first
-    rewritten to hold the baseline instead; one that holds part of it is refused
-    (MigrationError), and nothing is changed.
+    All of them in one transaction, which first takes a transaction-level advisory lock:
+    instances that start at the same moment wait for the first one, then find nothing left
+    to do; every pending migration is applied, or none is. No lock outlives the
+    transaction, so this works the same through a transaction pooler (a session lock taken
+    there would stay with whichever server connection ran it). A ledger that holds the
+    squashed chain is first rewritten to hold the baseline instead; one that holds part of
+    it is refused (MigrationError), and nothing is changed. A statement the server refuses
+    is a MigrationError naming the migration.
     """
     pending = load_migrations(directory)
     applied_now: list[str] = []
     async with pool.connection() as connection:
-        await connection.execute(LOCK, MIGRATION_LOCK_KEY)
         # A migration says with a WARNING what it changed in the rows it found (values it
         # had to repair, rows it could not check): the operator reads it in the log.
         connection.add_log_listener(_log_warning)
         try:
-            await connection.execute(CREATE_LEDGER)
-            ledger = await _read_ledger(connection)
-            squashed = _squashed_chain(ledger, pending)
-            if squashed:
-                await _record_baseline(connection, squashed, pending)
-                ledger = _as_baseline(ledger, squashed, pending)
-            for migration in pending:
-                if migration.version in ledger:
-                    continue
-                async with connection.transaction():
-                    await connection.execute(migration.sql)
+            async with _refusals_named("the migration ledger"), connection.transaction():
+                await connection.execute(LOCK, MIGRATION_LOCK_KEY)
+                await connection.execute(CREATE_LEDGER)
+                ledger = await _read_ledger(connection)
+                squashed = _squashed_chain(ledger, pending)
+                if squashed:
+                    await _record_baseline(connection, squashed, pending)
+                    ledger = _as_baseline(ledger, squashed, pending)
+                for migration in pending:
+                    if migration.version in ledger:
+                        continue
+                    async with _refusals_named(migration.name):
+                        await connection.execute(migration.sql)
                     await connection.execute(RECORD_VERSION, migration.version, migration.name)
-                applied_now.append(migration.name)
-                log.info("migration_applied", migration=migration.name)
+                    applied_now.append(migration.name)
+            for name in applied_now:
+                log.info("migration_applied", migration=name)
             if applied_now:
                 await connection.execute(ANALYZE)
         finally:
-            connection.remove_log_listener(_log_warning)
-            await connection.execute(UNLOCK, MIGRATION_LOCK_KEY)
+            with contextlib.suppress(asyncpg.InterfaceError):  # closed under it: nothing to undo
+                connection.remove_log_listener(_log_warning)
     return applied_now
+
+
+@asynccontextmanager
+async def _refusals_named(what: str) -> AsyncIterator[None]:
+    """The server's refusal of `what` as a MigrationError (an outage stays one)."""
+    try:
+        yield
+    except MigrationError:
+        raise
+    except asyncpg.ConnectionDoesNotExistError as exc:
+        if STATEMENT_POOLING in str(exc):
+            raise MigrationError(f"{what}: {exc}: {STATEMENT_POOLING_ADVICE}") from exc
+        raise  # an outage, translated as such by the caller
+    except asyncpg.PostgresError as exc:
+        if isinstance(exc, CONNECTION_ERRORS):
+            raise
+        raise MigrationError(f"{what}: {type(exc).__name__}: {exc}") from exc
 
 
 async def _read_ledger(connection: PoolConnectionProxy[asyncpg.Record]) -> dict[int, str]:
@@ -191,8 +222,7 @@ async def _record_baseline(
     """Make the ledger say "baseline applied" where it lists the squashed chain."""
     baseline = _baseline(known)
     versions = sorted(squashed)
-    async with connection.transaction():
-        await connection.execute(RECORD_BASELINE, BASELINE_VERSION, baseline.name, versions)
+    await connection.execute(RECORD_BASELINE, BASELINE_VERSION, baseline.name, versions)
     log.info(
         "legacy_migrations_recognised",
         replaced=list(squashed.values()),

@@ -23,8 +23,9 @@ class Dispatcher:
     """Claims in batches whenever woken (NOTIFY, a freed slot) or every `poll_interval`.
 
     NOTIFY only wakes it: the table is the truth, and the poll catches whatever a lost
-    notification would have missed. It claims only while `may_claim()` (the instance holds
-    its presence lock), since other instances take over leases held without one.
+    notification would have missed. It claims only while `may_claim()`: the instance holds
+    its presence lock, since other instances take over leases held without one; or it runs
+    poll-only, where its lease heartbeats alone keep others off its work.
     """
 
     def __init__(

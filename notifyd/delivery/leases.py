@@ -45,7 +45,7 @@ class LeaseKeeper:
         in_flight: InFlight,
         *,
         lease_seconds: float,
-        present: asyncio.Event,
+        present: asyncio.Event,  # set while the instance may work (see Listener.working)
         peers_settled: Callable[[], bool],
     ) -> None:
         self._store = store

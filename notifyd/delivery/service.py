@@ -14,7 +14,7 @@ from notifyd.delivery.actors import ActorContext, ChannelActors
 from notifyd.delivery.dispatcher import Dispatcher
 from notifyd.delivery.inflight import Inbox, InFlight
 from notifyd.delivery.leases import LeaseKeeper, heartbeat_interval
-from notifyd.delivery.listener import Listener
+from notifyd.delivery.listener import POLL_ONLY, Listener
 from notifyd.delivery.pacing import pacer_for
 from notifyd.delivery.recorder import Recorder
 from notifyd.delivery.retention import Pruner
@@ -40,11 +40,14 @@ class DeliveryService:
         self,
         settings: Settings,
         store: DeliveryStore,
-        database_url: str,
+        listen_url: str | None,
         providers: Mapping[Channel, Provider],
         metrics: Metrics,
         on_failure: Callable[[str], None],
+        *,
+        poll_only: str | None = None,
     ) -> None:
+        """`listen_url` is where the LISTEN session goes; None: poll-only, for `poll_only`."""
         self.owner = uuid.uuid4()
         self._settings = settings
         self._store = store
@@ -93,18 +96,21 @@ class DeliveryService:
             for channel, provider in providers.items()
         }
         self.listener = Listener(
-            database_url,
+            listen_url,
             self.owner,
             self._wake_dispatcher,
+            ping=store.ping,
             check_interval=dispatcher_settings.listen_check_interval,
             connect_timeout=settings.database.connect_timeout,
             backoff_max=dispatcher_settings.reconnect_backoff_max,
+            pooler=settings.database.pooler,
+            poll_only=poll_only,
         )
         self.dispatcher = Dispatcher(
             store,
             self.owner,
             self.in_flight,
-            may_claim=self.listener.present.is_set,
+            may_claim=self.listener.may_claim,
             poll_interval=dispatcher_settings.poll_interval,
             batch_size=dispatcher_settings.batch_size,
             claimers=dispatcher_settings.claimers,
@@ -116,7 +122,7 @@ class DeliveryService:
             self.owner,
             self.in_flight,
             lease_seconds=delivery.lease_seconds,
-            present=self.listener.present,
+            present=self.listener.working,
             peers_settled=self.listener.peers_settled,
         )
         retention = settings.retention
@@ -189,7 +195,9 @@ class DeliveryService:
     def readiness(self) -> dict[str, str]:
         """Each part of delivery: "ok", or why it cannot work right now."""
         listener = "ok"
-        if not self.listener.connected.is_set():
+        if self.listener.poll_only is not None:
+            listener = f"{POLL_ONLY}: {self.listener.poll_only}"
+        elif not self.listener.connected.is_set():
             listener = "not connected"
         elif not self.listener.present.is_set():
             listener = "connected, waiting for the presence lock"

@@ -8,8 +8,9 @@ from collections.abc import AsyncIterator, Callable
 from aiohttp import web
 
 from notifyd.config import Settings
-from notifyd.db import Database, wait_for_database
+from notifyd.db import Database, Route, wait_for_database
 from notifyd.db.migrations import migrate
+from notifyd.delivery.listener import NO_LISTEN_URL
 from notifyd.delivery.service import DeliveryService
 from notifyd.logs import get_logger
 from notifyd.metrics import Metrics
@@ -104,6 +105,7 @@ def _database(
                 max_size=db.pool_max_size,
                 connect_timeout=db.connect_timeout,
                 command_timeout=db.command_timeout,
+                pooler=db.pooler,
             ),
             deadline=loop.time() + STARTUP_DATABASE_WAIT,
             on_retry=lambda error: log.warning("database_unavailable", error=error),
@@ -113,7 +115,7 @@ def _database(
         except BaseException:
             await database.close()
             raise
-        log.info("database_ready", migrations_applied=applied)
+        log.info("database_ready", migrations_applied=applied, database=database.route.describe())
         app[DATABASE] = database
         enqueuer = Enqueuer(
             database.notifications,
@@ -139,13 +141,22 @@ def _delivery(database_url: str) -> Callable[[web.Application], AsyncIterator[No
         providers = build_providers(settings.channels)
         for provider in providers.values():
             await provider.start()
+        listen_url, poll_only = _listen_target(settings, database_url, app[DATABASE].route)
+        if poll_only is not None:
+            log.warning(
+                "listener_disabled",
+                reason=poll_only,
+                poll_interval=settings.dispatcher.poll_interval,
+                hint="set database.listen_url (NOTIFYD_DATABASE__LISTEN_URL) to PostgreSQL itself",
+            )
         service = DeliveryService(
             settings,
             app[DATABASE].queue,
-            database_url,
+            listen_url,
             providers,
             app[METRICS],
             on_failure=lambda _name: app[FATAL].set(),
+            poll_only=poll_only,
         )
         app[SERVICE] = service
         service.start()
@@ -155,3 +166,20 @@ def _delivery(database_url: str) -> Callable[[web.Application], AsyncIterator[No
             await provider.close()
 
     return context
+
+
+def _listen_target(
+    settings: Settings, database_url: str, route: Route
+) -> tuple[str | None, str | None]:
+    """Where the LISTEN session goes, or why there is none (poll-only).
+
+    `database.listen_url` when set; else `database_url` where it keeps sessions. Behind a
+    transaction pooler, nowhere: LISTEN and the presence lock would stay with whichever
+    server connection ran them.
+    """
+    listen_url = settings.database.listen_url
+    if listen_url is not None:
+        return listen_url.get_secret_value(), None
+    if route.keeps_sessions:
+        return database_url, None
+    return None, NO_LISTEN_URL

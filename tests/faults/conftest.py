@@ -12,6 +12,7 @@ import pytest
 from tests.fakes.telegram import FakeTelegramApi
 from tests.faults.harness import Launcher, ObservedSmtpServer
 from tests.faults.postgres import StoppablePostgres
+from tests.pgbouncer import PgBouncer
 
 
 @pytest.fixture
@@ -27,6 +28,39 @@ async def launcher(
     tmp_path: Path, database_url: str, smtp: ObservedSmtpServer, telegram_api: FakeTelegramApi
 ) -> AsyncIterator[Launcher]:
     launcher = Launcher(tmp_path, database_url, smtp, telegram_api)
+    yield launcher
+    await launcher.stop_all()
+
+
+# How the instances reach PostgreSQL: directly; through PgBouncer in transaction mode with
+# the LISTEN session on the server itself (database.listen_url); or through PgBouncer
+# alone, poll-only, where peers know each other by their lease heartbeats only.
+ROUTES = ("direct", "pgbouncer", "pgbouncer-poll-only")
+
+
+@pytest.fixture(params=ROUTES)
+async def routed_launcher(
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    database_url: str,
+    smtp: ObservedSmtpServer,
+    telegram_api: FakeTelegramApi,
+) -> AsyncIterator[Launcher]:
+    """A launcher whose instances reach the test's database by each route in turn."""
+    route: str = request.param
+    if route == "direct":
+        launcher = Launcher(tmp_path, database_url, smtp, telegram_api)
+    else:
+        bouncer: PgBouncer = request.getfixturevalue("pgbouncer")
+        poll_only = route.endswith("poll-only")
+        launcher = Launcher(
+            tmp_path,
+            bouncer.url_for(database_url),
+            smtp,
+            telegram_api,
+            base_settings={} if poll_only else {"database.listen_url": database_url},
+            ready_event="delivery_started" if poll_only else "listener_connected",
+        )
     yield launcher
     await launcher.stop_all()
 

@@ -167,11 +167,18 @@ class Launcher:
         database_url: str,
         smtp: FakeSmtpServer | None = None,
         telegram: FakeTelegramApi | None = None,
+        *,
+        base_settings: Mapping[str, object] | None = None,
+        ready_event: str = "listener_connected",
     ) -> None:
         self.cwd = cwd
         self.database_url = database_url
         self.smtp = smtp
         self.telegram = telegram
+        # Settings every instance gets (a test's own win), and the log event that says an
+        # instance is ready to claim: its listener connected, or its start when poll-only.
+        self.base_settings = dict(base_settings or {})
+        self.ready_event = ready_event
         self.started: list[Instance] = []
 
     def environment(self, port: int, settings: Mapping[str, object]) -> dict[str, str]:
@@ -186,6 +193,7 @@ class Launcher:
         if self.telegram is not None:
             values["channels.telegram.api_url"] = self.telegram.url
             values["channels.telegram.bot_token"] = self.telegram.token
+        values.update(self.base_settings)
         values.update(settings)
         return {
             "NOTIFYD_" + key.upper().replace(".", "__"): str(value) for key, value in values.items()
@@ -205,7 +213,7 @@ class Launcher:
         self.started.append(instance)
         await process.start()
         await process.wait_for_event("notifyd_started", deadline=60)
-        await process.wait_for_event("listener_connected", deadline=60)
+        await process.wait_for_event(self.ready_event, deadline=60)
         return instance
 
     async def stop_all(self) -> None:

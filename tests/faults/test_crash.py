@@ -42,8 +42,9 @@ DEFAULT_LEASE = 30.0  # delivery.lease_seconds is left at its default on purpose
     ],
 )
 async def test_kill_9_mid_delivery_loses_nothing_and_duplicates_at_most_what_was_in_flight(
-    launcher: Launcher, db: asyncpg.Connection, smtp: ObservedSmtpServer, moment: str
+    routed_launcher: Launcher, db: asyncpg.Connection, smtp: ObservedSmtpServer, moment: str
 ) -> None:
+    launcher = routed_launcher
     smtp.mode = "slow"
     smtp.delay = SMTP_DELAY
     settings = {

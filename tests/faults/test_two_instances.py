@@ -36,8 +36,9 @@ SHARED = {
 
 
 async def test_two_instances_deliver_each_notification_exactly_once(
-    launcher: Launcher, db: asyncpg.Connection, smtp: ObservedSmtpServer
+    routed_launcher: Launcher, db: asyncpg.Connection, smtp: ObservedSmtpServer
 ) -> None:
+    launcher = routed_launcher
     emails, texts = 150, 150
     smtp.mode = "slow"
     smtp.delay = 0.02
@@ -82,8 +83,9 @@ async def test_two_instances_deliver_each_notification_exactly_once(
 
 
 async def test_a_peer_takes_over_the_work_of_a_killed_instance_without_a_restart(
-    launcher: Launcher, db: asyncpg.Connection, smtp: ObservedSmtpServer
+    routed_launcher: Launcher, db: asyncpg.Connection, smtp: ObservedSmtpServer
 ) -> None:
+    launcher = routed_launcher
     notifications = 40
     smtp.mode = "slow"
     smtp.delay = 0.3

@@ -51,7 +51,9 @@ def forms(secret: str) -> set[str]:
 
 
 @pytest.fixture
-async def leaky_database(pg_server_url: str, database_url: str) -> AsyncIterator[str]:
+async def leaky_database(
+    pg_server_url: str, database_url: str, needs_superuser: None
+) -> AsyncIterator[str]:
     """The test's database, reached as a role with a password."""
     role = f"leaky_{uuid.uuid4().hex[:8]}"
     name = urlsplit(database_url).path.lstrip("/")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 
 import asyncpg
+import pytest
 
 
 async def notifications_with_attempts(db: asyncpg.Connection, count: int) -> list[int]:
@@ -79,6 +80,7 @@ async def test_truncating_notifications_truncates_the_attempt_log(
     assert await attempts_by_notification(db) == {}
 
 
+@pytest.mark.usefixtures("needs_createrole")
 async def test_a_role_that_may_delete_notifications_needs_no_rights_on_the_attempt_log(
     db: asyncpg.Connection,
 ) -> None:

@@ -164,6 +164,7 @@ async def test_database_refuses_an_update_that_breaks_the_message_rules(
     )
 
 
+@pytest.mark.usefixtures("needs_superuser")
 async def test_the_message_rules_hold_for_replicated_rows_too(db: asyncpg.Connection) -> None:
     # Replication apply and some restore tools run as replica, where ordinary triggers do
     # not fire; a CHECK constraint would still be checked, and so is this rule.
