@@ -36,6 +36,7 @@ from notifyd.addresses import parse_mailbox
 from notifyd.domain import MAX_MESSAGE_LENGTH, MAX_SUBJECT_LENGTH
 from notifyd.errors import ConfigError
 from notifyd.redaction import redact_url
+from notifyd.webhook_settings import WebhooksSettings
 
 DEFAULT_CONFIG_FILE = Path("notifyd.toml")
 
@@ -442,6 +443,7 @@ class Settings(BaseSettings):
     channels: ChannelsSettings = ChannelsSettings()
     shutdown: ShutdownSettings = ShutdownSettings()
     retention: RetentionSettings = RetentionSettings()
+    webhooks: WebhooksSettings = WebhooksSettings()
     log: LogSettings = LogSettings()
 
     @classmethod

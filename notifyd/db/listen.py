@@ -13,6 +13,8 @@ from notifyd.db.connection import CONNECTION_ERRORS, translate_errors
 
 # Channel PostgreSQL NOTIFY wakes the dispatcher on; the payload is constant on purpose.
 WAKE_CHANNEL: Final = "notifyd_wakeup"
+# Channel notifyd.cancel() names a notification on whose cancel its holder must act.
+CANCEL_CHANNEL: Final = "notifyd_cancel"
 # First key of the session advisory lock each running instance holds ("noti" in ASCII); the
 # second is derived from the instance id (notifyd.instance_lock_key() in sql/).
 PRESENCE_LOCK_NAMESPACE: Final = 0x6E6F7469
@@ -37,7 +39,12 @@ class ListenConnection:
 
     @classmethod
     async def open(
-        cls, url: str, owner: UUID, on_notify: Callable[[], None], connect_timeout: float
+        cls,
+        url: str,
+        owner: UUID,
+        on_notify: Callable[[], None],
+        connect_timeout: float,
+        on_cancel: Callable[[int], None] | None = None,
     ) -> ListenConnection:
         async with translate_errors():
             connection = await asyncpg.connect(
@@ -48,6 +55,10 @@ class ListenConnection:
             listen = cls(connection, owner)
             try:
                 await connection.add_listener(WAKE_CHANNEL, lambda *_: on_notify())
+                if on_cancel is not None:
+                    await connection.add_listener(
+                        CANCEL_CHANNEL, lambda *args: _cancelled(on_cancel, args[-1])
+                    )
                 await listen.take_presence(connect_timeout)
             except BaseException:
                 connection.terminate()
@@ -87,3 +98,10 @@ class ListenConnection:
             await asyncio.wait_for(self._connection.close(), timeout=2)
         except (*CONNECTION_ERRORS, asyncpg.PostgresError):
             self._connection.terminate()
+
+
+def _cancelled(on_cancel: Callable[[int], None], payload: object) -> None:
+    # Anyone may NOTIFY this channel: a payload that is not an id is ignored.
+    text = str(payload)
+    if text.isascii() and text.isdigit() and len(text) <= 19:
+        on_cancel(int(text))

@@ -42,8 +42,10 @@ class Listener:
         check_interval: float,
         connect_timeout: float,
         backoff_max: float,
+        on_cancel: Callable[[int], None] | None = None,
     ) -> None:
         self._url = url
+        self._on_cancel = on_cancel
         self._owner = owner
         self._wake = wake
         self._check_interval = check_interval
@@ -74,7 +76,11 @@ class Listener:
         while True:
             try:
                 connection = await ListenConnection.open(
-                    self._url, self._owner, self._wake, connect_timeout=self._connect_timeout
+                    self._url,
+                    self._owner,
+                    self._wake,
+                    connect_timeout=self._connect_timeout,
+                    on_cancel=self._on_cancel,
                 )
             except DatabaseUnavailableError as exc:
                 failures += 1

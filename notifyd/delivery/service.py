@@ -98,6 +98,7 @@ class DeliveryService:
             check_interval=dispatcher_settings.listen_check_interval,
             connect_timeout=settings.database.connect_timeout,
             backoff_max=dispatcher_settings.reconnect_backoff_max,
+            on_cancel=lambda notification_id: self.in_flight.cancel_requested([notification_id]),
         )
         self.dispatcher = Dispatcher(
             store,
@@ -125,6 +126,7 @@ class DeliveryService:
             idempotency_key_seconds=retention.idempotency_key_hours * 3600,
             interval=retention.prune_interval,
             batch_size=retention.batch_size,
+            webhook_retry_for=settings.webhooks.retry_for,
         )
         self.supervisor = Supervisor(on_failure)
         self._watch(metrics)
