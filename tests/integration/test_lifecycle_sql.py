@@ -6,6 +6,7 @@ did must leave no trace, and whoever writes a final status (notifyd or not) emit
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import UTC, datetime
 
@@ -318,3 +319,49 @@ async def test_new_columns_refuse_what_cannot_be_right(
 
 async def _true(value: bool) -> bool:
     return value
+
+
+async def test_retry_of_a_notification_another_instance_holds_is_refused(
+    db: asyncpg.Connection, database: Database, user_id: int
+) -> None:
+    notification_id = await enqueue(db, user_id)
+    owner = uuid.uuid4()
+    await database.queue.claim(10, owner, 30)
+    before = await row(db, notification_id)
+    assert await db.fetchval("SELECT notifyd.retry($1)", notification_id) is False
+    assert await row(db, notification_id) == before
+
+
+async def test_cancels_and_retries_racing_on_one_notification_stay_consistent(
+    db: asyncpg.Connection, database_url: str, user_id: int
+) -> None:
+    notification_id = await enqueue(db, user_id, send_at=FAR_FUTURE)
+    connections = [await asyncpg.connect(database_url) for _ in range(6)]
+    try:
+
+        async def hammer(connection: asyncpg.Connection, action: str) -> int:
+            done = 0
+            for _ in range(30):
+                done += bool(
+                    await connection.fetchval(f"SELECT notifyd.{action}($1)", notification_id)
+                )
+            return done
+
+        results = await asyncio.gather(
+            *(
+                hammer(connection, "cancel" if n % 2 else "retry")
+                for n, connection in enumerate(connections)
+            )
+        )
+    finally:
+        for connection in connections:
+            await connection.close()
+    retries = sum(results[0::2])
+    cancels = sum(results[1::2])
+    found = await row(db, notification_id)
+    # Every retry that answered true made one more round; every cancel that did, one event.
+    assert found["round"] == 1 + retries
+    assert len(await events(db)) == cancels
+    # They alternate: a cancel needs a pending row, a retry a cancelled one.
+    assert cancels - retries in (0, 1)
+    assert found["status"] == ("cancelled" if cancels > retries else "pending")
