@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -84,3 +85,31 @@ async def test_an_unknown_notification(daemon_factory: DaemonFactory) -> None:
         "/admin/notifications/424242/cancel", headers=origin(daemon)
     )
     assert response.status == 404
+
+
+async def test_the_webhooks_page_shows_endpoints_without_secrets(
+    daemon_factory: DaemonFactory, db: asyncpg.Connection
+) -> None:
+    secret = "whsec_" + base64.b64encode(b"dashboard-test-secret-24b").decode()
+    url = "http://127.0.0.1:9/hooks/tok-PATHSECRET?key=QSECRET"
+    daemon = await daemon_factory(
+        webhooks={"endpoints": [{"url": url, "secret": secret}], "poll_interval": 3600}
+    )
+    user = await insert_user(db, phone="+79001234567")
+    notification_id = await insert_notification(db, user, status="sent", channels=("sms",))
+    await db.execute(
+        "UPDATE notifyd.webhook_events SET attempts = 3, last_error = $1",
+        "http://127.0.0.1:9: answered HTTP 503",
+    )
+    response = await daemon.client.get("/admin/webhooks")
+    html = await response.text()
+    shown = await page(response)
+    (endpoint,) = shown.by_id("endpoints").find_all("tr")[1:]
+    assert "http://127.0.0.1:9" in endpoint.text()
+    assert "answered HTTP 503" in endpoint.text()
+    events = shown.by_id("events").find_all("tr")[1:]
+    assert len(events) == 1
+    assert f"#{notification_id}" in events[0].text()
+    assert "notification.sent" in events[0].text()
+    for hidden in ("PATHSECRET", "QSECRET", secret, secret[6:]):
+        assert hidden not in html

@@ -24,6 +24,7 @@ from notifyd.errors import ConstraintViolationError, NotFoundError, WrongStatusE
 from notifyd.logs import get_logger
 from notifyd.web.admin.formatting import timeline
 from notifyd.web.admin.session import COOKIE_NAME, clear_cookie, set_cookie
+from notifyd.web.admin.webhooks import webhooks_context
 from notifyd.web.keys import CALLER, DATABASE, LOGIN_THROTTLE, METRICS, QUERY, SESSIONS
 from notifyd.web.problems import field_errors
 from notifyd.web.query import takes_query
@@ -294,6 +295,14 @@ async def _user_page(
     return await render(request, "user.html", context, status=status)
 
 
+# Status webhooks
+
+
+async def webhooks(request: web.Request) -> web.Response:
+    """GET /admin/webhooks: each endpoint, and the latest status events."""
+    return await render(request, "webhooks.html", await webhooks_context(request))
+
+
 # Login
 
 
@@ -380,6 +389,7 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post(r"/notifications/{id:\d{1,20}}/cancel", cancel_notification)
     app.router.add_post(r"/notifications/{id:\d{1,20}}/retry", retry_notification)
     app.router.add_get("/users", users)
+    app.router.add_get("/webhooks", webhooks)
     app.router.add_get(r"/users/{id:\d{1,20}}", user)
     app.router.add_post(r"/users/{id:\d{1,20}}", update_user)
     app.router.add_get("/login", login_page)
