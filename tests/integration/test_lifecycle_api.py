@@ -164,3 +164,23 @@ async def test_retry_of_a_cancelled_notification_delivers_it(daemon: Daemon) -> 
     immediate = await daemon.notify(user_id=user, message="y", channels=["sms"], send_at=now)
     await daemon.wait_finished(immediate["id"])
     assert await status_of(daemon, notification["id"]) == "pending"
+
+
+async def test_cancel_during_a_backoff_ends_it_without_waiting_it_out(
+    daemon_factory: DaemonFactory, smtp_server: FakeSmtpServer
+) -> None:
+    smtp_server.mode = "tempfail"
+    # Ten minutes between attempts: only the cancel can end the wait within the test.
+    daemon = await daemon_factory(delivery={"backoff_initial": 600, "backoff_max": 600})
+    user = await daemon.create_user(email="ivan@example.com", phone="+79001234567")
+    notification = await daemon.notify(user_id=user, message="hi", channels=["email", "sms"])
+
+    async def first_attempt_written() -> bool:
+        return len((await daemon.notification(notification["id"]))["attempts"]) == 1
+
+    await wait_until(first_attempt_written, what="the first attempt")
+    status, body = await post(daemon, notification["id"], "cancel")
+    assert (status, body["status"]) == (200, "processing")
+    finished = await daemon.wait_finished(notification["id"], deadline=15)
+    assert finished["status"] == "cancelled"
+    assert len(finished["attempts"]) == 1

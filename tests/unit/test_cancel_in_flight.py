@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from notifyd.delivery.leases import LeaseKeeper
 from notifyd.domain import Channel, OutgoingMessage, Status
 from notifyd.errors import TransientProviderError
 from tests.support import wait_until
@@ -119,3 +120,32 @@ async def test_an_attempt_under_way_that_succeeds_stays_sent() -> None:
     await settled(pipeline, notification_id, Status.SENT)
     await pipeline.stop()
     assert pipeline.metrics.finished_cancelled.value == 0
+
+
+async def test_the_heartbeat_finds_a_cancel_whose_notify_was_missed() -> None:
+    sms = ScriptedProvider(SMS, ["transient"])
+    pipeline = Pipeline({SMS: sms}, max_attempts=3, backoff=3600.0)
+    notification_id = pipeline.queue.add([SMS])
+    pipeline.start()
+    await pipeline.claim()
+
+    async def waiting() -> bool:
+        return len(pipeline.queue.attempts_of(notification_id)) == 1
+
+    await wait_until(waiting, what="the first attempt to be written")
+    # Only the database knows: no NOTIFY reached this instance.
+    pipeline.queue.rows[notification_id].cancel_requested = True
+    present = asyncio.Event()
+    present.set()
+    keeper = LeaseKeeper(
+        pipeline.queue,
+        pipeline.owner,
+        pipeline.in_flight,
+        lease_seconds=30,
+        present=present,
+        peers_settled=lambda: False,
+    )
+    await keeper.tick()
+    await settled(pipeline, notification_id, Status.CANCELLED)
+    await pipeline.stop()
+    assert sms.calls == 1
