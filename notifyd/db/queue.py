@@ -95,6 +95,28 @@ FINISH_WITHOUT_ATTEMPT: Final = """
     WHERE id = $1 AND locked_by = $2 AND status = 'processing'
     RETURNING id
 """
+# End a held notification whose cancel was asked for. The database has the last word: a
+# NOTIFY on notifyd_cancel needs no rights on any table, so the instance's word alone
+# never cancels anything. Answers 'cancelled', 'not_asked' (held, no cancel: deliver on)
+# or 'not_held' (the lease is no longer this instance's).
+FINISH_CANCELLED: Final = """
+    WITH target AS (
+        SELECT id, cancel_requested_at IS NOT NULL AS asked
+        FROM notifyd.notifications
+        WHERE id = $1 AND locked_by = $2 AND status = 'processing'
+    ),
+    done AS (
+        UPDATE notifyd.notifications AS n
+        SET status = 'cancelled', locked_by = NULL, lease_expires_at = NULL,
+            finished_at = now(), updated_at = now()
+        FROM target
+        WHERE n.id = target.id AND target.asked
+        RETURNING n.id
+    )
+    SELECT CASE WHEN NOT EXISTS (SELECT 1 FROM target) THEN 'not_held'
+                WHEN EXISTS (SELECT 1 FROM done) THEN 'cancelled'
+                ELSE 'not_asked' END
+"""
 # Which of the notifications this instance holds someone asked to cancel (a heartbeat's
 # look, for a NOTIFY on notifyd_cancel that was missed).
 CANCEL_REQUESTED: Final = """
@@ -268,6 +290,13 @@ class Queue:
                 FINISH_WITHOUT_ATTEMPT, notification_id, owner, status
             )
         return found is not None
+
+    async def finish_cancelled(self, notification_id: int, owner: UUID) -> str:
+        """End it `cancelled` if a cancel was asked for: 'cancelled', 'not_asked' or
+        'not_held'."""
+        async with translate_errors():
+            outcome: str = await self._pool.fetchval(FINISH_CANCELLED, notification_id, owner)
+        return outcome
 
     async def cancel_requested(self, owner: UUID, notification_ids: Sequence[int]) -> set[int]:
         """Which of these, held by `owner`, someone asked to cancel."""

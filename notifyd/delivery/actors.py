@@ -116,8 +116,7 @@ class ChannelActors:
                 in_flight.taken(delivery)
                 if not self._may_attempt(delivery):
                     continue
-                if delivery.cancel_requested:
-                    await self._stop_cancelled(delivery)
+                if delivery.cancel_requested and await self._stop_cancelled(delivery):
                     continue
                 suppressed = self.channel in delivery.notification.suppressed
                 if not suppressed and not await self._has_slot(delivery):
@@ -164,20 +163,31 @@ class ChannelActors:
             return False
         return True
 
-    async def _stop_cancelled(self, delivery: Delivery) -> None:
-        """End a notification whose cancel was asked for, without another attempt."""
+    async def _stop_cancelled(self, delivery: Delivery) -> bool:
+        """End a notification whose cancel was asked for, without another attempt.
+
+        False when the database knows of no cancel (a NOTIFY anyone could have sent):
+        the delivery goes on.
+        """
         context = self._context
         try:
-            ended = await context.store.finish_without_attempt(
-                delivery.id, context.owner, Status.CANCELLED
-            )
+            outcome = await context.store.finish_cancelled(delivery.id, context.owner)
         except DatabaseUnavailableError as exc:
             # Its lease lapses; whoever hands it back then finds the cancel (sql/).
             log.warning("finish_failed", notification_id=delivery.id, error=str(exc))
-            ended = False
+            outcome = "not_held"
+        if outcome == "not_asked":
+            delivery.cancel_requested = False
+            # Woken from a backoff for nothing: it waits out the rest.
+            now = datetime.now(UTC)
+            if delivery.due is not None and delivery.due > now:
+                context.in_flight.wait(delivery, (delivery.due - now).total_seconds())
+                return True
+            return False
         context.in_flight.forget(delivery)
-        if ended:
+        if outcome == "cancelled":
             self._cancelled(delivery)
+        return True
 
     def _cancelled(self, delivery: Delivery) -> None:
         self._context.metrics.finished_cancelled.inc()

@@ -51,6 +51,10 @@ class DeliveryStore(Protocol):
     ) -> bool:
         """Set a final status with no attempt (a resumed delivery with nothing left to try)."""
 
+    async def finish_cancelled(self, notification_id: int, owner: UUID) -> str:
+        """End it `cancelled` if a cancel was asked for: 'cancelled', 'not_asked' (held,
+        no cancel) or 'not_held' (not `owner`'s)."""
+
     async def cancel_requested(self, owner: UUID, notification_ids: Sequence[int]) -> set[int]:
         """Which of these, held by `owner`, someone asked to cancel."""
 

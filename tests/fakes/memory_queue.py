@@ -192,6 +192,16 @@ class MemoryQueue:
         row.status, row.locked_by, row.lease_expires_at = status, None, None
         return True
 
+    async def finish_cancelled(self, notification_id: int, owner: UUID) -> str:
+        await self._call("finish_cancelled")
+        row = self.rows.get(notification_id)
+        if row is None or row.locked_by != owner or row.status != Status.PROCESSING:
+            return "not_held"
+        if not row.cancel_requested:
+            return "not_asked"
+        row.status, row.locked_by, row.lease_expires_at = Status.CANCELLED, None, None
+        return "cancelled"
+
     async def cancel_requested(self, owner: UUID, notification_ids: Sequence[int]) -> set[int]:
         await self._call("cancel_requested")
         return {

@@ -365,3 +365,19 @@ async def test_cancels_and_retries_racing_on_one_notification_stay_consistent(
     # They alternate: a cancel needs a pending row, a retry a cancelled one.
     assert cancels - retries in (0, 1)
     assert found["status"] == ("cancelled" if cancels > retries else "pending")
+
+
+async def test_only_a_cancel_the_database_knows_ends_a_held_notification(
+    db: asyncpg.Connection, database: Database, user_id: int
+) -> None:
+    owner = uuid.uuid4()
+    notification_id = await enqueue(db, user_id)
+    await database.queue.claim(10, owner, 30)
+    queue = database.queue
+    assert await queue.finish_cancelled(notification_id, owner) == "not_asked"
+    assert (await row(db, notification_id))["status"] == Status.PROCESSING
+    await db.fetchval("SELECT notifyd.cancel($1)", notification_id)
+    assert await queue.finish_cancelled(notification_id, uuid.uuid4()) == "not_held"
+    assert await queue.finish_cancelled(notification_id, owner) == "cancelled"
+    assert (await row(db, notification_id))["status"] == Status.CANCELLED
+    assert await queue.finish_cancelled(notification_id, owner) == "not_held"

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from notifyd.delivery.inflight import Where
 from notifyd.delivery.leases import LeaseKeeper
 from notifyd.domain import Channel, OutgoingMessage, Status
 from notifyd.errors import TransientProviderError
@@ -149,3 +150,41 @@ async def test_the_heartbeat_finds_a_cancel_whose_notify_was_missed() -> None:
     await settled(pipeline, notification_id, Status.CANCELLED)
     await pipeline.stop()
     assert sms.calls == 1
+
+
+async def test_a_cancel_the_database_does_not_know_of_changes_nothing() -> None:
+    # A NOTIFY on notifyd_cancel needs no rights on any table: anyone connected can send
+    # one. The delivery goes on.
+    sms = ScriptedProvider(SMS)
+    pipeline = Pipeline({SMS: sms})
+    notification_id = pipeline.queue.add([SMS])
+    await pipeline.claim()
+    pipeline.in_flight.cancel_requested([notification_id])
+    pipeline.start()
+    await settled(pipeline, notification_id, Status.SENT)
+    await pipeline.stop()
+    assert sms.calls == 1
+    assert pipeline.metrics.finished_cancelled.value == 0
+
+
+async def test_a_cancel_the_database_does_not_know_of_does_not_cut_a_backoff_short() -> None:
+    sms = ScriptedProvider(SMS, ["transient"])
+    pipeline = Pipeline({SMS: sms}, max_attempts=3, backoff=3600.0)
+    notification_id = pipeline.queue.add([SMS])
+    pipeline.start()
+    await pipeline.claim()
+
+    async def waiting() -> bool:
+        delivery = pipeline.in_flight._held.get(notification_id)
+        return delivery is not None and delivery.where is Where.WAITING
+
+    await wait_until(waiting, what="the backoff")
+    pipeline.in_flight.cancel_requested([notification_id])
+
+    async def checked() -> bool:
+        return pipeline.queue.calls.get("finish_cancelled", 0) == 1 and await waiting()
+
+    await wait_until(checked, what="the database asked, and the backoff resumed")
+    await pipeline.stop()
+    assert sms.calls == 1
+    assert pipeline.queue.rows[notification_id].status == Status.PROCESSING
