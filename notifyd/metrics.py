@@ -41,8 +41,8 @@ class Count:
     def __init__(self) -> None:
         self.value = 0
 
-    def inc(self) -> None:
-        self.value += 1
+    def inc(self, by: int = 1) -> None:
+        self.value += by
 
 
 class Buckets:

@@ -61,6 +61,27 @@ SETTLE: Final = """
     WHERE e.id = decided.id
     RETURNING e.status
 """
+# Events still pending past `retry_for` (their last try decided to wait, or they were never
+# sent: no endpoint was configured) are given up on, a batch at a time.
+EXPIRE: Final = """
+    UPDATE notifyd.webhook_events
+    SET status = 'failed', finished_at = now(),
+        last_error = coalesce(last_error, 'not sent within webhooks.retry_for')
+    WHERE id IN (
+        SELECT id FROM notifyd.webhook_events
+        WHERE status = 'pending' AND created_at < now() - make_interval(secs => $1)
+          AND (lease_expires_at IS NULL OR lease_expires_at < now())
+        ORDER BY next_attempt_at, id
+        LIMIT $2
+        FOR UPDATE SKIP LOCKED
+    )
+"""
+# At a stop: what this instance holds is due again at once, for any instance.
+RELEASE: Final = """
+    UPDATE notifyd.webhook_events
+    SET locked_by = NULL, lease_expires_at = NULL
+    WHERE locked_by = $1 AND status = 'pending'
+"""
 PRUNE: Final = """
     DELETE FROM notifyd.webhook_events
     WHERE id IN (
@@ -165,6 +186,17 @@ class WebhookOutbox:
                 give_up,
             )
         return status
+
+    async def expire(self, older_than: float, limit: int) -> int:
+        """Mark failed up to `limit` events still pending `older_than` seconds after."""
+        async with translate_errors():
+            status = await self._pool.execute(EXPIRE, older_than, limit)
+        return int(status.split()[-1])
+
+    async def release(self, owner: UUID) -> None:
+        """Hand back every event `owner` holds (at a stop)."""
+        async with translate_errors():
+            await self._pool.execute(RELEASE, owner)
 
     async def prune(self, older_than: float, limit: int) -> int:
         """Delete up to `limit` events created `older_than` seconds ago."""

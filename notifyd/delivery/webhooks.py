@@ -43,6 +43,9 @@ LoadNotification = Callable[[int], Awaitable[dict[str, Any] | None]]
 USER_AGENT: Final = "notifyd-webhooks"
 # The longest error kept in the outbox row.
 MAX_ERROR_LENGTH: Final = 500
+# Events past webhooks.retry_for are marked failed this often at most, so many at a time.
+EXPIRE_EVERY: Final = 60.0
+EXPIRE_BATCH: Final = 1000
 
 
 def backoff(initial: float, ceiling: float, attempts: int) -> float:
@@ -98,6 +101,8 @@ class WebhookSender:
         self._room = asyncio.Event()
         self._pauses: dict[str, _Pause] = {e.key: _Pause() for e in settings.endpoints}
         self._session: aiohttp.ClientSession | None = None
+        self._failing = False
+        self._expired_at = 0.0
 
     def __len__(self) -> int:
         """Events held right now."""
@@ -116,17 +121,26 @@ class WebhookSender:
             cookie_jar=aiohttp.DummyCookieJar(),
         )
 
-    async def close(self) -> None:
+    async def close(self, grace: float = 0.0) -> None:
+        """Let sends under way end (within `grace` s), then hand back what is left."""
+        if self._tasks and grace > 0:
+            await asyncio.wait(set(self._tasks), timeout=grace)
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self._session is not None:
             await self._session.close()
+        try:
+            await self._outbox.release(self._owner)
+        except DatabaseUnavailableError as exc:
+            # Their leases lapse instead.
+            log.warning("webhook_release_failed", error=str(exc))
 
     async def run(self) -> None:
         """Take what is due, as long as there is room; wait for room or the next poll."""
         settings = self._settings
         while True:
+            await self._expire()
             free = settings.concurrency - len(self._tasks)
             taken = 0
             if free > 0:
@@ -135,8 +149,12 @@ class WebhookSender:
                         self._owner, free, self.lease_seconds, settings.retry_for
                     )
                 except DatabaseUnavailableError as exc:
-                    log.warning("webhook_take_failed", error=str(exc))
+                    if not self._failing:  # once per outage, not once per poll
+                        log.warning("webhook_take_failed", error=str(exc))
+                    self._failing = True
                     events = []
+                else:
+                    self._failing = False
                 taken = len(events)
                 for event in events:
                     task = asyncio.create_task(self._send(event), name=f"webhook:{event.id}")
@@ -150,6 +168,20 @@ class WebhookSender:
                     await self._room.wait()
             except TimeoutError:
                 pass
+
+    async def _expire(self) -> None:
+        """Give up on what is still pending after retry_for (now and then)."""
+        now = time.monotonic()
+        if now - self._expired_at < min(EXPIRE_EVERY, self._settings.retry_for / 2):
+            return
+        self._expired_at = now
+        try:
+            expired = await self._outbox.expire(self._settings.retry_for, EXPIRE_BATCH)
+        except DatabaseUnavailableError:
+            return  # take, right after, says so
+        if expired:
+            self._metrics.webhook_given_up.inc(expired)
+            log.error("webhook_given_up", count=expired, error="not sent within retry_for")
 
     def _done(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)

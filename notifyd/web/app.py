@@ -161,7 +161,7 @@ def _delivery(database_url: str) -> Callable[[web.Application], AsyncIterator[No
         await service.stop(settings.shutdown.grace_seconds)
         if sender is not None:
             await service.supervisor.stop("webhooks")
-            await sender.close()
+            await sender.close(grace=settings.shutdown.grace_seconds)
         for provider in providers.values():
             await provider.close()
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 from collections import Counter
 from dataclasses import dataclass
@@ -96,9 +97,12 @@ class WebhookReceiver:
             except WebhookVerificationError:
                 self.forged += 1
                 return web.Response(status=400)
-            while self.mode == "hang":
-                await self._changed.wait()
-            if request.transport is None or request.transport.is_closing():
+            while self.mode == "hang" and not _gone(request):
+                # Woken by a change of mode, or to see whether the client gave up (aiohttp
+                # does not cancel a handler whose client left).
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._changed.wait(), 0.05)
+            if _gone(request):
                 return web.Response(status=499)  # the client gave up: nobody hears this
             answered = {"ok": 204, "unavailable": 503, "redirect": 307}[self.mode]
             self.received.append(Received(request.headers["webhook-id"], json.loads(raw), answered))
@@ -107,3 +111,7 @@ class WebhookReceiver:
             return web.Response(status=answered)
         finally:
             self.running -= 1
+
+
+def _gone(request: web.Request) -> bool:
+    return request.transport is None or request.transport.is_closing()
