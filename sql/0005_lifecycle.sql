@@ -213,25 +213,45 @@ CREATE INDEX webhook_events_pending_idx
 -- Retention walks the rest by age.
 CREATE INDEX webhook_events_created_idx ON notifyd.webhook_events (created_at);
 
-CREATE FUNCTION notifyd.emit_status_event() RETURNS trigger
+-- Written set-based, once per statement, from the rows the statement changed (transition
+-- tables): a row-level trigger cost about four times the rest of the final write (a
+-- PL/pgSQL call and a single-row INSERT per notification; 20,000 notifications finished
+-- in batches of 500), this about a sixth. Transition tables cannot be limited to UPDATE OF
+-- status, so every update of notifications collects its rows; claims measured no dearer
+-- within the noise. Names are qualified: the function runs with the caller's search_path.
+-- Not SECURITY DEFINER: a function with a setting of its own is called through a slower
+-- path; a role that may finish notifications needs INSERT on webhook_events.
+CREATE FUNCTION notifyd.emit_status_events() RETURNS trigger
     LANGUAGE plpgsql
-    SECURITY DEFINER
-    SET search_path = pg_catalog, pg_temp
     AS $$
     BEGIN
         INSERT INTO notifyd.webhook_events (type, notification_id)
-        VALUES ('notification.' || NEW.status, NEW.id);
+        SELECT pg_catalog.concat('notification.', n.status), n.id
+        FROM changed_new AS n
+        JOIN changed_old AS o ON o.id OPERATOR(pg_catalog.=) n.id
+        WHERE n.status IN ('sent', 'failed', 'cancelled')
+          AND o.status IS DISTINCT FROM n.status;
         RETURN NULL;
     END
     $$;
 
--- Only rows that reach a final status run it: whoever wrote the status (notifyd, cancel(),
--- or another application's UPDATE or INSERT).
-CREATE TRIGGER notifications_status_event
-    AFTER UPDATE OF status ON notifyd.notifications
-    FOR EACH ROW
-    WHEN (NEW.status IN ('sent', 'failed', 'cancelled') AND OLD.status IS DISTINCT FROM NEW.status)
-    EXECUTE FUNCTION notifyd.emit_status_event();
+-- Whoever wrote the status: notifyd, cancel(), or another application's UPDATE.
+CREATE TRIGGER notifications_status_events
+    AFTER UPDATE ON notifyd.notifications
+    REFERENCING OLD TABLE AS changed_old NEW TABLE AS changed_new
+    FOR EACH STATEMENT EXECUTE FUNCTION notifyd.emit_status_events();
+
+-- A row inserted final already (another application's doing) is rare: a row-level trigger
+-- that only such rows run, so that enqueues collect nothing.
+CREATE FUNCTION notifyd.emit_status_event() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+    BEGIN
+        INSERT INTO notifyd.webhook_events (type, notification_id)
+        VALUES (pg_catalog.concat('notification.', NEW.status), NEW.id);
+        RETURN NULL;
+    END
+    $$;
 
 CREATE TRIGGER notifications_status_event_on_insert
     AFTER INSERT ON notifyd.notifications
