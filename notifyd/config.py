@@ -33,6 +33,7 @@ from notifyd.channel_settings import ChannelsSettings, Section
 from notifyd.domain import MAX_MESSAGE_LENGTH, MAX_SUBJECT_LENGTH
 from notifyd.errors import ConfigError
 from notifyd.redaction import redact_url
+from notifyd.webhook_settings import WebhooksSettings
 
 DEFAULT_CONFIG_FILE = Path("notifyd.toml")
 
@@ -291,6 +292,7 @@ class Settings(BaseSettings):
     channels: ChannelsSettings = ChannelsSettings()
     shutdown: ShutdownSettings = ShutdownSettings()
     retention: RetentionSettings = RetentionSettings()
+    webhooks: WebhooksSettings = WebhooksSettings()
     log: LogSettings = LogSettings()
 
     @classmethod

@@ -34,10 +34,16 @@ class Status(StrEnum):
     PROCESSING = "processing"
     SENT = "sent"
     FAILED = "failed"
+    # Taken back before it was sent (POST .../cancel, notifyd.cancel()).
+    CANCELLED = "cancelled"
 
 
-# Statuses a notification never leaves.
-FINAL_STATUSES: Final = frozenset({Status.SENT, Status.FAILED})
+# Statuses a notification leaves only by a retry (`failed` and `cancelled` ones).
+FINAL_STATUSES: Final = frozenset({Status.SENT, Status.FAILED, Status.CANCELLED})
+# Statuses a retry starts a new round from.
+RETRYABLE_STATUSES: Final = frozenset({Status.FAILED, Status.CANCELLED})
+# Statuses a cancel applies to.
+CANCELLABLE_STATUSES: Final = frozenset({Status.PENDING, Status.PROCESSING})
 
 
 class AttemptStatus(StrEnum):
@@ -140,6 +146,10 @@ class Notification:
     created_at: datetime
     updated_at: datetime
     finished_at: datetime | None
+    # 1, and one more for each retry.
+    round: int = 1
+    # Set when a cancel was asked for while it was being delivered.
+    cancel_requested_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,6 +213,8 @@ class Attempt:
     provider_response: Any
     started_at: datetime
     finished_at: datetime
+    # The delivery round it belongs to (1, then one more per retry).
+    round: int = 1
 
 
 # Not frozen: one is made per attempt, and a frozen dataclass takes several times as long
@@ -220,6 +232,17 @@ class AttemptRecord:
     provider_response: dict[str, Any] | None
     started_at: datetime
     finished_at: datetime
+    round: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Recorded:
+    """What a batch of attempt writes came to, by notification id."""
+
+    # Not written: the lease is no longer the writer's.
+    not_written: set[int]
+    # Written, and the notification ended `cancelled`: a cancel was asked for meanwhile.
+    cancelled: set[int]
 
 
 @dataclass(frozen=True, slots=True)
@@ -256,6 +279,8 @@ class ClaimedNotification:
     priority: int = 0
     # Channels on which a vendor said the user's contact can never be reached.
     suppressed: frozenset[Channel] = frozenset()
+    # The delivery round (1, then one more per retry): its attempts are written with it.
+    round: int = 1
 
 
 @dataclass(frozen=True, slots=True)

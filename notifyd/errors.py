@@ -9,6 +9,7 @@
     ├── ConstraintViolationError     the database refused a row (a CHECK or foreign key)
     ├── NotFoundError                a requested row does not exist
     ├── IdempotencyKeyReusedError    an Idempotency-Key came back with a different request
+    ├── WrongStatusError             a cancel or retry of a notification in another status
     └── ProviderError                a provider could not deliver one message
         ├── TransientProviderError   worth retrying (timeouts, 4xx SMTP, 5xx HTTP, refused)
         │   ├── ThrottledError       the vendor asks to slow down (HTTP 429, SMTP 421 / 4.7.x):
@@ -66,6 +67,16 @@ class ConstraintViolationError(NotifydError):
 
 class NotFoundError(NotifydError):
     """A requested row does not exist."""
+
+
+class WrongStatusError(NotifydError):
+    """A notification is not in a status the operation applies to; `status` says which."""
+
+    def __init__(self, notification_id: int, status: str, action: str) -> None:
+        super().__init__(f"notification {notification_id} is {status}: it cannot be {action}")
+        self.notification_id = notification_id
+        self.status = status
+        self.action = action
 
 
 class IdempotencyKeyReusedError(NotifydError):

@@ -41,8 +41,8 @@ class Count:
     def __init__(self) -> None:
         self.value = 0
 
-    def inc(self) -> None:
-        self.value += 1
+    def inc(self, by: int = 1) -> None:
+        self.value += by
 
 
 class Buckets:
@@ -84,6 +84,16 @@ class Metrics:
         self.enqueued = Count()
         self.finished_sent = Count()
         self.finished_failed = Count()
+        self.finished_cancelled = Count()
+        # Cancels and retries asked for through this instance (API, dashboard, CLI).
+        self.cancels = Count()
+        self.retries = Count()
+        # Status webhooks: requests that got a 2xx, requests that did not (an error, a
+        # timeout, another status), and events given up on after webhooks.retry_for.
+        self.webhook_delivered = Count()
+        self.webhook_failed = Count()
+        self.webhook_given_up = Count()
+        self.webhook_duration = Buckets(ATTEMPT_BUCKETS)
         self.latency = Buckets(LATENCY_BUCKETS)
         self.channels = {channel: ChannelMetrics() for channel in CHANNELS}
         self.registry.register(_Counted(self))
@@ -136,6 +146,31 @@ class _Counted(Collector):
         )
         finished.add_metric([Status.SENT], m.finished_sent.value)
         finished.add_metric([Status.FAILED], m.finished_failed.value)
+        finished.add_metric([Status.CANCELLED], m.finished_cancelled.value)
+        lifecycle = CounterMetricFamily(
+            "notifyd_lifecycle_requests",
+            "Cancels and retries this instance carried out (API, dashboard, CLI).",
+            labels=["action"],
+        )
+        lifecycle.add_metric(["cancel"], m.cancels.value)
+        lifecycle.add_metric(["retry"], m.retries.value)
+        webhook_requests = CounterMetricFamily(
+            "notifyd_webhook_requests",
+            "Status webhook requests by result: delivered (2xx) or failed (anything else).",
+            labels=["result"],
+        )
+        webhook_requests.add_metric(["delivered"], m.webhook_delivered.value)
+        webhook_requests.add_metric(["failed"], m.webhook_failed.value)
+        webhook_given_up = CounterMetricFamily(
+            "notifyd_webhook_events_given_up",
+            "Status events marked failed after webhooks.retry_for.",
+            value=m.webhook_given_up.value,
+        )
+        webhook_duration = HistogramMetricFamily(
+            "notifyd_webhook_duration_seconds", "Time one status webhook request took."
+        )
+        buckets, total = m.webhook_duration.exposition()
+        webhook_duration.add_metric([], buckets, total)
         attempts = CounterMetricFamily(
             "notifyd_attempts",
             "Delivery attempts by channel and outcome.",
@@ -158,7 +193,17 @@ class _Counted(Collector):
         )
         buckets, total = m.latency.exposition()
         latency.add_metric([], buckets, total)
-        return [enqueued, finished, attempts, durations, latency]
+        return [
+            enqueued,
+            finished,
+            lifecycle,
+            attempts,
+            durations,
+            latency,
+            webhook_requests,
+            webhook_given_up,
+            webhook_duration,
+        ]
 
 
 class _Watched(Collector):

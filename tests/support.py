@@ -21,7 +21,7 @@ from tests.fakes.telegram import FakeTelegramApi
 
 T = TypeVar("T")
 
-TERMINAL = {"sent", "failed"}
+TERMINAL = {"sent", "failed", "cancelled"}
 
 
 async def wait_until(

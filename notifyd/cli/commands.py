@@ -243,12 +243,21 @@ def render_status(notification: Notification, attempts: list[Attempt]) -> str:
             ("created", tables.moment(n.created_at)),
             ("updated", tables.moment(n.updated_at)),
             ("finished", tables.moment(n.finished_at)),
+            *([("round", n.round)] if n.round > 1 else []),
+            *(
+                [("cancel asked", tables.moment(n.cancel_requested_at))]
+                if n.cancel_requested_at
+                else []
+            ),
         ]
     )
     if not attempts:
         return f"{head}\n\nno attempts yet"
+    # With retries, each attempt says which round it was made in.
+    rounds = n.round > 1 or any(a.round > 1 for a in attempts)
     rows = [
         (
+            *((a.round,) if rounds else ()),
             a.channel,
             a.attempt,
             a.status,
@@ -258,10 +267,11 @@ def render_status(notification: Notification, attempts: list[Attempt]) -> str:
         )
         for a in attempts
     ]
+    header = ("CHANNEL", "ATTEMPT", "STATUS", "STARTED (UTC)", "DURATION", "ERROR")
     attempts_table = tables.table(
-        ("CHANNEL", "ATTEMPT", "STATUS", "STARTED (UTC)", "DURATION", "ERROR"),
+        ("ROUND", *header) if rounds else header,
         rows,
-        right={1, 4},
+        right={0, 2, 5} if rounds else {1, 4},
     )
     return f"{head}\n\n{attempts_table}"
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from notifyd.config import DatabaseSettings
 
 # Commands that use an existing database and never create the embedded one.
-READING_COMMANDS = frozenset({"send", "status", "users", "psql"})
+READING_COMMANDS = frozenset({"send", "status", "cancel", "retry", "users", "psql"})
 
 
 def has_embedded_database(data_dir: Path) -> bool:

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from notifyd import __version__
 from notifyd.cli import check as config_check
-from notifyd.cli import commands, datadir, eventloop
+from notifyd.cli import commands, datadir, eventloop, lifecycle
 from notifyd.cli.commands import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
 from notifyd.config import Settings, load_settings
 from notifyd.db import Database
@@ -42,7 +42,7 @@ DESCRIPTION = (
     "1 failed, 2 bad arguments or configuration."
 )
 # Commands whose stdout is their answer (an id, a table, JSON): their log lines go to stderr.
-ANSWERING_COMMANDS = frozenset({"send", "status", "users", "check-config"})
+ANSWERING_COMMANDS = frozenset({"send", "status", "cancel", "retry", "users", "check-config"})
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -127,6 +127,7 @@ def _parser() -> argparse.ArgumentParser:
     ):
         subcommands.add_parser(name, parents=[common], help=help_text)
     commands.add_parsers(subcommands, common)
+    lifecycle.add_parsers(subcommands, common)
     subcommands.add_parser(
         "check-config",
         parents=[common],

@@ -3,7 +3,9 @@
     Database
     ├── users          Users          create, read, change and list users
     ├── notifications  Notifications  enqueue (the one way in), read with attempts
+    ├── lifecycle      Lifecycle      cancel and retry
     ├── queue          Queue          claim, record attempts, leases, retention
+    ├── webhooks       WebhookOutbox  status events: take, settle, prune
     └── dashboard      Dashboard      the admin pages' counts
 
 `listen.ListenConnection` is the session outside the pool (LISTEN and the presence lock),
@@ -18,10 +20,12 @@ from typing import Final
 from notifyd.config import PoolerSetting
 from notifyd.db.connection import Pool, translate_errors, wait_for_database
 from notifyd.db.dashboard import Dashboard, DashboardCounts
+from notifyd.db.lifecycle import Lifecycle
 from notifyd.db.notifications import Notifications
 from notifyd.db.pooler import Route
 from notifyd.db.queue import Queue
 from notifyd.db.users import Users
+from notifyd.db.webhooks import WebhookOutbox
 
 __all__ = ["DashboardCounts", "Database", "Pool", "PoolerSetting", "Route", "wait_for_database"]
 
@@ -35,8 +39,10 @@ class Database:
         self.pool = pool
         self.users = Users(pool)
         self.notifications = Notifications(pool)
+        self.lifecycle = Lifecycle(pool)
         self.queue = Queue(pool)
         self.dashboard = Dashboard(pool)
+        self.webhooks = WebhookOutbox(pool)
 
     @classmethod
     async def connect(

@@ -16,6 +16,8 @@ from notifyd.errors import PooledSessionError
 
 # Channel PostgreSQL NOTIFY wakes the dispatcher on; the payload is constant on purpose.
 WAKE_CHANNEL: Final = "notifyd_wakeup"
+# Channel notifyd.cancel() names a notification on whose cancel its holder must act.
+CANCEL_CHANNEL: Final = "notifyd_cancel"
 # First key of the session advisory lock each running instance holds ("noti" in ASCII); the
 # second is derived from the instance id (notifyd.instance_lock_key() in sql/).
 PRESENCE_LOCK_NAMESPACE: Final = 0x6E6F7469
@@ -73,6 +75,7 @@ class ListenConnection:
         on_notify: Callable[[], None],
         connect_timeout: float,
         pooler: PoolerSetting = "auto",
+        on_cancel: Callable[[int], None] | None = None,
     ) -> ListenConnection:
         """Connect, LISTEN and take the presence lock.
 
@@ -91,6 +94,10 @@ class ListenConnection:
             try:
                 await _refuse_pooler(connection, pooler)
                 await connection.add_listener(WAKE_CHANNEL, lambda *_: on_notify())
+                if on_cancel is not None:
+                    await connection.add_listener(
+                        CANCEL_CHANNEL, lambda *args: _cancelled(on_cancel, args[-1])
+                    )
                 await listen.take_presence(connect_timeout)
             except BaseException:
                 connection.terminate()
@@ -130,3 +137,10 @@ class ListenConnection:
             await asyncio.wait_for(self._connection.close(), timeout=2)
         except (*CONNECTION_ERRORS, asyncpg.PostgresError):
             self._connection.terminate()
+
+
+def _cancelled(on_cancel: Callable[[int], None], payload: object) -> None:
+    # Anyone may NOTIFY this channel: a payload that is not an id is ignored.
+    text = str(payload)
+    if text.isascii() and text.isdigit() and len(text) <= 19:
+        on_cancel(int(text))

@@ -45,7 +45,7 @@ INSERT_NOTIFICATIONS: Final = """
         SELECT id, user_id, subject, message, string_to_array(channels, ','), send_at, priority
         FROM input ORDER BY ord
         RETURNING id, user_id, channels, status, send_at, priority, created_at, updated_at,
-                  finished_at
+                  finished_at, round, cancel_requested_at
     )
     SELECT input.ord, inserted.*
     FROM inserted JOIN input USING (id)
@@ -73,14 +73,14 @@ SAVE_IDEMPOTENT_RESPONSE: Final = """
 """
 SELECT_NOTIFICATION: Final = """
     SELECT id, user_id, subject, message, channels, status, send_at, priority, created_at,
-           updated_at, finished_at
+           updated_at, finished_at, round, cancel_requested_at
     FROM notifyd.notifications WHERE id = $1
 """
 # Newest first, by id (keyset pagination: no OFFSET, however deep the page). A NULL filter
 # matches everything; with custom plans the planner drops those conditions.
 LIST_NOTIFICATIONS: Final = """
     SELECT id, user_id, subject, message, channels, status, send_at, priority, created_at,
-           updated_at, finished_at
+           updated_at, finished_at, round, cancel_requested_at
     FROM notifyd.notifications
     WHERE ($1::text IS NULL OR status = $1)
       AND ($2::bigint IS NULL OR user_id = $2)
@@ -93,7 +93,7 @@ LIST_NOTIFICATIONS: Final = """
 """
 SELECT_ATTEMPTS: Final = """
     SELECT id, notification_id, channel, attempt, status, error, transient, provider_response,
-           started_at, finished_at
+           started_at, finished_at, round
     FROM notifyd.notification_attempts
     WHERE notification_id = ANY($1::bigint[])
     ORDER BY notification_id, id

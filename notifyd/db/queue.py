@@ -16,7 +16,15 @@ from notifyd.db.codecs import json_text
 from notifyd.db.connection import Pool, translate_errors
 from notifyd.db.listen import WAKE_CHANNEL
 from notifyd.db.notifications import fetch_attempts
-from notifyd.domain import Attempt, AttemptRecord, Channel, ClaimedNotification, Status
+from notifyd.db.webhooks import PRUNE as PRUNE_WEBHOOK_EVENTS
+from notifyd.domain import (
+    Attempt,
+    AttemptRecord,
+    Channel,
+    ClaimedNotification,
+    Recorded,
+    Status,
+)
 
 # The claim: `notifyd.claim()` (in sql/) leases the most urgent due rows, with the planner
 # settings that keep its plan right on stale statistics.
@@ -41,30 +49,44 @@ RECORD_ATTEMPTS: Final = """
         SET status = CASE WHEN n.id = ANY($12::bigint[]) THEN 'failed' ELSE 'sent' END,
             locked_by = NULL, lease_expires_at = NULL, finished_at = now(), updated_at = now()
         WHERE n.id = ANY($11::bigint[]) AND n.locked_by = $1 AND n.lease_expires_at IS NOT NULL
-        RETURNING n.id
+        RETURNING n.id, n.status
     ),
     held AS (
         SELECT id FROM notifyd.notifications
         WHERE id = ANY($13::bigint[]) AND locked_by = $1 AND lease_expires_at IS NOT NULL
     ),
+    stopped AS (
+        UPDATE notifyd.notifications AS n
+        SET status = 'cancelled', locked_by = NULL, lease_expires_at = NULL,
+            finished_at = now(), updated_at = now()
+        WHERE n.id = ANY($13::bigint[]) AND n.locked_by = $1 AND n.lease_expires_at IS NOT NULL
+          AND n.cancel_requested_at IS NOT NULL
+        RETURNING n.id
+    ),
     written AS (
         INSERT INTO notifyd.notification_attempts
             (notification_id, channel, attempt, status, error, transient, provider_response,
-             started_at, finished_at)
+             started_at, finished_at, round)
         SELECT b.notification_id, b.channel, b.attempt, b.status, b.error, b.transient,
-               b.provider_response::jsonb, b.started_at, b.finished_at
+               b.provider_response::jsonb, b.started_at, b.finished_at, b.round
         FROM unnest($2::bigint[], $3::text[], $4::integer[], $5::text[], $6::text[],
-                    $7::boolean[], $8::text[], $9::timestamptz[], $10::timestamptz[])
+                    $7::boolean[], $8::text[], $9::timestamptz[], $10::timestamptz[],
+                    $14::integer[])
                 AS b (notification_id, channel, attempt, status, error, transient,
-                      provider_response, started_at, finished_at)
+                      provider_response, started_at, finished_at, round)
         WHERE b.notification_id IN (SELECT id FROM finished)
            OR b.notification_id IN (SELECT id FROM held)
         RETURNING notification_id
     )
     SELECT ARRAY(
-        SELECT id FROM unnest($2::bigint[]) AS id
-        WHERE id NOT IN (SELECT notification_id FROM written)
-    )
+               SELECT id FROM unnest($2::bigint[]) AS id
+               WHERE id NOT IN (SELECT notification_id FROM written)
+           ) AS not_written,
+           ARRAY(
+               SELECT id FROM stopped
+               UNION ALL
+               SELECT id FROM finished WHERE status = 'cancelled'
+           ) AS cancelled
 """
 FINISH_WITHOUT_ATTEMPT: Final = """
     UPDATE notifyd.notifications
@@ -72,6 +94,34 @@ FINISH_WITHOUT_ATTEMPT: Final = """
         finished_at = now(), updated_at = now()
     WHERE id = $1 AND locked_by = $2 AND status = 'processing'
     RETURNING id
+"""
+# End a held notification whose cancel was asked for. The database has the last word: a
+# NOTIFY on notifyd_cancel needs no rights on any table, so the instance's word alone
+# never cancels anything. Answers 'cancelled', 'not_asked' (held, no cancel: deliver on)
+# or 'not_held' (the lease is no longer this instance's).
+FINISH_CANCELLED: Final = """
+    WITH target AS (
+        SELECT id, cancel_requested_at IS NOT NULL AS asked
+        FROM notifyd.notifications
+        WHERE id = $1 AND locked_by = $2 AND status = 'processing'
+    ),
+    done AS (
+        UPDATE notifyd.notifications AS n
+        SET status = 'cancelled', locked_by = NULL, lease_expires_at = NULL,
+            finished_at = now(), updated_at = now()
+        FROM target
+        WHERE n.id = target.id AND target.asked
+        RETURNING n.id
+    )
+    SELECT CASE WHEN NOT EXISTS (SELECT 1 FROM target) THEN 'not_held'
+                WHEN EXISTS (SELECT 1 FROM done) THEN 'cancelled'
+                ELSE 'not_asked' END
+"""
+# Which of the notifications this instance holds someone asked to cancel (a heartbeat's
+# look, for a NOTIFY on notifyd_cancel that was missed).
+CANCEL_REQUESTED: Final = """
+    SELECT coalesce(array_agg(id), '{}') FROM notifyd.notifications
+    WHERE id = ANY($2::bigint[]) AND locked_by = $1 AND cancel_requested_at IS NOT NULL
 """
 # Rows claimed or renewed less than a heartbeat ago are skipped: renewing them would only
 # rewrite rows (a new version each) that a fast drain finishes within seconds anyway.
@@ -187,11 +237,12 @@ class Queue:
 
     async def record_attempts(
         self, owner: UUID, entries: Sequence[tuple[AttemptRecord, Status | None]]
-    ) -> set[int]:
+    ) -> Recorded:
         """Write attempts (with final statuses where given) while `owner` holds the leases.
 
-        At most one entry per notification. Returns the notification ids not written: their
-        leases are no longer `owner`'s, and nothing was written for them.
+        At most one entry per notification. Answers the notification ids not written (their
+        leases are no longer `owner`'s, and nothing was written for them), and those that
+        ended `cancelled` instead (a cancel was asked for while the attempt was made).
         """
         records = [record for record, _ in entries]
         finals: list[int] = []
@@ -207,7 +258,7 @@ class Queue:
             if status == Status.FAILED:
                 failed.append(record.notification_id)
         async with translate_errors():
-            not_written: list[int] = await self._pool.fetchval(
+            row = await self._pool.fetchrow(
                 RECORD_ATTEMPTS,
                 owner,
                 [r.notification_id for r in records],
@@ -225,8 +276,10 @@ class Queue:
                 finals,
                 failed,
                 others,
+                [r.round for r in records],
             )
-        return set(not_written)
+        found = rows.returned(row)
+        return Recorded(set(found["not_written"]), set(found["cancelled"]))
 
     async def finish_without_attempt(
         self, notification_id: int, owner: UUID, status: Status = Status.FAILED
@@ -237,6 +290,21 @@ class Queue:
                 FINISH_WITHOUT_ATTEMPT, notification_id, owner, status
             )
         return found is not None
+
+    async def finish_cancelled(self, notification_id: int, owner: UUID) -> str:
+        """End it `cancelled` if a cancel was asked for: 'cancelled', 'not_asked' or
+        'not_held'."""
+        async with translate_errors():
+            outcome: str = await self._pool.fetchval(FINISH_CANCELLED, notification_id, owner)
+        return outcome
+
+    async def cancel_requested(self, owner: UUID, notification_ids: Sequence[int]) -> set[int]:
+        """Which of these, held by `owner`, someone asked to cancel."""
+        async with translate_errors():
+            found: list[int] = await self._pool.fetchval(
+                CANCEL_REQUESTED, owner, list(notification_ids)
+            )
+        return set(found)
 
     async def extend_leases(
         self,
@@ -276,6 +344,10 @@ class Queue:
     async def prune_idempotency_keys(self, older_than: float, limit: int) -> int:
         """Delete up to `limit` idempotency keys taken `older_than` seconds ago."""
         return await self._delete(PRUNE_IDEMPOTENCY_KEYS, older_than, limit)
+
+    async def prune_webhook_events(self, older_than: float, limit: int) -> int:
+        """Delete up to `limit` status events created `older_than` seconds ago."""
+        return await self._delete(PRUNE_WEBHOOK_EVENTS, older_than, limit)
 
     async def prune_pacing(self, older_than: float, limit: int) -> int:
         """Delete up to `limit` sending slots that passed `older_than` seconds ago."""

@@ -51,6 +51,8 @@ def notification(
         created_at=row["created_at"],
         updated_at=row["updated_at"],
         finished_at=row["finished_at"],
+        round=row["round"],
+        cancel_requested_at=row["cancel_requested_at"],
     )
 
 
@@ -76,6 +78,7 @@ def attempt(row: asyncpg.Record) -> Attempt:
         provider_response=row["provider_response"],
         started_at=row["started_at"],
         finished_at=row["finished_at"],
+        round=row["round"],
     )
 
 
@@ -95,4 +98,5 @@ def claimed(row: asyncpg.Record) -> ClaimedNotification:
         claims=row["claims"],
         priority=row["priority"],
         suppressed=frozenset(map(_CHANNELS.__getitem__, row["suppressed"] or ())),
+        round=row["round"],
     )

@@ -28,7 +28,7 @@ from uuid import UUID
 from notifyd.delivery.attempt import AttemptResult, attempt_once
 from notifyd.delivery.inflight import Delivery, InFlight
 from notifyd.delivery.pacing import Pacer
-from notifyd.delivery.recorder import Recorder
+from notifyd.delivery.recorder import Recorder, Written
 from notifyd.delivery.retry import FallBack, RetryLater, RetryPolicy, decide
 from notifyd.delivery.slots import VendorSlots
 from notifyd.delivery.store import DeliveryStore
@@ -116,6 +116,8 @@ class ChannelActors:
                 in_flight.taken(delivery)
                 if not self._may_attempt(delivery):
                     continue
+                if delivery.cancel_requested and await self._stop_cancelled(delivery):
+                    continue
                 suppressed = self.channel in delivery.notification.suppressed
                 if not suppressed and not await self._has_slot(delivery):
                     continue
@@ -160,6 +162,36 @@ class ChannelActors:
             in_flight.forget(delivery)
             return False
         return True
+
+    async def _stop_cancelled(self, delivery: Delivery) -> bool:
+        """End a notification whose cancel was asked for, without another attempt.
+
+        False when the database knows of no cancel (a NOTIFY anyone could have sent):
+        the delivery goes on.
+        """
+        context = self._context
+        try:
+            outcome = await context.store.finish_cancelled(delivery.id, context.owner)
+        except DatabaseUnavailableError as exc:
+            # Its lease lapses; whoever hands it back then finds the cancel (sql/).
+            log.warning("finish_failed", notification_id=delivery.id, error=str(exc))
+            outcome = "not_held"
+        if outcome == "not_asked":
+            delivery.cancel_requested = False
+            # Woken from a backoff for nothing: it waits out the rest.
+            now = datetime.now(UTC)
+            if delivery.due is not None and delivery.due > now:
+                context.in_flight.wait(delivery, (delivery.due - now).total_seconds())
+                return True
+            return False
+        context.in_flight.forget(delivery)
+        if outcome == "cancelled":
+            self._cancelled(delivery)
+        return True
+
+    def _cancelled(self, delivery: Delivery) -> None:
+        self._context.metrics.finished_cancelled.inc()
+        log.info("notification_cancelled", notification_id=delivery.id, channel=self.channel)
 
     async def _has_slot(self, delivery: Delivery) -> bool:
         """True when the channel's pace lets the attempt go now.
@@ -238,6 +270,10 @@ class ChannelActors:
         if not written:
             context.in_flight.forget(delivery)
             return
+        if written is Written.CANCELLED:
+            context.in_flight.forget(delivery)
+            self._cancelled(delivery)
+            return
         recipient = delivery.notification.recipient
         try:
             await self.pacer.pause(
@@ -292,7 +328,10 @@ class ChannelActors:
             return
         if result.unreachable is not None:
             await self._suppress(delivery, result.unreachable)
-        if final_status is not None:
+        if written is Written.CANCELLED:
+            in_flight.forget(delivery)
+            self._cancelled(delivery)
+        elif final_status is not None:
             in_flight.forget(delivery)
             self._finished(delivery, final_status, attempt, record.finished_at)
         elif isinstance(decision, RetryLater):
@@ -338,6 +377,7 @@ class ChannelActors:
             provider_response=result.response,
             started_at=started_at,
             finished_at=max(datetime.now(UTC), started_at),
+            round=delivery.notification.round,
         )
 
     def _log_attempt(

@@ -192,6 +192,8 @@ class Dispatcher:
 
     async def _resume(self, delivery: Delivery, attempts: list[Attempt]) -> None:
         notification = delivery.notification
+        # Earlier rounds (before a retry) are history: this round starts over.
+        attempts = [a for a in attempts if a.round == notification.round]
         point = resume_point(notification.channels, attempts, self._max_attempts)
         log.info(
             "delivery_resumed",

@@ -53,6 +53,8 @@ class Delivery:
     slot_at: float | None = None
     # Since when the vendor has been throttling it on this channel (monotonic).
     throttled_since: float | None = None
+    # Someone asked to cancel it: no further attempt starts.
+    cancel_requested: bool = False
     # What every attempt sends, built once.
     message: OutgoingMessage = field(init=False)
 
@@ -167,6 +169,24 @@ class InFlight:
             delivery = held.get(notification_id)
             if delivery is not None and delivery.lease_until < until:
                 delivery.lease_until = until
+
+    def cancel_requested(self, notification_ids: list[int]) -> None:
+        """A cancel was asked for these: none starts another attempt.
+
+        One waiting out a backoff goes to its inbox at once, so that an actor ends it now
+        rather than when the backoff would have.
+        """
+        held = self._held
+        for notification_id in notification_ids:
+            delivery = held.get(notification_id)
+            if delivery is None or delivery.cancel_requested:
+                continue
+            delivery.cancel_requested = True
+            if delivery.where is Where.WAITING:
+                if delivery.timer is not None:
+                    delivery.timer.cancel()
+                    delivery.timer = None
+                self._route(delivery)
 
     # Decisions an actor made
 

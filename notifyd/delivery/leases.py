@@ -84,6 +84,10 @@ class LeaseKeeper:
                 self._in_flight.leases_renewed(
                     held, until=sent - renewed_within + self._lease_seconds
                 )
+                # A cancel's NOTIFY may have been missed (the LISTEN session was away).
+                cancelled = await self._store.cancel_requested(self._owner, held)
+                if cancelled:
+                    self._in_flight.cancel_requested(sorted(cancelled))
             expired = await self._store.requeue_expired()
             orphaned = 0
             if self._peers_settled():

@@ -62,6 +62,7 @@ class Listener:
         backoff_max: float,
         pooler: PoolerSetting = "auto",
         poll_only: str | None = None,
+        on_cancel: Callable[[int], None] | None = None,
     ) -> None:
         """`url` None runs poll-only from the start, for the reason `poll_only` gives."""
         self._url = url
@@ -69,6 +70,7 @@ class Listener:
         self._pooler = pooler
         # Why there is no LISTEN session (None while there is one, or may be).
         self.poll_only = (poll_only or "no LISTEN session configured") if url is None else None
+        self._on_cancel = on_cancel
         self._owner = owner
         self._wake = wake
         self._check_interval = check_interval
@@ -117,6 +119,7 @@ class Listener:
                     self._wake,
                     connect_timeout=self._connect_timeout,
                     pooler=self._pooler,
+                    on_cancel=self._on_cancel,
                 )
             except PooledSessionError:
                 # Not a passing failure: the configuration is wrong. Say so once, loudly,

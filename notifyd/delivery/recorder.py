@@ -17,25 +17,38 @@ as it does when the lease is no longer this instance's.
 from __future__ import annotations
 
 import asyncio
+import enum
 import time
 from collections import deque
 from dataclasses import dataclass
 from uuid import UUID
 
 from notifyd.delivery.store import DeliveryStore
-from notifyd.domain import AttemptRecord, Status
+from notifyd.domain import AttemptRecord, Recorded, Status
 from notifyd.errors import DatabaseUnavailableError
 from notifyd.logs import get_logger
 
 log = get_logger(__name__)
 
 
+class Written(enum.Enum):
+    """What became of an attempt handed to `Recorder.write`. Only `NO` is false."""
+
+    # Not written: the lease was lost, or the write given up.
+    NO = enum.auto()
+    YES = enum.auto()
+    # Written, and the notification ended `cancelled` (a cancel came while it was made).
+    CANCELLED = enum.auto()
+
+    def __bool__(self) -> bool:
+        return self is not Written.NO
+
+
 @dataclass(slots=True)
 class _Entry:
     record: AttemptRecord
     final_status: Status | None
-    # True once written; False if the lease was lost or the write given up.
-    written: asyncio.Future[bool]
+    written: asyncio.Future[Written]
     # Monotonic time after which writing it is pointless: the lease has lapsed.
     give_up_at: float
 
@@ -76,13 +89,13 @@ class Recorder:
         """Attempts made and not yet written."""
         return len(self._waiting) + sum(len(batch) for _, batch in self._in_progress.values())
 
-    async def write(self, record: AttemptRecord, final_status: Status | None) -> bool:
-        """Write an attempt (and the final status, if any); True once it is in the database.
+    async def write(self, record: AttemptRecord, final_status: Status | None) -> Written:
+        """Write an attempt (and the final status, if any); answer once it is settled.
 
-        False when it was not written: the lease is no longer this instance's, or the
-        database could not take it before the lease would have lapsed.
+        `Written.NO` (false) when it was not written: the lease is no longer this
+        instance's, or the database could not take it before the lease would have lapsed.
         """
-        written: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        written: asyncio.Future[Written] = asyncio.get_running_loop().create_future()
         give_up_at = time.monotonic() + self._give_up_after
         self._waiting.append(_Entry(record, final_status, written, give_up_at))
         self._idle.clear()
@@ -217,7 +230,7 @@ class Recorder:
     async def _write(self, batch: list[_Entry]) -> bool:
         """Write one batch; on an outage put back what is still worth retrying."""
         try:
-            not_written = await self._store.record_attempts(
+            recorded = await self._store.record_attempts(
                 self._owner, [(entry.record, entry.final_status) for entry in batch]
             )
         except DatabaseUnavailableError as exc:
@@ -244,14 +257,15 @@ class Recorder:
                 return await self._write(batch[middle:]) or first
             await self._refused(batch[0], exc)
             return False
-        self._settle(batch, not_written)
+        self._settle(batch, recorded)
         return False
 
-    def _settle(self, batch: list[_Entry], not_written: set[int]) -> None:
+    def _settle(self, batch: list[_Entry], recorded: Recorded) -> None:
         for entry in batch:
             if entry.written.done():
                 continue  # given up while the statement was under way
-            owned = entry.record.notification_id not in not_written
+            notification_id = entry.record.notification_id
+            owned = notification_id not in recorded.not_written
             if not owned:
                 log.warning(
                     "lease_lost",
@@ -259,7 +273,11 @@ class Recorder:
                     channel=entry.record.channel,
                     attempt=entry.record.attempt,
                 )
-            entry.written.set_result(owned)
+                entry.written.set_result(Written.NO)
+            elif notification_id in recorded.cancelled:
+                entry.written.set_result(Written.CANCELLED)
+            else:
+                entry.written.set_result(Written.YES)
 
     async def _refused(self, entry: _Entry, exc: Exception) -> None:
         """The database refused this attempt: write it without the vendor's answer.
@@ -286,15 +304,14 @@ class Recorder:
             provider_response=None,
             started_at=record.started_at,
             finished_at=record.finished_at,
+            round=record.round,
         )
         try:
-            not_written = await self._store.record_attempts(
-                self._owner, [(plain, entry.final_status)]
-            )
+            recorded = await self._store.record_attempts(self._owner, [(plain, entry.final_status)])
         except Exception as again:  # an outage now, or the same refusal
             self._give_up(entry, f"refused by the database: {type(again).__name__}")
             return
-        self._settle([entry], not_written)
+        self._settle([entry], recorded)
 
     @staticmethod
     def _give_up(entry: _Entry, reason: str) -> None:
@@ -307,4 +324,4 @@ class Recorder:
             attempt=entry.record.attempt,
             error=reason,
         )
-        entry.written.set_result(False)
+        entry.written.set_result(Written.NO)

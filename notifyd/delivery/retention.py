@@ -34,14 +34,18 @@ class Pruner:
         idempotency_key_seconds: float,
         interval: float,
         batch_size: int,
+        webhook_retry_for: float = DAY,
     ) -> None:
         self._store = store
         self._keep_seconds = days * DAY
+        # Status events are kept as long as notifications, and never pruned while they may
+        # still be retried.
+        self._event_keep_seconds = max(days * DAY, webhook_retry_for) if days > 0 else 0.0
         self._idempotency_key_seconds = idempotency_key_seconds
         self._interval = interval
         self._batch_size = batch_size
         # Rows deleted so far, by table (a metric).
-        self.pruned = {"notifications": 0, "idempotency_keys": 0}
+        self.pruned = {"notifications": 0, "idempotency_keys": 0, "webhook_events": 0}
 
     async def run(self) -> None:
         while True:
@@ -57,12 +61,18 @@ class Pruner:
         if self._keep_seconds > 0:
             notifications = await self._drain(self._store.prune_notifications, self._keep_seconds)
         keys = await self._drain(self._store.prune_idempotency_keys, self._idempotency_key_seconds)
+        events = 0
+        if self._event_keep_seconds > 0:
+            events = await self._drain(self._store.prune_webhook_events, self._event_keep_seconds)
         # Sending slots an hour past hold nothing any more.
         await self._drain(self._store.prune_pacing, 3600.0)
         self.pruned["notifications"] += notifications
         self.pruned["idempotency_keys"] += keys
-        if notifications or keys:
-            log.info("pruned", notifications=notifications, idempotency_keys=keys)
+        self.pruned["webhook_events"] += events
+        if notifications or keys or events:
+            log.info(
+                "pruned", notifications=notifications, idempotency_keys=keys, webhook_events=events
+            )
         return notifications, keys
 
     async def _drain(self, delete: Delete, older_than: float) -> int:

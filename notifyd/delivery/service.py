@@ -105,6 +105,7 @@ class DeliveryService:
             backoff_max=dispatcher_settings.reconnect_backoff_max,
             pooler=settings.database.pooler,
             poll_only=poll_only,
+            on_cancel=lambda notification_id: self.in_flight.cancel_requested([notification_id]),
         )
         self.dispatcher = Dispatcher(
             store,
@@ -132,6 +133,7 @@ class DeliveryService:
             idempotency_key_seconds=retention.idempotency_key_hours * 3600,
             interval=retention.prune_interval,
             batch_size=retention.batch_size,
+            webhook_retry_for=settings.webhooks.retry_for,
         )
         self.supervisor = Supervisor(on_failure)
         self._watch(metrics)

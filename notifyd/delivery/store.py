@@ -11,7 +11,14 @@ from datetime import datetime
 from typing import Protocol
 from uuid import UUID
 
-from notifyd.domain import Attempt, AttemptRecord, Channel, ClaimedNotification, Status
+from notifyd.domain import (
+    Attempt,
+    AttemptRecord,
+    Channel,
+    ClaimedNotification,
+    Recorded,
+    Status,
+)
 
 
 class DeliveryStore(Protocol):
@@ -33,13 +40,23 @@ class DeliveryStore(Protocol):
 
     async def record_attempts(
         self, owner: UUID, entries: Sequence[tuple[AttemptRecord, Status | None]]
-    ) -> set[int]:
-        """Write attempts (and final statuses) where `owner` holds the lease; return the rest."""
+    ) -> Recorded:
+        """Write attempts (and final statuses) where `owner` holds the lease.
+
+        Answers which were not written, and which ended `cancelled` instead.
+        """
 
     async def finish_without_attempt(
         self, notification_id: int, owner: UUID, status: Status = Status.FAILED
     ) -> bool:
         """Set a final status with no attempt (a resumed delivery with nothing left to try)."""
+
+    async def finish_cancelled(self, notification_id: int, owner: UUID) -> str:
+        """End it `cancelled` if a cancel was asked for: 'cancelled', 'not_asked' (held,
+        no cancel) or 'not_held' (not `owner`'s)."""
+
+    async def cancel_requested(self, owner: UUID, notification_ids: Sequence[int]) -> set[int]:
+        """Which of these, held by `owner`, someone asked to cancel."""
 
     async def extend_leases(
         self,
@@ -64,6 +81,9 @@ class DeliveryStore(Protocol):
 
     async def prune_idempotency_keys(self, older_than: float, limit: int) -> int:
         """Delete up to `limit` idempotency keys taken `older_than` seconds ago."""
+
+    async def prune_webhook_events(self, older_than: float, limit: int) -> int:
+        """Delete up to `limit` status events created `older_than` seconds ago."""
 
     async def prune_pacing(self, older_than: float, limit: int) -> int:
         """Delete up to `limit` sending slots that passed `older_than` seconds ago."""

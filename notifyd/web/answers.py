@@ -47,6 +47,8 @@ class Enqueued(_Answer):
 
 class AttemptOut(_Answer):
     id: int
+    # The delivery round it belongs to: 1, then one more for each retry.
+    round: int
     channel: Channel
     attempt: int
     status: AttemptStatus
@@ -84,6 +86,11 @@ class NotificationSummary(_Answer):
     created_at: Timestamp
     updated_at: Timestamp
     finished_at: Timestamp | None
+    # 1, then one more for each retry.
+    round: int
+    # When a cancel was asked for while it was being delivered: it ends `cancelled`, or
+    # `sent` if the attempt under way succeeds.
+    cancel_requested_at: Timestamp | None
 
 
 class NotificationOut(NotificationSummary):

@@ -22,6 +22,7 @@ from notifyd.errors import (
     IdempotencyKeyReusedError,
     NotFoundError,
     UnknownUserError,
+    WrongStatusError,
 )
 from notifyd.web.answers import enqueued_json, notification_json, notification_page, user_json
 from notifyd.web.keys import (
@@ -224,6 +225,37 @@ async def get_notification(request: web.Request) -> web.Response:
     return json_response(notification_json(notification, attempts[notification_id]))
 
 
+async def cancel_notification(request: web.Request) -> web.Response:
+    """POST /api/notifications/{id}/cancel: take it back, if it is not final yet."""
+    return await _lifecycle(request, "cancel")
+
+
+async def retry_notification(request: web.Request) -> web.Response:
+    """POST /api/notifications/{id}/retry: send a failed or cancelled one again."""
+    return await _lifecycle(request, "retry")
+
+
+async def _lifecycle(request: web.Request, action: str) -> web.Response:
+    notification_id = path_id(request)
+    database = request.app[DATABASE]
+    metrics = request.app[METRICS]
+    try:
+        if action == "cancel":
+            notification = await database.lifecycle.cancel(notification_id)
+            metrics.cancels.inc()
+        else:
+            notification = await database.lifecycle.retry(notification_id)
+            metrics.retries.inc()
+    except NotFoundError as exc:
+        raise ApiError(404, str(exc)) from None
+    except WrongStatusError as exc:
+        raise ApiError(
+            409, str(exc), [{"field": "status", "message": f"is {exc.status}"}]
+        ) from None
+    attempts = await database.notifications.attempts([notification_id])
+    return json_response(notification_json(notification, attempts[notification_id]))
+
+
 @takes_query(*NotificationQuery.model_fields)
 async def list_notifications(request: web.Request) -> web.Response:
     """GET /api/notifications: newest first, filtered, a page at a time."""
@@ -314,6 +346,8 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/api/notifications", list_notifications)
     app.router.add_get("/api/notifications/", list_notifications)
     app.router.add_get(r"/api/notifications/{id:\d{1,20}}", get_notification)
+    app.router.add_post(r"/api/notifications/{id:\d{1,20}}/cancel", cancel_notification)
+    app.router.add_post(r"/api/notifications/{id:\d{1,20}}/retry", retry_notification)
     app.router.add_post("/api/users/", create_user)
     app.router.add_post("/api/users", create_user)
     app.router.add_get(r"/api/users/{id:\d{1,20}}", get_user)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 from aiohttp import web
 
@@ -12,11 +13,14 @@ from notifyd.db import Database, Route, wait_for_database
 from notifyd.db.migrations import migrate
 from notifyd.delivery.listener import NO_LISTEN_URL
 from notifyd.delivery.service import DeliveryService
+from notifyd.delivery.webhooks import WebhookSender
+from notifyd.errors import NotFoundError
 from notifyd.logs import get_logger
 from notifyd.metrics import Metrics
 from notifyd.providers import build_providers
 from notifyd.web.access_log import access_log_middleware
 from notifyd.web.admin import add_admin
+from notifyd.web.answers import notification_json
 from notifyd.web.api import add_routes
 from notifyd.web.auth import Authenticator, RateLimiter, auth_middleware
 from notifyd.web.checks import host_middleware, query_middleware
@@ -160,8 +164,15 @@ def _delivery(database_url: str) -> Callable[[web.Application], AsyncIterator[No
         )
         app[SERVICE] = service
         service.start()
+        sender = _webhook_sender(app, service)
+        if sender is not None:
+            await sender.start()
+            service.supervisor.spawn("webhooks", sender.run)
         yield
         await service.stop(settings.shutdown.grace_seconds)
+        if sender is not None:
+            await service.supervisor.stop("webhooks")
+            await sender.close(grace=settings.shutdown.grace_seconds)
         for provider in providers.values():
             await provider.close()
 
@@ -183,3 +194,27 @@ def _listen_target(
     if route.keeps_sessions:
         return database_url, None
     return None, NO_LISTEN_URL
+
+
+def _webhook_sender(app: web.Application, service: DeliveryService) -> WebhookSender | None:
+    """The status webhooks' sender, when endpoints are configured."""
+    settings = app[SETTINGS].webhooks
+    if not settings.endpoints:
+        return None
+    database = app[DATABASE]
+
+    async def load(notification_id: int) -> dict[str, Any] | None:
+        try:
+            notification = await database.notifications.get(notification_id)
+        except NotFoundError:
+            return None
+        attempts = await database.notifications.attempts([notification_id])
+        return notification_json(notification, attempts[notification_id])
+
+    sender = WebhookSender(database.webhooks, settings, service.owner, app[METRICS], load)
+    app[METRICS].watch(
+        "notifyd_webhook_events_held",
+        "Status events this instance is sending right now.",
+        lambda: [("", len(sender))],
+    )
+    return sender

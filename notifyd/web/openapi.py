@@ -126,6 +126,7 @@ _WHY = {
     "string or the Host header cannot be read, or a header is malformed.",
     401: "API tokens are configured and no valid one was sent.",
     404: "No such notification or user.",
+    409: "The notification's status does not allow it: `detail` and `errors` name the status.",
     413: "The body is larger than http.max_body_bytes.",
     415: "The body is not JSON (Content-Type), or its Content-Encoding is not supported.",
     421: "The Host header names a host this server does not answer to (http.allowed_hosts).",
@@ -282,6 +283,35 @@ def _paths() -> dict[str, Any]:
                         },
                     },
                     **_errors(*_API, 404),
+                },
+            }
+        },
+        "/api/notifications/{id}/cancel": {
+            "post": {
+                "operationId": "cancelNotification",
+                "summary": "Cancel a notification that is not final yet",
+                "description": "A pending (or scheduled) notification becomes `cancelled` at "
+                "once. One being delivered (`processing`) starts no further attempt: it ends "
+                "`cancelled`, or `sent` if the attempt under way succeeds; the answer shows it "
+                "still `processing`, with `cancel_requested_at` set. A final one: 409.",
+                "parameters": [_id_parameter("notification")],
+                "responses": {
+                    "200": _json(NotificationOut, "The notification, as GET answers it."),
+                    **_errors(*_API, 404, 409),
+                },
+            }
+        },
+        "/api/notifications/{id}/retry": {
+            "post": {
+                "operationId": "retryNotification",
+                "summary": "Send a failed or cancelled notification again",
+                "description": "Back to `pending` for a new round, from its first channel; "
+                "the attempts of earlier rounds stay, each with its `round`. Any other "
+                "status: 409.",
+                "parameters": [_id_parameter("notification")],
+                "responses": {
+                    "200": _json(NotificationOut, "The notification, as GET answers it."),
+                    **_errors(*_API, 404, 409),
                 },
             }
         },

@@ -24,6 +24,7 @@ from notifyd.domain import (
     Channel,
     ClaimedNotification,
     Recipient,
+    Recorded,
     Status,
 )
 from notifyd.errors import DatabaseUnavailableError
@@ -43,6 +44,8 @@ class Row:
     lease_expires_at: datetime | None = None
     claims: int = 0
     created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    cancel_requested: bool = False
+    round: int = 1
 
 
 class MemoryQueue:
@@ -134,6 +137,7 @@ class MemoryQueue:
                 claims=row.claims,
                 priority=row.priority,
                 suppressed=frozenset(self.suppressed_of(row.recipient.user_id)),
+                round=row.round,
             )
             for row in due
         ]
@@ -144,9 +148,10 @@ class MemoryQueue:
 
     async def record_attempts(
         self, owner: UUID, entries: Sequence[tuple[AttemptRecord, Status | None]]
-    ) -> set[int]:
+    ) -> Recorded:
         await self._call("record_attempts")
         not_written = set()
+        cancelled = set()
         for record, final in entries:
             row = self.rows.get(record.notification_id)
             if row is None or row.locked_by != owner or row.status != Status.PROCESSING:
@@ -164,13 +169,18 @@ class MemoryQueue:
                     provider_response=record.provider_response,
                     started_at=record.started_at,
                     finished_at=record.finished_at,
+                    round=record.round,
                 )
             )
+            # As sql/0005_lifecycle.sql: a cancel asked for ends it, unless it was sent.
+            if row.cancel_requested and final != Status.SENT:
+                final = Status.CANCELLED
+                cancelled.add(row.id)
             if final is not None:
                 row.status = final
                 row.locked_by = None
                 row.lease_expires_at = None
-        return not_written
+        return Recorded(not_written, cancelled)
 
     async def finish_without_attempt(
         self, notification_id: int, owner: UUID, status: Status = Status.FAILED
@@ -181,6 +191,26 @@ class MemoryQueue:
             return False
         row.status, row.locked_by, row.lease_expires_at = status, None, None
         return True
+
+    async def finish_cancelled(self, notification_id: int, owner: UUID) -> str:
+        await self._call("finish_cancelled")
+        row = self.rows.get(notification_id)
+        if row is None or row.locked_by != owner or row.status != Status.PROCESSING:
+            return "not_held"
+        if not row.cancel_requested:
+            return "not_asked"
+        row.status, row.locked_by, row.lease_expires_at = Status.CANCELLED, None, None
+        return "cancelled"
+
+    async def cancel_requested(self, owner: UUID, notification_ids: Sequence[int]) -> set[int]:
+        await self._call("cancel_requested")
+        return {
+            nid
+            for nid in notification_ids
+            if (row := self.rows.get(nid)) is not None
+            and row.locked_by == owner
+            and row.cancel_requested
+        }
 
     async def extend_leases(
         self,
@@ -228,6 +258,10 @@ class MemoryQueue:
 
     async def prune_idempotency_keys(self, older_than: float, limit: int) -> int:
         await self._call("prune_idempotency_keys")
+        return 0
+
+    async def prune_webhook_events(self, older_than: float, limit: int) -> int:
+        await self._call("prune_webhook_events")
         return 0
 
     async def prune_pacing(self, older_than: float, limit: int) -> int:

@@ -76,6 +76,17 @@ async def rows(url: str) -> list[list[asyncpg.Record]]:
         await connection.close()
 
 
+def as_before(
+    after: list[list[asyncpg.Record]], before: list[list[asyncpg.Record]]
+) -> list[list[dict[str, object]]]:
+    """`after`'s rows with only the columns `before`'s had; both as dicts."""
+    projected = []
+    for new_rows, old_rows in zip(after, before, strict=True):
+        columns = list(old_rows[0].keys()) if old_rows else []
+        projected.append([{c: row[c] for c in columns} for row in new_rows])
+    return projected
+
+
 @pytest.fixture
 async def chain_database(empty_database: EmptyDatabase) -> str:
     """A database the squashed chain built, with rows in it."""
@@ -128,8 +139,11 @@ async def test_migrate_records_the_baseline_in_place_of_the_chain(
         }
     ]
     assert [e["migration"] for e in logs if e["event"] == "migration_applied"] == applied
-    # The rows are untouched, and the schema is the baseline's (and what came after).
-    assert await rows(chain_database) == data
+    # The rows are untouched (columns added later aside), and the schema is the
+    # baseline's (and what came after).
+    assert as_before(await rows(chain_database), data) == [
+        [dict(row) for row in table] for table in data
+    ]
     assert await dump_schema(chain_database) == await dump_schema(database_url)
     # And the next start finds nothing to do.
     with capture_logs() as logs:

@@ -46,9 +46,14 @@ async def test_instances_migrating_at_once_apply_each_migration_once(
     assert versions == [m.version for m in load_migrations()]
 
 
+# Numbers given to work not merged yet: a gap there is expected until it is.
+RESERVED = {4}
+
+
 def test_migration_files_are_numbered_without_gaps() -> None:
     versions = [m.version for m in load_migrations()]
-    assert versions == list(range(1, len(versions) + 1))
+    expected = [n for n in range(1, max(versions) + 1) if n not in RESERVED or n in versions]
+    assert versions == expected
 
 
 def _migrations_before(name: str, into: Path) -> Path:
@@ -136,7 +141,12 @@ async def test_out_of_range_timestamps_already_stored_are_moved_into_the_range(
         assert checks.pop("users_email_format") is False
         # The tables this migration found (later ones bring checks of their own).
         old = ("users_", "notifications_", "attempts_", "idempotency_keys_")
-        checks = {name: valid for name, valid in checks.items() if name.startswith(old)}
+        later = {"notifications_cancel_requested_at_in_range"}  # 0005's column
+        checks = {
+            name: valid
+            for name, valid in checks.items()
+            if name.startswith(old) and name not in later
+        }
         assert len(checks) == 12
         assert all(checks.values())
         warnings = [entry["message"] for entry in logs if entry["event"] == "migration_warning"]

@@ -46,6 +46,8 @@ async def test_the_document_describes_every_route(daemon: Daemon) -> None:
         "/api/notify/",
         "/api/notifications",
         "/api/notifications/{id}",
+        "/api/notifications/{id}/cancel",
+        "/api/notifications/{id}/retry",
         "/api/users/",
         "/api/users/{id}",
         "/api/users/{id}/notifications",

@@ -56,7 +56,8 @@ class Outcomes:
 
     def write(self, record: AttemptRecord, final_status: Status | None) -> None:
         async def wait() -> None:
-            self.by_id[record.notification_id] = await self._recorder.write(record, final_status)
+            written = await self._recorder.write(record, final_status)
+            self.by_id[record.notification_id] = bool(written)
 
         task = asyncio.create_task(wait())
         self._tasks.add(task)

@@ -69,6 +69,22 @@ COLUMNS = {
         )
         for column in ("started_at", "finished_at")
     },
+    ("notifications", "cancel_requested_at"): (
+        "INSERT INTO notifyd.notifications (user_id, message, cancel_requested_at)"
+        " VALUES ((SELECT min(id) FROM notifyd.users), 'm', $1::text::timestamptz)"
+    ),
+    **{
+        ("webhook_events", column): (
+            f"INSERT INTO notifyd.webhook_events (type, notification_id, {column})"
+            " VALUES ('notification.sent', 1, $1::text::timestamptz)"
+        )
+        for column in ("created_at", "next_attempt_at", "finished_at")
+    },
+    ("webhook_events", "lease_expires_at"): (
+        "INSERT INTO notifyd.webhook_events"
+        " (type, notification_id, locked_by, lease_expires_at)"
+        " VALUES ('notification.sent', 1, gen_random_uuid(), $1::text::timestamptz)"
+    ),
     ("idempotency_keys", "created_at"): (
         "INSERT INTO notifyd.idempotency_keys (key, fingerprint, created_at)"
         " VALUES (gen_random_uuid()::text, '\\x00', $1::text::timestamptz)"

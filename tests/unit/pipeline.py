@@ -79,6 +79,7 @@ class Pipeline:
         rate_limits: dict[Channel, float] | None = None,
         intervals: dict[Channel, float] | None = None,
         horizon: float = 10.0,
+        backoff: float = 0.0,
     ) -> None:
         self.queue = MemoryQueue()
         self.owner = uuid.uuid4()
@@ -96,7 +97,7 @@ class Pipeline:
         self.metrics = Metrics()
         context = ActorContext(
             recorder=self.recorder,
-            policy=RetryPolicy(max_attempts, backoff_initial=0.0, backoff_max=0.0),
+            policy=RetryPolicy(max_attempts, backoff_initial=backoff, backoff_max=backoff),
             in_flight=self.in_flight,
             metrics=self.metrics,
             store=self.queue,

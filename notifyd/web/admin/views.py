@@ -11,12 +11,21 @@ import aiohttp_jinja2
 from aiohttp import web
 from pydantic import ValidationError
 
-from notifyd.domain import BIGINT_MAX, CHANNELS, NotificationFilter, Status, User
-from notifyd.errors import ConstraintViolationError, NotFoundError
+from notifyd.domain import (
+    BIGINT_MAX,
+    CANCELLABLE_STATUSES,
+    CHANNELS,
+    RETRYABLE_STATUSES,
+    NotificationFilter,
+    Status,
+    User,
+)
+from notifyd.errors import ConstraintViolationError, NotFoundError, WrongStatusError
 from notifyd.logs import get_logger
 from notifyd.web.admin.formatting import timeline
 from notifyd.web.admin.session import COOKIE_NAME, clear_cookie, set_cookie
-from notifyd.web.keys import CALLER, DATABASE, LOGIN_THROTTLE, QUERY, SESSIONS
+from notifyd.web.admin.webhooks import webhooks_context
+from notifyd.web.keys import CALLER, DATABASE, LOGIN_THROTTLE, METRICS, QUERY, SESSIONS
 from notifyd.web.problems import field_errors
 from notifyd.web.query import takes_query
 from notifyd.web.schemas import NotificationQuery, UserUpdate, encode_cursor
@@ -32,6 +41,8 @@ PAGE_SIZE = 50
 RECENT_NOTIFICATIONS = 20
 STATUSES = tuple(Status)
 CONTACT_FIELDS = ("email", "phone", "telegram_chat_id")
+# The buttons on a notification's page.
+LIFECYCLE_ACTIONS = ("cancel", "retry")
 # What the list page reads from its query string (any other parameter is refused).
 _LIST_PARAMS = tuple(NotificationQuery.model_fields)
 
@@ -104,8 +115,16 @@ def _list_url(params: Mapping[str, str]) -> str:
     return f"{PREFIX}/?{urlencode(params)}" if params else f"{PREFIX}/"
 
 
+@takes_query("done")
 async def notification(request: web.Request) -> web.Response:
     """GET /admin/notifications/{id}: the notification and its attempts as a timeline."""
+    done = request[QUERY].get("done", "")
+    return await _notification_page(request, done=done if done in LIFECYCLE_ACTIONS else "")
+
+
+async def _notification_page(
+    request: web.Request, *, done: str = "", refused: str = "", status: int = 200
+) -> web.Response:
     notification_id = _path_id(request)
     notifications = request.config_dict[DATABASE].notifications
     try:
@@ -117,8 +136,46 @@ async def notification(request: web.Request) -> web.Response:
         "section": "notifications",
         "n": found,
         "timeline": timeline(found, attempts[notification_id]),
+        "done": done,
+        "refused": refused,
+        "may_cancel": found.status in CANCELLABLE_STATUSES and found.cancel_requested_at is None,
+        "may_retry": found.status in RETRYABLE_STATUSES,
     }
-    return await render(request, "notification.html", context)
+    return await render(request, "notification.html", context, status=status)
+
+
+async def cancel_notification(request: web.Request) -> web.Response:
+    """POST /admin/notifications/{id}/cancel: the API's cancel, from the page's button."""
+    return await _lifecycle(request, "cancel")
+
+
+async def retry_notification(request: web.Request) -> web.Response:
+    """POST /admin/notifications/{id}/retry: the API's retry, from the page's button."""
+    return await _lifecycle(request, "retry")
+
+
+async def _lifecycle(request: web.Request, action: str) -> web.Response:
+    notification_id = _path_id(request)
+    lifecycle = request.config_dict[DATABASE].lifecycle
+    metrics = request.config_dict[METRICS]
+    try:
+        if action == "cancel":
+            await lifecycle.cancel(notification_id)
+            metrics.cancels.inc()
+        else:
+            await lifecycle.retry(notification_id)
+            metrics.retries.inc()
+    except NotFoundError:
+        return await _not_found(request, f"Notification {notification_id} does not exist.")
+    except WrongStatusError as exc:
+        return await _notification_page(request, refused=str(exc), status=409)
+    log.info(
+        "admin_notification_changed",
+        notification_id=notification_id,
+        action=action,
+        caller=request[CALLER],
+    )
+    return redirect(f"{PREFIX}/notifications/{notification_id}?done={action}")
 
 
 # Users
@@ -238,6 +295,14 @@ async def _user_page(
     return await render(request, "user.html", context, status=status)
 
 
+# Status webhooks
+
+
+async def webhooks(request: web.Request) -> web.Response:
+    """GET /admin/webhooks: each endpoint, and the latest status events."""
+    return await render(request, "webhooks.html", await webhooks_context(request))
+
+
 # Login
 
 
@@ -321,7 +386,10 @@ async def _not_found(request: web.Request, detail: str) -> web.Response:
 def add_routes(app: web.Application) -> None:
     app.router.add_get("/", notifications)
     app.router.add_get(r"/notifications/{id:\d{1,20}}", notification)
+    app.router.add_post(r"/notifications/{id:\d{1,20}}/cancel", cancel_notification)
+    app.router.add_post(r"/notifications/{id:\d{1,20}}/retry", retry_notification)
     app.router.add_get("/users", users)
+    app.router.add_get("/webhooks", webhooks)
     app.router.add_get(r"/users/{id:\d{1,20}}", user)
     app.router.add_post(r"/users/{id:\d{1,20}}", update_user)
     app.router.add_get("/login", login_page)
