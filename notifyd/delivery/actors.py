@@ -27,7 +27,7 @@ from uuid import UUID
 
 from notifyd.delivery.attempt import AttemptResult, attempt_once
 from notifyd.delivery.inflight import Delivery, InFlight
-from notifyd.delivery.pacing import Pacer
+from notifyd.delivery.pacing import Pacer, pause_length
 from notifyd.delivery.recorder import Recorder
 from notifyd.delivery.retry import FallBack, RetryLater, RetryPolicy, decide
 from notifyd.delivery.slots import VendorSlots
@@ -214,20 +214,31 @@ class ChannelActors:
     ) -> None:
         """The vendor asked to slow down: pause, and try again without counting it.
 
-        Past `max_throttle_wait` on this channel, the notification falls back instead.
+        Past `max_throttle_wait` on this channel, or when the pause asked for would end
+        past it, the notification falls back instead (the pause still holds for the rest).
         """
         context = self._context
         now = time.monotonic()
         if delivery.throttled_since is None:
             delivery.throttled_since = now
         waited = now - delivery.throttled_since
-        give_up = waited >= context.max_throttle_wait
+        pause = pause_length(result.retry_after)
+        limit = context.max_throttle_wait
         error = result.error or "throttled"
-        if give_up:
+        if waited >= limit:
+            give_up = True
             error += (
                 f" (throttled for {waited:.0f} s, longer than delivery.max_throttle_wait:"
                 " trying the next channel)"
             )
+        elif waited + pause > limit:
+            give_up = True
+            error += (
+                f" (asked to wait {pause:g} s, which would pass delivery.max_throttle_wait"
+                f" of {limit:g} s: trying the next channel)"
+            )
+        else:
+            give_up = False
         final_status = Status.FAILED if give_up and delivery.is_last_channel() else None
         self._metrics.attempt_throttled.inc()
         self._log_attempt(delivery, attempt, AttemptStatus.THROTTLED, error, elapsed)

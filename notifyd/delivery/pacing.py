@@ -106,7 +106,7 @@ class Pacer:
 
         `whole`: the channel pauses; otherwise only this recipient. Returns the pause.
         """
-        pause = DEFAULT_PAUSE if seconds is None else min(max(seconds, 0.0), MAX_PAUSE)
+        pause = pause_length(seconds)
         contact = recipient.contact(self.channel)
         if whole or not contact:
             key = self.channel.value
@@ -122,6 +122,11 @@ class Pacer:
 
     def _recipient_key(self, contact: str) -> str:
         return f"{self.channel.value}:{contact}"
+
+
+def pause_length(seconds: float | None) -> float:
+    """The pause taken for a vendor's "retry after `seconds`" (None: it did not say)."""
+    return DEFAULT_PAUSE if seconds is None else min(max(seconds, 0.0), MAX_PAUSE)
 
 
 def telegram_interval(per_chat: float, per_group: float) -> Callable[[str], float]:

@@ -44,7 +44,7 @@ class FloodControl:
     per_second: int = 30
     chat_interval: float = 1.0
     group_per_minute: int = 20
-    tolerance: float = 0.02
+    tolerance: float = 0.05
     _bot: deque[float] = field(default_factory=deque)
     _chats: dict[int, deque[float]] = field(default_factory=dict)
 

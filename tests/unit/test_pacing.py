@@ -128,8 +128,33 @@ async def test_throttled_for_too_long_falls_back_saying_why() -> None:
     log = pipeline.queue.attempts_of(notification_id)
     assert (log[-1].channel, log[-1].status) == (SMS, AttemptStatus.SUCCESS)
     last_throttled = [a for a in log if a.channel == TELEGRAM][-1]
-    assert "longer than delivery.max_throttle_wait" in (last_throttled.error or "")
+    # Either it has waited too long, or the next pause would end past the limit.
+    assert "delivery.max_throttle_wait" in (last_throttled.error or "")
     assert all(a.status == AttemptStatus.THROTTLED for a in log if a.channel == TELEGRAM)
+
+
+async def test_a_pause_longer_than_the_budget_falls_back_at_once() -> None:
+    throttled = ThrottledError("Too Many Requests: retry after 30", retry_after=30)
+    telegram = ScriptedProvider(TELEGRAM, [throttled])
+    sms = ScriptedProvider(SMS)
+    pipeline = Pipeline(
+        {TELEGRAM: telegram, SMS: sms}, max_throttle_wait=10, rate_limits={TELEGRAM: 1000.0}
+    )
+    notification_id = pipeline.queue.add([TELEGRAM, SMS], recipient=chat(1, "42"))
+    pipeline.start()
+    await pipeline.claim()
+    await settled(pipeline, 1)
+    await pipeline.stop()
+
+    log = pipeline.queue.attempts_of(notification_id)
+    assert [(a.channel, a.status) for a in log] == [
+        (TELEGRAM, AttemptStatus.THROTTLED),
+        (SMS, AttemptStatus.SUCCESS),
+    ]
+    assert log[0].error == (
+        "Too Many Requests: retry after 30 (asked to wait 30 s, which would pass"
+        " delivery.max_throttle_wait of 10 s: trying the next channel)"
+    )
 
 
 async def test_an_unreachable_contact_is_suppressed_and_skipped_afterwards() -> None:
