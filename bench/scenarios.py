@@ -10,6 +10,7 @@ from bench.drain import scenario_drain, scenario_fallback, scenario_memory, scen
 from bench.harness import Bench
 from bench.latency import scenario_latency
 from bench.report import Figure
+from bench.vendors import scenario_vendors
 
 SCENARIOS: Final[dict[str, Callable[[Bench], Awaitable[list[Figure]]]]] = {
     "drain": scenario_drain,
@@ -18,4 +19,5 @@ SCENARIOS: Final[dict[str, Callable[[Bench], Awaitable[list[Figure]]]]] = {
     "fallback": scenario_fallback,
     "latency": scenario_latency,
     "api": scenario_api,
+    "vendors": scenario_vendors,
 }

@@ -169,6 +169,11 @@ class ChannelActors:
         """
         in_flight = self._context.in_flight
         recipient = delivery.notification.recipient
+        if (
+            delivery.slot_at is not None
+            and time.monotonic() - delivery.slot_at > self.pacer.late_after
+        ):
+            delivery.slot_at = None  # too late to go without crowding the slots after it
         if delivery.slot_at is None:
             if not self.pacer.paces(recipient):
                 return True

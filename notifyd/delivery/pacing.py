@@ -80,6 +80,16 @@ class Pacer:
         return bool(contact) and self._recipient_interval(contact or "") > 0
 
     @property
+    def late_after(self) -> float:
+        """How late past its slot an attempt may still go (seconds; inf: any).
+
+        A delivery that reaches an actor well after its slot (the host was busy) would go
+        out together with the slots after it: a burst the vendor counts against the
+        limit. Past two of the channel's intervals it takes a new slot instead.
+        """
+        return 2 * self._interval if self._interval else float("inf")
+
+    @property
     def paused(self) -> bool:
         return time.monotonic() < self.paused_until
 
