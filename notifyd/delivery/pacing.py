@@ -33,6 +33,8 @@ HOLD_HORIZON: Final = 10.0
 # (a vendor asking for more is treated as asking for this: past delivery.max_throttle_wait
 # the notification falls back anyway).
 DEFAULT_PAUSE: Final = 1.0
+# A delivery at most this late past its slot always goes (see `Pacer.late_after`).
+LATE_FLOOR: Final = 0.025
 MAX_PAUSE: Final = 3600.0
 
 
@@ -85,9 +87,11 @@ class Pacer:
 
         A delivery that reaches an actor well after its slot (the host was busy) would go
         out together with the slots after it: a burst the vendor counts against the
-        limit. Past two of the channel's intervals it takes a new slot instead.
+        limit. Past one of the channel's intervals it takes a new slot instead (and never
+        sooner than `LATE_FLOOR`: at a high rate, the event loop's own jitter is more than
+        an interval, and a new slot for every delivery would waste half of them).
         """
-        return 2 * self._interval if self._interval else float("inf")
+        return max(self._interval, LATE_FLOOR) if self._interval else float("inf")
 
     @property
     def paused(self) -> bool:

@@ -152,7 +152,7 @@ async def test_two_instances_share_one_limit(
 async def test_a_long_pause_fails_nothing_and_sends_once_it_is_over(
     daemon_factory: DaemonFactory, db: asyncpg.Connection, telegram_api: FakeTelegramApi
 ) -> None:
-    await daemon_factory()
+    daemon = await daemon_factory()
     [user] = await _users(db, [1001])
     telegram_api.rate_limit_next(retry_after=30, header=False)
 
@@ -172,6 +172,10 @@ async def test_a_long_pause_fails_nothing_and_sends_once_it_is_over(
         "SELECT extract(epoch FROM tat - now()) FROM notifyd.pacing WHERE key = 'telegram'"
     )
     assert 20 < pause <= 30
+    metrics = await daemon.metrics()
+    assert metrics[("notifyd_channel_paused", (("channel", "telegram"),))] == 1
+    assert 20 < metrics[("notifyd_channel_next_slot_seconds", (("channel", "telegram"),))] <= 30
+    assert metrics[("notifyd_channel_next_slot_seconds", (("channel", "email"),))] == 0
     assert [(r["status"], r["transient"]) for r in await _attempts(db, notification_id)] == [
         ("throttled", True)
     ]
@@ -214,3 +218,25 @@ async def test_a_pause_past_max_throttle_wait_falls_back_saying_why(
         " delivery.max_throttle_wait of 5 s: trying the next channel)"
     )
     assert len(smtp_server.received) == 1
+
+
+async def test_an_smtp_server_that_limits_its_clients_is_waited_for_not_failed(
+    daemon_factory: DaemonFactory, db: asyncpg.Connection, smtp_server: FakeSmtpServer
+) -> None:
+    # notifyd is not told the server's limit: its 451 4.7.1 answers pause the channel.
+    smtp_server.rate_limit = 5
+    await daemon_factory(delivery={"max_attempts": 1})
+    users = await _users(db, list(range(30_001, 30_021)), email=True)
+
+    ids = await _enqueue(db, users, ["email"])
+    counts = await _wait_terminal(db, ids, deadline=60)
+
+    assert counts == {"sent": 20}
+    assert smtp_server.refused > 0
+    statuses = await db.fetch(
+        "SELECT status, count(*) AS n FROM notifyd.notification_attempts GROUP BY status"
+    )
+    by_status = {row["status"]: row["n"] for row in statuses}
+    assert by_status.get("failed", 0) == 0  # one attempt allowed, and none used up
+    assert by_status["throttled"] == smtp_server.refused
+    assert by_status["success"] == 20

@@ -7,8 +7,10 @@ import itertools
 import time
 from datetime import timedelta
 
+from notifyd.delivery.pacing import Pacer, pause_length
 from notifyd.domain import AttemptStatus, Channel, Recipient, Status
 from notifyd.errors import RecipientUnreachableError, ThrottledError
+from tests.fakes.memory_queue import MemoryQueue
 from tests.support import wait_until
 from tests.unit.pipeline import Pipeline, ScriptedProvider
 
@@ -202,3 +204,15 @@ async def test_higher_priority_goes_first_while_a_channel_is_busy() -> None:
     await settled(pipeline, 4)
     await pipeline.stop()
     assert telegram.sent == [blocker, urgent, *low]
+
+
+def test_lateness_and_pause_bounds() -> None:
+    paced = Pacer(TELEGRAM, MemoryQueue(), rate_limit=30.0, recipient_interval=None)
+    per_recipient = Pacer(TELEGRAM, MemoryQueue(), rate_limit=0.0, recipient_interval=None)
+
+    assert paced.late_after == 1 / 30
+    assert per_recipient.late_after == float("inf")
+    # A vendor's retry time as a pause: none said is the default, nonsense is bounded.
+    assert pause_length(None) == 1.0
+    assert pause_length(-5) == 0.0
+    assert pause_length(1e12) == 3600.0
