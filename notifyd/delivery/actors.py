@@ -27,7 +27,7 @@ from uuid import UUID
 
 from notifyd.delivery.attempt import AttemptResult, attempt_once
 from notifyd.delivery.inflight import Delivery, InFlight
-from notifyd.delivery.pacing import Pacer, pause_length
+from notifyd.delivery.pacing import HOLD_HORIZON, Pacer, pause_length
 from notifyd.delivery.recorder import Recorder
 from notifyd.delivery.retry import FallBack, RetryLater, RetryPolicy, decide
 from notifyd.delivery.slots import VendorSlots
@@ -266,8 +266,14 @@ class ChannelActors:
             self._finished(delivery, final_status, attempt, record.finished_at)
         elif give_up:
             context.in_flight.fall_back(delivery)
+        elif self.pacer.paces(recipient):
+            context.in_flight.wait(delivery, 0.0)  # its next slot is past the pause
+        elif pause <= HOLD_HORIZON:
+            # No slots on this channel (no rate_limit): the pause is waited out here, or
+            # the delivery would ask again at once, as often as the vendor answers.
+            context.in_flight.wait(delivery, pause)
         else:
-            context.in_flight.wait(delivery, 0.0)
+            await self._send_back(delivery, pause)
 
     async def _conclude(
         self,

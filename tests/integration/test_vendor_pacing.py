@@ -240,3 +240,6 @@ async def test_an_smtp_server_that_limits_its_clients_is_waited_for_not_failed(
     assert by_status.get("failed", 0) == 0  # one attempt allowed, and none used up
     assert by_status["throttled"] == smtp_server.refused
     assert by_status["success"] == 20
+    # Each refused delivery waited out its pause (1 s: SMTP gives no time) before asking
+    # again: no more refusals than deliveries times the seconds it took, at most.
+    assert smtp_server.refused <= 20 * 5, smtp_server.refused
