@@ -255,10 +255,9 @@ class ChannelActors:
             context.in_flight.forget(delivery)
             return
         recipient = delivery.notification.recipient
+        whole = result.throttled == "channel"
         try:
-            await self.pacer.pause(
-                recipient, result.retry_after, whole=result.throttled == "channel"
-            )
+            await self.pacer.pause(recipient, result.retry_after, whole=whole)
         except DatabaseUnavailableError as exc:
             log.warning("pause_not_shared", channel=self.channel, error=str(exc))
         if final_status is not None:
@@ -266,11 +265,11 @@ class ChannelActors:
             self._finished(delivery, final_status, attempt, record.finished_at)
         elif give_up:
             context.in_flight.fall_back(delivery)
-        elif self.pacer.paces(recipient):
+        elif self.pacer.honours_pause(recipient, whole=whole):
             context.in_flight.wait(delivery, 0.0)  # its next slot is past the pause
         elif pause <= HOLD_HORIZON:
-            # No slots on this channel (no rate_limit): the pause is waited out here, or
-            # the delivery would ask again at once, as often as the vendor answers.
+            # No slot of what was paused (no rate_limit, or no per-recipient interval):
+            # the pause is waited out here, or the delivery would ask again at once.
             context.in_flight.wait(delivery, pause)
         else:
             await self._send_back(delivery, pause)

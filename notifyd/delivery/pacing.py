@@ -81,6 +81,17 @@ class Pacer:
         contact = recipient.contact(self.channel)
         return bool(contact) and self._recipient_interval(contact or "") > 0
 
+    def honours_pause(self, recipient: Recipient, *, whole: bool) -> bool:
+        """Whether the next slot for `recipient` waits for such a pause (`pause`).
+
+        A channel without a rate takes no channel slot, and one without an interval for
+        this recipient no recipient slot: a pause of what it does not take is not seen.
+        """
+        if whole:
+            return bool(self._interval)
+        contact = recipient.contact(self.channel)
+        return bool(contact) and self._recipient_interval(contact or "") > 0
+
     @property
     def late_after(self) -> float:
         """How late past its slot an attempt may still go (seconds; inf: any).

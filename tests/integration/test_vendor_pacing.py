@@ -243,3 +243,32 @@ async def test_an_smtp_server_that_limits_its_clients_is_waited_for_not_failed(
     # Each refused delivery waited out its pause (1 s: SMTP gives no time) before asking
     # again: no more refusals than deliveries times the seconds it took, at most.
     assert smtp_server.refused <= 20 * 5, smtp_server.refused
+
+
+async def test_a_greylisted_address_waits_its_pause_on_a_paced_channel(
+    daemon_factory: DaemonFactory, db: asyncpg.Connection, smtp_server: FakeSmtpServer
+) -> None:
+    # The channel is paced (rate_limit) but has no per-recipient interval: the pause of
+    # one address is waited out by its delivery, not asked again at the channel's rate.
+    smtp_server.mode, smtp_server.fail_at = "tempfail", "rcpt"
+    smtp_server.tempfail_reply = "450 4.7.1 Greylisted, come back later"
+    await daemon_factory(channels={"email": {"rate_limit": 50}})
+    [user] = await _users(db, [40_001], email=True)
+
+    [notification_id] = await _enqueue(db, [user], ["email"])
+
+    async def twice() -> list[asyncpg.Record] | None:
+        rows = await db.fetch(
+            "SELECT status, started_at, finished_at FROM notifyd.notification_attempts"
+            " WHERE notification_id = $1 ORDER BY id",
+            notification_id,
+        )
+        return rows if len(rows) >= 2 else None
+
+    first, second = (await wait_until(twice, deadline=10, what="two attempts"))[:2]
+    smtp_server.mode = "accept"
+    counts = await _wait_terminal(db, [notification_id], deadline=10)
+
+    assert (first["status"], second["status"]) == ("throttled", "throttled")
+    assert (second["started_at"] - first["finished_at"]).total_seconds() >= 0.9
+    assert counts == {"sent": 1}
