@@ -12,6 +12,7 @@ from bench.history import scenario_history
 from bench.latency import scenario_latency
 from bench.pooled import scenario_pooled
 from bench.report import Figure
+from bench.vendors import scenario_vendors
 
 SCENARIOS: Final[dict[str, Callable[[Bench], Awaitable[list[Figure]]]]] = {
     "drain": scenario_drain,
@@ -22,6 +23,7 @@ SCENARIOS: Final[dict[str, Callable[[Bench], Awaitable[list[Figure]]]]] = {
     "api": scenario_api,
     "pooled": scenario_pooled,
     "history": scenario_history,
+    "vendors": scenario_vendors,
 }
 # What runs without --only: the history loads millions of rows and the pooled drains need
 # PgBouncer installed, so those two run when named.

@@ -21,7 +21,7 @@ from __future__ import annotations
 import re
 from typing import Final
 
-from email_validator import EmailNotValidError, validate_email
+from email_validator import SPECIAL_USE_DOMAIN_NAMES, EmailNotValidError, validate_email
 
 from notifyd.domain import INVISIBLE_RANGES
 
@@ -38,6 +38,18 @@ _PLAIN_ADDRESS: Final = re.compile(rf"{_ATOM}(?:\.{_ATOM})*@{_ATOM}(?:\.{_ATOM})
 # `Display Name <address>`, `"Display Name" <address>` or a bare address.
 _MAILBOX: Final = re.compile(r"(?P<name>[^<>]*?)\s*<(?P<address>[^<>]*)>|(?P<bare>[^<>]*)")
 _CONTROL: Final = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def _any_case(word: str) -> str:
+    return "".join(f"[{c.lower()}{c.upper()}]" if c.isalpha() else re.escape(c) for c in word)
+
+
+# What `deliverable_address` refuses for its domain alone, as a pattern an OpenAPI document
+# can state (ECMA-262: no flags, so each letter in both cases): a domain that is, or ends
+# in, a special-use name.
+SPECIAL_USE_PATTERN: Final = (
+    r"^(?!.*[.@](?:" + "|".join(_any_case(name) for name in SPECIAL_USE_DOMAIN_NAMES) + r")\.?$)"
+)
 
 
 def deliverable_address(text: str) -> str:

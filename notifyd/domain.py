@@ -131,6 +131,17 @@ class User:
     telegram_chat_id: str | None
     created_at: datetime
     updated_at: datetime
+    # The user's contacts a vendor said can never be reached, by channel.
+    suppressions: tuple[Suppression, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Suppression:
+    """A contact a vendor said can never be reached on `channel`, since when and why."""
+
+    channel: Channel
+    reason: str
+    since: datetime
 
 
 @dataclass(frozen=True, slots=True)

@@ -102,6 +102,20 @@ class Metrics:
             "Notifications waiting in the table (all instances), read when scraped.",
             registry=self.registry,
         )
+        self.suppressions = Gauge(
+            "notifyd_suppressed_contacts",
+            "Contacts a vendor said can never be reached, by channel (all instances), read"
+            " when scraped.",
+            ["channel"],
+            registry=self.registry,
+        )
+        self.next_slot = Gauge(
+            "notifyd_channel_next_slot_seconds",
+            "Seconds until the channel's next sending slot (all instances): a vendor's pause,"
+            " or a backlog paced to the channel's rate_limit; read when scraped.",
+            ["channel"],
+            registry=self.registry,
+        )
         info = Gauge(
             "notifyd_build_info", "The running version.", ["version"], registry=self.registry
         )

@@ -324,7 +324,7 @@ def _prepare_user_list(args: argparse.Namespace) -> Action:
 
 def render_users(users: list[User]) -> str:
     return tables.table(
-        ("ID", "EMAIL", "PHONE", "TELEGRAM CHAT", "CREATED (UTC)"),
+        ("ID", "EMAIL", "PHONE", "TELEGRAM CHAT", "CREATED (UTC)", "SUPPRESSED"),
         [
             (
                 user.id,
@@ -332,6 +332,7 @@ def render_users(users: list[User]) -> str:
                 user.phone or "-",
                 user.telegram_chat_id or "-",
                 tables.moment(user.created_at, zone=False),
+                ",".join(s.channel for s in user.suppressions) or "-",
             )
             for user in users
         ],

@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 from typing import Final
 
 from notifyd.config import PoolerSetting
@@ -26,10 +27,39 @@ from notifyd.db.pooler import Route
 from notifyd.db.queue import Queue
 from notifyd.db.users import Users
 from notifyd.db.webhooks import WebhookOutbox
+from notifyd.domain import CHANNELS, Channel
 
-__all__ = ["DashboardCounts", "Database", "Pool", "PoolerSetting", "Route", "wait_for_database"]
+__all__ = [
+    "ChannelState",
+    "DashboardCounts",
+    "Database",
+    "Pool",
+    "PoolerSetting",
+    "Route",
+    "wait_for_database",
+]
 
 COUNT_PENDING: Final = "SELECT count(*) FROM notifyd.notifications WHERE status = 'pending'"
+# Per channel: suppressed contacts, and how far away its next sending slot is (a pause a
+# vendor asked for, or a paced backlog), for every instance. A pacing row another
+# application left at an odd time shows as it is, never below 0.
+CHANNEL_STATE: Final = """
+    SELECT c.channel,
+           (SELECT count(*) FROM notifyd.suppressions AS s WHERE s.channel = c.channel)
+               AS suppressed,
+           coalesce((SELECT greatest(0, extract(epoch FROM p.tat - clock_timestamp()))
+                     FROM notifyd.pacing AS p WHERE p.key = c.channel), 0)::float8
+               AS next_slot
+    FROM unnest($1::text[]) AS c (channel)
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelState:
+    """What the database says of one channel, for every instance."""
+
+    suppressed: int
+    next_slot: float  # seconds from now
 
 
 class Database:
@@ -82,3 +112,12 @@ class Database:
         async with translate_errors(), asyncio.timeout(query_timeout):
             count: int = await self.pool.fetchval(COUNT_PENDING)
         return count
+
+    async def channel_state(self, query_timeout: float) -> dict[Channel, ChannelState]:
+        """Suppressed contacts and the next sending slot of each channel."""
+        async with translate_errors(), asyncio.timeout(query_timeout):
+            found = await self.pool.fetch(CHANNEL_STATE, [str(c) for c in CHANNELS])
+        return {
+            Channel(row["channel"]): ChannelState(row["suppressed"], row["next_slot"])
+            for row in found
+        }

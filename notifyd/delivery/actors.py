@@ -27,7 +27,7 @@ from uuid import UUID
 
 from notifyd.delivery.attempt import AttemptResult, attempt_once
 from notifyd.delivery.inflight import Delivery, InFlight
-from notifyd.delivery.pacing import Pacer
+from notifyd.delivery.pacing import HOLD_HORIZON, Pacer, pause_length
 from notifyd.delivery.recorder import Recorder, Written
 from notifyd.delivery.retry import FallBack, RetryLater, RetryPolicy, decide
 from notifyd.delivery.slots import VendorSlots
@@ -201,6 +201,11 @@ class ChannelActors:
         """
         in_flight = self._context.in_flight
         recipient = delivery.notification.recipient
+        if (
+            delivery.slot_at is not None
+            and time.monotonic() - delivery.slot_at > self.pacer.late_after
+        ):
+            delivery.slot_at = None  # too late to go without crowding the slots after it
         if delivery.slot_at is None:
             if not self.pacer.paces(recipient):
                 return True
@@ -246,20 +251,31 @@ class ChannelActors:
     ) -> None:
         """The vendor asked to slow down: pause, and try again without counting it.
 
-        Past `max_throttle_wait` on this channel, the notification falls back instead.
+        Past `max_throttle_wait` on this channel, or when the pause asked for would end
+        past it, the notification falls back instead (the pause still holds for the rest).
         """
         context = self._context
         now = time.monotonic()
         if delivery.throttled_since is None:
             delivery.throttled_since = now
         waited = now - delivery.throttled_since
-        give_up = waited >= context.max_throttle_wait
+        pause = pause_length(result.retry_after)
+        limit = context.max_throttle_wait
         error = result.error or "throttled"
-        if give_up:
+        if waited >= limit:
+            give_up = True
             error += (
                 f" (throttled for {waited:.0f} s, longer than delivery.max_throttle_wait:"
                 " trying the next channel)"
             )
+        elif waited + pause > limit:
+            give_up = True
+            error += (
+                f" (asked to wait {pause:g} s, which would pass delivery.max_throttle_wait"
+                f" of {limit:g} s: trying the next channel)"
+            )
+        else:
+            give_up = False
         final_status = Status.FAILED if give_up and delivery.is_last_channel() else None
         self._metrics.attempt_throttled.inc()
         self._log_attempt(delivery, attempt, AttemptStatus.THROTTLED, error, elapsed)
@@ -275,10 +291,9 @@ class ChannelActors:
             self._cancelled(delivery)
             return
         recipient = delivery.notification.recipient
+        whole = result.throttled == "channel"
         try:
-            await self.pacer.pause(
-                recipient, result.retry_after, whole=result.throttled == "channel"
-            )
+            await self.pacer.pause(recipient, result.retry_after, whole=whole)
         except DatabaseUnavailableError as exc:
             log.warning("pause_not_shared", channel=self.channel, error=str(exc))
         if final_status is not None:
@@ -286,8 +301,14 @@ class ChannelActors:
             self._finished(delivery, final_status, attempt, record.finished_at)
         elif give_up:
             context.in_flight.fall_back(delivery)
+        elif self.pacer.honours_pause(recipient, whole=whole):
+            context.in_flight.wait(delivery, 0.0)  # its next slot is past the pause
+        elif pause <= HOLD_HORIZON:
+            # No slot of what was paused (no rate_limit, or no per-recipient interval):
+            # the pause is waited out here, or the delivery would ask again at once.
+            context.in_flight.wait(delivery, pause)
         else:
-            context.in_flight.wait(delivery, 0.0)
+            await self._send_back(delivery, pause)
 
     async def _conclude(
         self,

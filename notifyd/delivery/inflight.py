@@ -80,20 +80,34 @@ class Delivery:
 
 
 class Inbox:
-    """A channel's deliveries waiting for an actor: the most urgent first, then in order."""
+    """A channel's deliveries waiting for an actor: the most urgent first, then in order.
+
+    Ahead of all of them, those that hold a sending slot already: their slot has come, and
+    one sent late would go out together with the slots after it, in a burst the vendor
+    refuses. (Slots were taken in order of priority, so priority still decides.)
+    """
 
     def __init__(self) -> None:
-        self._queue: asyncio.PriorityQueue[tuple[int, int, Delivery]] = asyncio.PriorityQueue()
+        self._queue: asyncio.PriorityQueue[tuple[bool, int, int, Delivery]] = (
+            asyncio.PriorityQueue()
+        )
         self._order = itertools.count()
 
     def put_nowait(self, delivery: Delivery) -> None:
-        self._queue.put_nowait((-delivery.notification.priority, next(self._order), delivery))
+        self._queue.put_nowait(
+            (
+                delivery.slot_at is None,
+                -delivery.notification.priority,
+                next(self._order),
+                delivery,
+            )
+        )
 
     async def get(self) -> Delivery:
-        return (await self._queue.get())[2]
+        return (await self._queue.get())[3]
 
     def get_nowait(self) -> Delivery:
-        return self._queue.get_nowait()[2]
+        return self._queue.get_nowait()[3]
 
     def qsize(self) -> int:
         return self._queue.qsize()

@@ -33,6 +33,8 @@ HOLD_HORIZON: Final = 10.0
 # (a vendor asking for more is treated as asking for this: past delivery.max_throttle_wait
 # the notification falls back anyway).
 DEFAULT_PAUSE: Final = 1.0
+# A delivery at most this late past its slot always goes (see `Pacer.late_after`).
+LATE_FLOOR: Final = 0.025
 MAX_PAUSE: Final = 3600.0
 
 
@@ -79,6 +81,29 @@ class Pacer:
         contact = recipient.contact(self.channel)
         return bool(contact) and self._recipient_interval(contact or "") > 0
 
+    def honours_pause(self, recipient: Recipient, *, whole: bool) -> bool:
+        """Whether the next slot for `recipient` waits for such a pause (`pause`).
+
+        A channel without a rate takes no channel slot, and one without an interval for
+        this recipient no recipient slot: a pause of what it does not take is not seen.
+        """
+        if whole:
+            return bool(self._interval)
+        contact = recipient.contact(self.channel)
+        return bool(contact) and self._recipient_interval(contact or "") > 0
+
+    @property
+    def late_after(self) -> float:
+        """How late past its slot an attempt may still go (seconds; inf: any).
+
+        A delivery that reaches an actor well after its slot (the host was busy) would go
+        out together with the slots after it: a burst the vendor counts against the
+        limit. Past one of the channel's intervals it takes a new slot instead (and never
+        sooner than `LATE_FLOOR`: at a high rate, the event loop's own jitter is more than
+        an interval, and a new slot for every delivery would waste half of them).
+        """
+        return max(self._interval, LATE_FLOOR) if self._interval else float("inf")
+
     @property
     def paused(self) -> bool:
         return time.monotonic() < self.paused_until
@@ -106,7 +131,7 @@ class Pacer:
 
         `whole`: the channel pauses; otherwise only this recipient. Returns the pause.
         """
-        pause = DEFAULT_PAUSE if seconds is None else min(max(seconds, 0.0), MAX_PAUSE)
+        pause = pause_length(seconds)
         contact = recipient.contact(self.channel)
         if whole or not contact:
             key = self.channel.value
@@ -122,6 +147,11 @@ class Pacer:
 
     def _recipient_key(self, contact: str) -> str:
         return f"{self.channel.value}:{contact}"
+
+
+def pause_length(seconds: float | None) -> float:
+    """The pause taken for a vendor's "retry after `seconds`" (None: it did not say)."""
+    return DEFAULT_PAUSE if seconds is None else min(max(seconds, 0.0), MAX_PAUSE)
 
 
 def telegram_interval(per_chat: float, per_group: float) -> Callable[[str], float]:

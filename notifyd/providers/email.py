@@ -1,9 +1,21 @@
-"""E-mail over SMTP with aiosmtplib."""
+"""E-mail over SMTP with aiosmtplib.
+
+How the server's replies are read (RFC 5321 codes, RFC 3463 enhanced codes):
+- `421` (the server is closing the session, often "too many connections") and any 4xx
+  with an enhanced code `4.7.x` (`451 4.7.1` rate limited, `450 4.7.x` greylisted) ask to
+  slow down: `ThrottledError`. Refused at RCPT (greylisting is per recipient) it pauses
+  that address only; anywhere else, the channel. SMTP gives no time: the pause is the
+  default one.
+- Any other 4xx (`451 4.3.0`), a timeout, a dropped connection: `TransientProviderError`.
+- `5.1.1` (no such mailbox) at RCPT or after DATA: `RecipientUnreachableError`, the
+  address is suppressed. Any other 5xx: `PermanentProviderError`.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import re
 import socket
 import time
 from collections import deque
@@ -14,13 +26,19 @@ from email.errors import HeaderParseError
 from email.message import EmailMessage
 from email.utils import format_datetime
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 import aiosmtplib
 
 from notifyd.addresses import deliverable_address, parse_mailbox
 from notifyd.domain import Channel, OutgoingMessage
-from notifyd.errors import PermanentProviderError, ProviderError, TransientProviderError
+from notifyd.errors import (
+    PermanentProviderError,
+    ProviderError,
+    RecipientUnreachableError,
+    ThrottledError,
+    TransientProviderError,
+)
 from notifyd.logs import get_logger
 from notifyd.providers import mime
 from notifyd.providers.base import Provider, local_resource_error
@@ -34,6 +52,14 @@ log = get_logger(__name__)
 _SECURITY_NAMES = {"none": "no TLS", "starttls": "STARTTLS", "tls": "TLS"}
 # Everything str.splitlines() breaks on: a header generator might fold or split there.
 _LINE_BREAKS = frozenset("\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029")
+# An enhanced status code at the start of a reply's text (RFC 3463): class.subject.detail.
+_ENHANCED = re.compile(r"\s*([245])\.(\d{1,3})\.(\d{1,3})(?!\d)")
+# "Service not available, closing transmission channel": the server limits this client.
+SERVICE_CLOSING: Final = 421
+# The enhanced codes that say the mailbox does not exist.
+NO_SUCH_MAILBOX: Final = frozenset({(5, 1, 1)})
+
+Stage = Literal["rcpt", "message", "session"]
 
 
 @dataclass(slots=True)
@@ -289,9 +315,14 @@ class EmailProvider(Provider):
             return shortage
         if isinstance(exc, aiosmtplib.SMTPRecipientsRefused) and exc.recipients:
             first = exc.recipients[0]
-            return self._by_code(first.code, first.message, "recipient refused")
+            return self._by_code(first.code, first.message, "recipient refused", "rcpt")
         if isinstance(exc, aiosmtplib.SMTPResponseException):
-            return self._by_code(exc.code, exc.message, _describe(exc))
+            stage: Stage = "session"
+            if isinstance(exc, aiosmtplib.SMTPRecipientRefused):
+                stage = "rcpt"
+            elif isinstance(exc, aiosmtplib.SMTPDataError):
+                stage = "message"
+            return self._by_code(exc.code, exc.message, _describe(exc), stage)
         kind = type(exc).__name__
         text = self._scrub(str(exc)) or kind
         if isinstance(exc, TimeoutError):
@@ -304,11 +335,22 @@ class EmailProvider(Provider):
         # configuration or data change helps.
         return PermanentProviderError(f"SMTP error: {kind}: {text}")
 
-    def _by_code(self, code: int, server_message: str, what: str) -> ProviderError:
+    def _by_code(self, code: int, server_message: str, what: str, stage: Stage) -> ProviderError:
         text = self._scrub(server_message)
         response = {"smtp_code": code, "smtp_message": text}
         error = f"SMTP {what}: {code} {text}"
+        enhanced = enhanced_code(text)
+        if code == SERVICE_CLOSING or (400 <= code < 500 and enhanced[:2] == (4, 7)):
+            scope: Literal["channel", "recipient"] = (
+                "recipient" if stage == "rcpt" and code != SERVICE_CLOSING else "channel"
+            )
+            log.warning("smtp_rate_limited", smtp_code=code, scope=scope)
+            return ThrottledError(error, scope=scope, response=response)
         if 500 <= code < 600:
+            if stage != "session" and enhanced in NO_SUCH_MAILBOX:
+                return RecipientUnreachableError(
+                    error, reason=f"no such mailbox: {code} {text}"[:200], response=response
+                )
             return PermanentProviderError(error, response=response)
         # 4xx by definition; anything else (-1 for a garbled reply) is not a clear refusal.
         return TransientProviderError(error, response=response)
@@ -351,6 +393,12 @@ def _recipient(address: str) -> tuple[str | None, str]:
         return deliverable_address(address), ""
     except ValueError as exc:
         return None, str(exc)
+
+
+def enhanced_code(text: str) -> tuple[int, ...]:
+    """The enhanced status code a reply's text starts with, as numbers; () if none."""
+    found = _ENHANCED.match(text)
+    return tuple(int(part) for part in found.groups()) if found else ()
 
 
 def _describe(exc: aiosmtplib.SMTPResponseException) -> str:

@@ -10,8 +10,11 @@ mask every form of the secrets (`notifyd.redaction`).
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterable, Mapping
-from typing import Any
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Any, Final
 
 import aiohttp
 
@@ -21,6 +24,9 @@ from notifyd.redaction import Scrubber
 
 # How much of a non-JSON answer (an HTML error page from a proxy) to keep.
 BODY_EXCERPT = 500
+# The longest wait a vendor's answer is taken at its word for: a "retry after" further
+# away than a day is a vendor's bug (or a hostile answer), not a plan.
+LONGEST_RETRY_AFTER: Final = 86_400.0
 
 
 class HttpProvider(Provider):
@@ -86,3 +92,50 @@ def json_object(raw: bytes) -> dict[str, Any] | None:
     except (ValueError, RecursionError):  # also UnicodeDecodeError; nesting too deep
         return None
     return body if isinstance(body, dict) else None
+
+
+def seconds_value(value: object) -> float | None:
+    """A wait in seconds from a vendor's JSON (a number, or a number written as text).
+
+    None for anything else: a negative or non-finite number, a boolean, an integer too
+    large for a float, text that is not a number. Waits longer than a day are cut to a day.
+    """
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, str):
+        try:
+            value = float(value.strip())
+        except ValueError:
+            return None
+    if not isinstance(value, int | float) or value < 0:
+        return None
+    try:
+        seconds = float(value)
+    except OverflowError:  # an integer of hundreds of digits: JSON allows it
+        return LONGEST_RETRY_AFTER
+    if not math.isfinite(seconds) or seconds < 0:
+        return None
+    return min(seconds, LONGEST_RETRY_AFTER)
+
+
+def retry_after_seconds(header: str | None, now: datetime | None = None) -> float | None:
+    """A Retry-After header in seconds, given as seconds or as an HTTP date (RFC 9110).
+
+    A date in the past is 0; a date without a zone, a negative or unreadable value, None.
+    """
+    if header is None:
+        return None
+    header = header.strip()
+    if not header:
+        return None
+    try:
+        value = float(header)
+    except ValueError:
+        try:
+            when = parsedate_to_datetime(header)
+        except (TypeError, ValueError, IndexError, OverflowError):
+            return None
+        if when.tzinfo is None:
+            return None
+        value = max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
+    return seconds_value(value)

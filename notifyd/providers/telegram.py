@@ -3,20 +3,43 @@
 The bot token is part of every request URL, and aiohttp puts the URL into its exceptions;
 this module therefore never chains an aiohttp exception and scrubs the token from every
 text it builds (`HttpProvider`).
+
+How the Bot API's answers are read:
+- `429 Too Many Requests` (flood control) is `ThrottledError`, waiting
+  `parameters.retry_after` seconds (else the `Retry-After` header). The answer does not say
+  which limit was hit. For a group or a channel (a negative id, an @username) it is taken
+  as that chat's own limit (about 20 messages a minute), so only that chat pauses; for a
+  private chat, whose 1 s interval notifyd keeps anyway, as the bot's limit (about 30 a
+  second), so the whole channel pauses.
+- An answer that says the chat can never be reached by this bot (blocked by the user, the
+  user deactivated, the chat not found or deleted, the bot removed from it, a group
+  upgraded to a supergroup under a new id) is `RecipientUnreachableError`: the contact is
+  suppressed. Any other 4xx (including a 403 with another description) is an ordinary
+  permanent failure, and suppresses nothing.
 """
 
 from __future__ import annotations
 
-import math
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final, Literal
 from urllib.parse import quote
 
 import aiohttp
 
 from notifyd.domain import Channel, OutgoingMessage
-from notifyd.errors import PermanentProviderError, TransientProviderError
+from notifyd.errors import (
+    PermanentProviderError,
+    RecipientUnreachableError,
+    ThrottledError,
+    TransientProviderError,
+)
 from notifyd.logs import get_logger
-from notifyd.providers.http import BODY_EXCERPT, HttpProvider, json_object
+from notifyd.providers.http import (
+    BODY_EXCERPT,
+    HttpProvider,
+    json_object,
+    retry_after_seconds,
+    seconds_value,
+)
 from notifyd.redaction import url_secrets
 
 if TYPE_CHECKING:
@@ -28,6 +51,20 @@ log = get_logger(__name__)
 
 # What the Bot API answers for a revoked or wrong token, and for a malformed one.
 _TOKEN_REFUSED = frozenset({401, 404})
+# Descriptions (of a 400 or 403) that say this bot can never reach the chat: the contact is
+# suppressed. Matched without case, anywhere in the description.
+UNREACHABLE_DESCRIPTIONS: Final = (
+    "bot was blocked by the user",
+    "user is deactivated",
+    "chat not found",
+    "bot was kicked from",
+    "bot is not a member of",
+    "bot can't initiate conversation with a user",
+    "group chat was deleted",
+    "group chat was upgraded to a supergroup chat",
+)
+# How much of the vendor's description a suppression keeps as its reason.
+REASON_LENGTH: Final = 200
 
 
 class TelegramProvider(HttpProvider):
@@ -54,7 +91,7 @@ class TelegramProvider(HttpProvider):
             raise PermanentProviderError("user has no telegram_chat_id")
         payload = {"chat_id": _chat_id(chat_id), "text": message.as_text()}
         status, retry_header, raw = await self._post("sendMessage", payload)
-        answer = self._interpret(status, retry_header, raw)
+        answer = self._interpret(status, retry_header, raw, chat_id)
         log.debug(
             "telegram_accepted",
             notification_id=message.notification_id,
@@ -78,7 +115,7 @@ class TelegramProvider(HttpProvider):
             # Not the bot's id: it is the first half of the token.
             return f"getMe answered: the bot is @{username}" if username else "getMe answered"
         try:
-            self._interpret(status, retry_header, raw)
+            self._interpret(status, retry_header, raw, chat_id=None)
         except PermanentProviderError as exc:
             if status not in _TOKEN_REFUSED:
                 raise
@@ -100,16 +137,20 @@ class TelegramProvider(HttpProvider):
         # __context__; raised out here, the error has no context at all.
         raise error from None
 
-    def _interpret(self, status: int, retry_header: str | None, raw: bytes) -> dict[str, Any]:
+    def _interpret(
+        self, status: int, retry_header: str | None, raw: bytes, chat_id: str | None
+    ) -> dict[str, Any]:
         """Turn the HTTP answer into a result, or raise the matching provider error."""
         body = json_object(raw)
         if body is None:
             text = self._scrub(raw[:BODY_EXCERPT].decode("utf-8", errors="replace"))
             response = {"http_status": status, "body": text}
             error = f"Telegram answered HTTP {status} without JSON"
-            if status >= 500 or status == 429:
+            if status == 429:
+                raise self._throttled(error, response, retry_after_seconds(retry_header), chat_id)
+            if status >= 500:
                 raise TransientProviderError(
-                    error, response=response, retry_after=_seconds(retry_header)
+                    error, response=response, retry_after=retry_after_seconds(retry_header)
                 )
             raise PermanentProviderError(error, response=response)
         if 200 <= status < 300 and body.get("ok") is True:
@@ -120,14 +161,39 @@ class TelegramProvider(HttpProvider):
             return {"ok": True, "message_id": result.get("message_id"), "chat_id": chat.get("id")}
         response = self._redact(body)
         description = str(response.get("description") or f"HTTP {status}")
-        if status == 429 or status >= 500:
-            retry_after = _retry_after(body) or _seconds(retry_header)
-            if status == 429:
-                log.warning("telegram_rate_limited", retry_after=retry_after)
+        error = f"Telegram: {description}"
+        if status == 429:
+            retry_after = _retry_after(body)
+            if retry_after is None:
+                retry_after = retry_after_seconds(retry_header)
+            raise self._throttled(error, response, retry_after, chat_id)
+        if status >= 500:
             raise TransientProviderError(
-                f"Telegram: {description}", response=response, retry_after=retry_after
+                error, response=response, retry_after=retry_after_seconds(retry_header)
             )
-        raise PermanentProviderError(f"Telegram: {description}", response=response)
+        if chat_id is not None and status in {400, 403} and _unreachable(description):
+            raise RecipientUnreachableError(error, reason=error[:REASON_LENGTH], response=response)
+        raise PermanentProviderError(error, response=response)
+
+    @staticmethod
+    def _throttled(
+        error: str, response: dict[str, Any], retry_after: float | None, chat_id: str | None
+    ) -> ThrottledError:
+        scope: Literal["channel", "recipient"] = (
+            "recipient" if chat_id is not None and is_group_chat(chat_id) else "channel"
+        )
+        log.warning("telegram_rate_limited", retry_after=retry_after, scope=scope)
+        return ThrottledError(error, scope=scope, response=response, retry_after=retry_after)
+
+
+def is_group_chat(chat_id: str) -> bool:
+    """A group, supergroup or channel: a negative id, or a public @username."""
+    return chat_id.startswith(("-", "@"))
+
+
+def _unreachable(description: str) -> bool:
+    lowered = description.lower()
+    return any(known in lowered for known in UNREACHABLE_DESCRIPTIONS)
 
 
 def _chat_id(chat_id: str) -> int | str:
@@ -139,20 +205,8 @@ def _chat_id(chat_id: str) -> int | str:
 
 
 def _retry_after(body: Mapping[str, Any]) -> float | None:
+    """`parameters.retry_after`, when it is a sane number of seconds."""
     parameters = body.get("parameters")
     if isinstance(parameters, dict):
-        value = parameters.get("retry_after")
-        if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0:
-            return float(value)
+        return seconds_value(parameters.get("retry_after"))
     return None
-
-
-def _seconds(header: str | None) -> float | None:
-    """A Retry-After header given in seconds; the HTTP-date form is ignored."""
-    if header is None:
-        return None
-    try:
-        value = float(header)
-    except ValueError:
-        return None
-    return value if math.isfinite(value) and value >= 0 else None

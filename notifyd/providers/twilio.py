@@ -5,23 +5,38 @@ with HTTP basic auth. Twilio answers 201 with the message resource, or an error 
 `{"code", "message", "more_info", "status"}`. The auth token travels in the Authorization
 header, which aiohttp keeps in the request info of its exceptions: this module never
 chains an aiohttp exception and scrubs the token from every text it builds.
+
+How Twilio's answers are read:
+- `429` (error 20429, the account's limit of concurrent requests) and error 21611 (the
+  sender's queue is full) are `ThrottledError` for the whole channel, waiting what the
+  `Retry-After` header says (seconds or an HTTP date), else a short default.
+- Error 21610 (the recipient replied STOP to this sender) and 21614 (the number is not a
+  mobile number) are `RecipientUnreachableError`: the number is suppressed.
+- Other 5xx are transient; other 4xx permanent.
 """
 
 from __future__ import annotations
 
 import base64
-import math
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import quote
 
 import aiohttp
 
 from notifyd.domain import Channel, OutgoingMessage
-from notifyd.errors import PermanentProviderError, TransientProviderError
+from notifyd.errors import (
+    PermanentProviderError,
+    RecipientUnreachableError,
+    ThrottledError,
+    TransientProviderError,
+)
 from notifyd.logs import get_logger
-from notifyd.providers.http import BODY_EXCERPT, HttpProvider, json_object
+from notifyd.providers.http import (
+    BODY_EXCERPT,
+    HttpProvider,
+    json_object,
+    retry_after_seconds,
+)
 from notifyd.providers.sms import mask_phone, sms_recipient
 from notifyd.redaction import url_secrets
 
@@ -33,13 +48,18 @@ log = get_logger(__name__)
 API_VERSION = "2010-04-01"
 # Twilio refuses a longer Body (error 21617); it splits shorter ones into segments itself.
 MAX_BODY_LENGTH = 1600
-# Twilio error codes worth retrying although they come with a 4xx status.
-TRANSIENT_CODES = frozenset(
+# Twilio error codes that ask to slow down, although they come with a 4xx status.
+THROTTLING_CODES: Final = frozenset(
     {
         20429,  # too many requests
         21611,  # the From number's queue is full; it drains as Twilio sends
     }
 )
+# Error codes that say this number can never be reached by this sender, and why.
+UNREACHABLE_CODES: Final = {
+    21610: "the recipient replied STOP to this sender (Twilio error 21610)",
+    21614: "the number is not a mobile number (Twilio error 21614)",
+}
 _CREDENTIAL_CODES = frozenset({20003, 20005, 20006})
 _ERROR_KEYS = ("code", "message", "more_info", "detail")
 
@@ -150,46 +170,38 @@ class TwilioSmsProvider(HttpProvider):
                 "num_segments": _int_or_none(body.get("num_segments")),
             }
         transient = status == 429 or status >= 500
-        retry_after = retry_after_seconds(retry_header) if transient else None
-        if body is None or not isinstance(body.get("code"), int):
+        retry_after = retry_after_seconds(retry_header)
+        code = body.get("code") if body is not None else None
+        if not isinstance(code, int) or isinstance(code, bool):
             excerpt = raw[:BODY_EXCERPT].decode("utf-8", errors="replace")
             response = {"http_status": status, "body": self._scrub(excerpt)}
             error = f"Twilio answered HTTP {status}"
             if body is None:
                 error += " without JSON"
+            if status == 429:
+                log.warning("twilio_rate_limited", retry_after=retry_after, code=None)
+                raise ThrottledError(error, response=response, retry_after=retry_after)
             if transient:
                 raise TransientProviderError(error, response=response, retry_after=retry_after)
             raise PermanentProviderError(error, response=response)
 
+        assert body is not None  # a code was read from it
         response = {"http_status": status} | {k: body[k] for k in _ERROR_KEYS if k in body}
         response = self._redact(response)
-        code: int = body["code"]
         text = str(response.get("message") or f"HTTP {status}").replace(phone, mask_phone(phone))
         error = f"Twilio error {code}: {text}"
         if code in _CREDENTIAL_CODES or status in {401, 403}:
             error += " (check channels.sms.account_sid and auth_token)"
-        if transient or code in TRANSIENT_CODES:
-            if status == 429:
-                log.warning("twilio_rate_limited", retry_after=retry_after, code=code)
+        if status == 429 or code in THROTTLING_CODES:
+            log.warning("twilio_rate_limited", retry_after=retry_after, code=code)
+            raise ThrottledError(error, response=response, retry_after=retry_after)
+        if transient:
             raise TransientProviderError(error, response=response, retry_after=retry_after)
+        if code in UNREACHABLE_CODES and phone:
+            raise RecipientUnreachableError(
+                error, reason=UNREACHABLE_CODES[code], response=response
+            )
         raise PermanentProviderError(error, response=response)
-
-
-def retry_after_seconds(header: str | None, now: datetime | None = None) -> float | None:
-    """A Retry-After header in seconds, given as seconds or as an HTTP date."""
-    if header is None:
-        return None
-    try:
-        value = float(header)
-    except ValueError:
-        try:
-            when = parsedate_to_datetime(header)
-        except (TypeError, ValueError):
-            return None
-        if when.tzinfo is None:
-            return None
-        value = max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
-    return value if math.isfinite(value) and value >= 0 else None
 
 
 def _int_or_none(value: object) -> int | None:

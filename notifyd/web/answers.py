@@ -104,6 +104,14 @@ class NotificationPage(_Answer):
     next_cursor: str | None
 
 
+class SuppressionOut(_Answer):
+    """A contact a vendor said can never be reached on `channel`: skipped until lifted."""
+
+    channel: Channel
+    reason: str
+    since: Timestamp
+
+
 class UserOut(_Answer):
     id: int
     email: str | None
@@ -111,6 +119,8 @@ class UserOut(_Answer):
     telegram_chat_id: str | None
     created_at: Timestamp
     updated_at: Timestamp
+    # Lifted when the contact changes, or by DELETE /api/users/{id}/suppressions/{channel}.
+    suppressions: list[SuppressionOut]
 
 
 class FieldError(_Answer):

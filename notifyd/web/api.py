@@ -12,7 +12,9 @@ from pydantic import BaseModel, ValidationError
 
 from notifyd.domain import (
     BIGINT_MAX,
+    CHANNELS,
     MAX_IDEMPOTENCY_KEY_LENGTH,
+    Channel,
     Enqueued,
     IdempotencyKey,
     NotificationFilter,
@@ -333,6 +335,29 @@ async def update_user(request: web.Request) -> web.Response:
     return json_response(user_json(user))
 
 
+async def lift_suppression(request: web.Request) -> web.Response:
+    """DELETE /api/users/{id}/suppressions/{channel}: try that contact again."""
+    user_id = path_id(request)
+    name = request.match_info["channel"]
+    try:
+        channel = Channel(name)
+    except ValueError:
+        known = ", ".join(CHANNELS)
+        raise ApiError(
+            422,
+            "The path names no channel.",
+            [{"field": "channel", "message": f"must be one of: {known}"}],
+        ) from None
+    database = request.app[DATABASE]
+    if not await database.users.lift_suppression(user_id, channel):
+        try:
+            await database.users.get(user_id)
+        except NotFoundError as exc:
+            raise ApiError(404, str(exc)) from None
+        raise ApiError(404, f"user {user_id} has no suppression on {channel}")
+    return web.Response(status=204)
+
+
 async def openapi_json(request: web.Request) -> web.Response:
     """GET /api/openapi.json: the OpenAPI 3.1 document of this API."""
     return web.Response(body=request.app[OPENAPI], content_type="application/json")
@@ -353,3 +378,4 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get(r"/api/users/{id:\d{1,20}}", get_user)
     app.router.add_patch(r"/api/users/{id:\d{1,20}}", update_user)
     app.router.add_get(r"/api/users/{id:\d{1,20}}/notifications", list_user_notifications)
+    app.router.add_delete(r"/api/users/{id:\d{1,20}}/suppressions/{channel}", lift_suppression)

@@ -8,7 +8,9 @@ import math
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from notifyd.db import ChannelState
 from notifyd.delivery.listener import POLL_ONLY
+from notifyd.domain import CHANNELS, Channel
 from notifyd.errors import DatabaseUnavailableError
 from notifyd.web.api import json_response
 from notifyd.web.keys import DATABASE, METRICS, SERVICE
@@ -56,10 +58,18 @@ async def metrics(request: web.Request) -> web.Response:
     daemon_metrics = request.app[METRICS]
     store = request.app.get(DATABASE)
     pending = math.nan  # unknown while the database does not answer
+    channels: dict[Channel, ChannelState] = {}
     if store is not None:
         with contextlib.suppress(DatabaseUnavailableError):
             pending = await store.count_pending(PROBE_TIMEOUT)
+            channels = await store.channel_state(PROBE_TIMEOUT)
     daemon_metrics.pending.set(pending)
+    for channel in CHANNELS:
+        state = channels.get(channel)
+        daemon_metrics.suppressions.labels(channel).set(
+            math.nan if state is None else state.suppressed
+        )
+        daemon_metrics.next_slot.labels(channel).set(math.nan if state is None else state.next_slot)
     return web.Response(
         body=generate_latest(daemon_metrics.registry),
         headers={"Content-Type": CONTENT_TYPE_LATEST},

@@ -15,7 +15,7 @@ from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from notifyd import __version__
-from notifyd.domain import BIGINT_MAX, MAX_IDEMPOTENCY_KEY_LENGTH
+from notifyd.domain import BIGINT_MAX, CHANNELS, MAX_IDEMPOTENCY_KEY_LENGTH
 from notifyd.web.answers import (
     AttemptOut,
     Enqueued,
@@ -26,6 +26,7 @@ from notifyd.web.answers import (
     NotificationSummary,
     Problem,
     Readiness,
+    SuppressionOut,
     UserOut,
 )
 from notifyd.web.problems import PROBLEM_CONTENT_TYPE
@@ -46,6 +47,7 @@ __all__ = [
     "NotificationSummary",
     "Problem",
     "Readiness",
+    "SuppressionOut",
     "UserOut",
     "openapi_document",
 ]
@@ -62,6 +64,7 @@ _MODELS: list[type[BaseModel]] = [
     NotificationSummary,
     NotificationOut,
     NotificationPage,
+    SuppressionOut,
     UserOut,
     FieldError,
     Problem,
@@ -125,7 +128,7 @@ _WHY = {
     400: "A malformed request: the body is not a JSON object (or not readable), the query "
     "string or the Host header cannot be read, or a header is malformed.",
     401: "API tokens are configured and no valid one was sent.",
-    404: "No such notification or user.",
+    404: "No such notification or user (or, for a suppression, none on that channel).",
     409: "The notification's status does not allow it: `detail` and `errors` name the status.",
     413: "The body is larger than http.max_body_bytes.",
     415: "The body is not JSON (Content-Type), or its Content-Encoding is not supported.",
@@ -351,6 +354,26 @@ def _paths() -> dict[str, Any]:
                 **listing,
                 "parameters": [_id_parameter("user"), *listing["parameters"]],
                 "responses": {**listing["responses"], **_errors(404)},
+            }
+        },
+        "/api/users/{id}/suppressions/{channel}": {
+            "delete": {
+                "operationId": "liftSuppression",
+                "summary": "Lift a suppressed contact: deliveries try that channel again",
+                "parameters": [
+                    _id_parameter("user"),
+                    {
+                        "name": "channel",
+                        "in": "path",
+                        "required": True,
+                        "description": "The channel whose suppression to lift.",
+                        "schema": {"type": "string", "enum": [str(c) for c in CHANNELS]},
+                    },
+                ],
+                "responses": {
+                    "204": {"description": "Lifted."},
+                    **_errors(*_API, 404),
+                },
             }
         },
         "/api/openapi.json": {

@@ -21,7 +21,7 @@ from pydantic import (
     model_validator,
 )
 
-from notifyd.addresses import deliverable_address
+from notifyd.addresses import SPECIAL_USE_PATTERN, deliverable_address
 from notifyd.domain import (
     BIGINT_MAX,
     CHANNELS,
@@ -229,7 +229,13 @@ def _documented(**schema: Any) -> Any:
 
 
 class _UserFields(_Body):
-    email: Annotated[StrictStr, _documented(format="email", maxLength=254)] | None = None
+    email: (
+        Annotated[
+            StrictStr,
+            _documented(format="email", maxLength=254, pattern=SPECIAL_USE_PATTERN),
+        ]
+        | None
+    ) = None
     phone: Annotated[StrictStr, _documented(pattern=_PHONE.pattern)] | None = None
     # As a JSON number, what the body parser reads as an integer (wider: a float, refused).
     telegram_chat_id: (

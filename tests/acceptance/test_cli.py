@@ -271,7 +271,17 @@ async def test_users_add_and_list(cli: Cli, db: asyncpg.Connection) -> None:
 
     assert listed.code == 0, listed.stderr
     header, *rows = listed.stdout.splitlines()
-    assert header.split() == ["ID", "EMAIL", "PHONE", "TELEGRAM", "CHAT", "CREATED", "(UTC)"]
+    assert header.split() == [
+        "ID",
+        "EMAIL",
+        "PHONE",
+        "TELEGRAM",
+        "CHAT",
+        "CREATED",
+        "(UTC)",
+        "SUPPRESSED",
+    ]
+    assert [row.split()[-1] for row in rows] == ["-", "-"]
     assert [row.split()[:4] for row in rows] == [
         [str(first), "ivan@example.com", "-", "123456789"],
         [str(second["id"]), "-", "+15551234567", "-"],

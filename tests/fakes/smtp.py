@@ -10,6 +10,8 @@ import asyncio
 import base64
 import email.policy
 import socket
+import time
+from collections import deque
 from dataclasses import dataclass
 from email import message_from_bytes
 from email.message import EmailMessage
@@ -22,6 +24,10 @@ Stage = Literal["rcpt", "data"]
 
 TEMPFAIL_REPLY = "451 4.3.0 Temporary failure, try again later"
 REJECT_REPLY = "550 5.1.1 Mailbox does not exist"
+# What a server limiting its clients answers beyond its rate (Postfix's anvil, SES, Gmail
+# say much the same), and when it also drops the session.
+RATE_LIMIT_REPLY = "451 4.7.1 Rate limit exceeded, try again later"
+CLOSING_REPLY = "421 4.7.0 Too many messages, closing connection"
 
 
 @dataclass(frozen=True)
@@ -88,6 +94,14 @@ class FakeSmtpServer:
         # Connections to drop, without a word, on their next MAIL: what a server that closed
         # an idle connection looks like to a client that had not noticed yet.
         self.drop_on_next_mail = 0
+        # At most `rate_limit` messages (MAIL commands) in any second (None: no limit):
+        # beyond it MAIL is answered `rate_limit_reply`, and a 421 reply closes the session.
+        # Refused MAILs are counted in `refused`; `accepted_at` holds when each was let in.
+        self.rate_limit: float | None = None
+        self.rate_limit_reply = RATE_LIMIT_REPLY
+        self.refused = 0
+        self.accepted_at: list[float] = []
+        self._window: deque[float] = deque()
         self._server: asyncio.Server | None = None
         self._connections: set[SMTP] = set()
         self._changed = asyncio.Condition()
@@ -147,6 +161,20 @@ class FakeSmtpServer:
                     f"expected {count} message(s) within {timeout}s, got {len(self.received)}"
                 ) from None
         return self.messages
+
+    def over_rate(self) -> str | None:
+        """The refusal due to a MAIL now, or None (and the MAIL is counted)."""
+        if self.rate_limit is None:
+            return None
+        now = time.monotonic()
+        while self._window and self._window[0] <= now - 1.0:
+            self._window.popleft()
+        if len(self._window) >= self.rate_limit:
+            self.refused += 1
+            return self.rate_limit_reply
+        self._window.append(now)
+        self.accepted_at.append(now)
+        return None
 
     def _protocol(self) -> SMTP:
         protocol = _TrackedSMTP(
@@ -236,6 +264,13 @@ class _Handler:
     ) -> str:
         if self._server.username is not None and not session.authenticated:
             return "530 5.7.0 Authentication required"
+        if (refusal := self._server.over_rate()) is not None:
+            if refusal.startswith("421"):
+                # The reply goes out first: close() flushes what is written.
+                transport = server.transport
+                assert transport is not None
+                asyncio.get_running_loop().call_soon(transport.close)
+            return refusal
         if self._server.drop_on_next_mail > 0:
             self._server.drop_on_next_mail -= 1
             assert server.transport is not None

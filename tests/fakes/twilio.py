@@ -7,8 +7,11 @@ import base64
 import binascii
 import contextlib
 import json
+import math
 import re
 import secrets
+import time
+from collections import deque
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import format_datetime
@@ -81,7 +84,8 @@ class FakeTwilioApi(FakeVendorApi):
     Twilio's magic test numbers. Accepted messages are in `messages`, every request in
     `requests`.
     Scripted answers (`fail_next`, `rate_limit_next`, `force`) come first, in order, one per
-    request; `delay` makes every request hang that long before answering.
+    request; `delay` makes every request hang that long before answering. With `rate_limit`,
+    message creation is limited to that many a second (a sliding window).
     """
 
     def __init__(
@@ -95,6 +99,7 @@ class FakeTwilioApi(FakeVendorApi):
         unsubscribed: set[str] | None = None,
         landlines: set[str] | None = None,
         blocked_prefixes: set[str] | None = None,
+        rate_limit: int | None = None,
     ) -> None:
         super().__init__()
         self.account_sid = account_sid
@@ -110,6 +115,11 @@ class FakeTwilioApi(FakeVendorApi):
         self.account_status = "active"
         self.requests: list[TwilioRequest] = []
         self.messages: list[dict[str, Any]] = []  # the message resources created
+        # At most `rate_limit` messages in any second (None: no limit): beyond it, 429 with
+        # error 20429 and a Retry-After header, as Twilio answers; counted in `refused`.
+        self.rate_limit = rate_limit
+        self.refused = 0
+        self._window: deque[float] = deque()
         self._answers_to_lose = 0
 
     def settings(self, **overrides: Any) -> dict[str, Any]:
@@ -254,6 +264,13 @@ class FakeTwilioApi(FakeVendorApi):
             form.get("MessagingServiceSid"),
         )
         body = form.get("Body", "")
+        if (wait := self._over_limit()) is not None:
+            self.refused += 1
+            return web.json_response(
+                twilio_error(429, 20429, "Too Many Requests"),
+                status=429,
+                headers={"Retry-After": str(max(1, math.ceil(wait)))},
+            )
         if not to:
             return _error(21604, "A 'To' phone number is required.")
         if not sender and not service:
@@ -300,6 +317,18 @@ class FakeTwilioApi(FakeVendorApi):
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._stopping.wait(), 30.0)
         return response
+
+    def _over_limit(self) -> float | None:
+        """Seconds until a message is allowed, when `rate_limit` refuses one now."""
+        if self.rate_limit is None:
+            return None
+        now = time.monotonic()
+        while self._window and self._window[0] <= now - 1.0:
+            self._window.popleft()
+        if len(self._window) >= self.rate_limit:
+            return self._window[0] + 1.0 - now
+        self._window.append(now)
+        return None
 
     def _resource(
         self, to: str, sender: str | None, service: str | None, body: str

@@ -128,6 +128,7 @@ async def test_telegram_rate_limits_and_server_errors_are_waited_out_without_lea
     final = await statuses(db, ids)
     log = await check_sent_have_one_success(db, ids)
     failed_rows = [row for row in log.rows if row["status"] == "failed"]
+    throttled_rows = [row for row in log.rows if row["status"] == "throttled"]
     # After a 429, the next attempt of that notification waits at least what was asked.
     waits: list[tuple[float, float]] = []  # (told, waited)
     previous = None
@@ -155,8 +156,10 @@ async def test_telegram_rate_limits_and_server_errors_are_waited_out_without_lea
         f" min_extra_wait_s={shortest:.2f} token_leaks={len(leaks)} elapsed_s={elapsed:.1f}"
     )
     assert final == {"sent": notifications}
-    assert len(failed_rows) == forced, "each scripted failure cost exactly one attempt"
-    assert all(row["transient"] is True for row in failed_rows)
+    # A 429 is a pause, written as a throttled attempt; the rest each cost one attempt.
+    assert len(throttled_rows) == 6
+    assert len(failed_rows) == forced - 6, "each scripted failure cost exactly one attempt"
+    assert all(row["transient"] is True for row in failed_rows + throttled_rows)
     assert len(waits) == 6
     assert all(waited >= told - 0.05 for told, waited in waits), waits
     assert len(telegram_api.sent) == notifications
@@ -166,8 +169,8 @@ async def test_telegram_rate_limits_and_server_errors_are_waited_out_without_lea
 
 
 def _retry_after(row: asyncpg.Record) -> float | None:
-    """What a failed attempt was told to wait, if it was a 429."""
-    if row["status"] != "failed" or row["provider_response"] is None:
+    """What a throttled attempt was told to wait, if it was a 429."""
+    if row["status"] != "throttled" or row["provider_response"] is None:
         return None
     response = json.loads(row["provider_response"])
     if response.get("error_code") == 429:

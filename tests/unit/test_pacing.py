@@ -7,8 +7,10 @@ import itertools
 import time
 from datetime import timedelta
 
+from notifyd.delivery.pacing import Pacer, pause_length
 from notifyd.domain import AttemptStatus, Channel, Recipient, Status
 from notifyd.errors import RecipientUnreachableError, ThrottledError
+from tests.fakes.memory_queue import MemoryQueue
 from tests.support import wait_until
 from tests.unit.pipeline import Pipeline, ScriptedProvider
 
@@ -128,8 +130,33 @@ async def test_throttled_for_too_long_falls_back_saying_why() -> None:
     log = pipeline.queue.attempts_of(notification_id)
     assert (log[-1].channel, log[-1].status) == (SMS, AttemptStatus.SUCCESS)
     last_throttled = [a for a in log if a.channel == TELEGRAM][-1]
-    assert "longer than delivery.max_throttle_wait" in (last_throttled.error or "")
+    # Either it has waited too long, or the next pause would end past the limit.
+    assert "delivery.max_throttle_wait" in (last_throttled.error or "")
     assert all(a.status == AttemptStatus.THROTTLED for a in log if a.channel == TELEGRAM)
+
+
+async def test_a_pause_longer_than_the_budget_falls_back_at_once() -> None:
+    throttled = ThrottledError("Too Many Requests: retry after 30", retry_after=30)
+    telegram = ScriptedProvider(TELEGRAM, [throttled])
+    sms = ScriptedProvider(SMS)
+    pipeline = Pipeline(
+        {TELEGRAM: telegram, SMS: sms}, max_throttle_wait=10, rate_limits={TELEGRAM: 1000.0}
+    )
+    notification_id = pipeline.queue.add([TELEGRAM, SMS], recipient=chat(1, "42"))
+    pipeline.start()
+    await pipeline.claim()
+    await settled(pipeline, 1)
+    await pipeline.stop()
+
+    log = pipeline.queue.attempts_of(notification_id)
+    assert [(a.channel, a.status) for a in log] == [
+        (TELEGRAM, AttemptStatus.THROTTLED),
+        (SMS, AttemptStatus.SUCCESS),
+    ]
+    assert log[0].error == (
+        "Too Many Requests: retry after 30 (asked to wait 30 s, which would pass"
+        " delivery.max_throttle_wait of 10 s: trying the next channel)"
+    )
 
 
 async def test_an_unreachable_contact_is_suppressed_and_skipped_afterwards() -> None:
@@ -177,3 +204,15 @@ async def test_higher_priority_goes_first_while_a_channel_is_busy() -> None:
     await settled(pipeline, 4)
     await pipeline.stop()
     assert telegram.sent == [blocker, urgent, *low]
+
+
+def test_lateness_and_pause_bounds() -> None:
+    paced = Pacer(TELEGRAM, MemoryQueue(), rate_limit=30.0, recipient_interval=None)
+    per_recipient = Pacer(TELEGRAM, MemoryQueue(), rate_limit=0.0, recipient_interval=None)
+
+    assert paced.late_after == 1 / 30
+    assert per_recipient.late_after == float("inf")
+    # A vendor's retry time as a pause: none said is the default, nonsense is bounded.
+    assert pause_length(None) == 1.0
+    assert pause_length(-5) == 0.0
+    assert pause_length(1e12) == 3600.0

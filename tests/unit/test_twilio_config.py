@@ -13,8 +13,9 @@ from notifyd.channel_settings import ChannelsSettings, SmsSettings
 from notifyd.config import load_settings
 from notifyd.errors import ConfigError
 from notifyd.providers import build_providers
+from notifyd.providers.http import retry_after_seconds
 from notifyd.providers.sms import StubSmsProvider
-from notifyd.providers.twilio import TwilioSmsProvider, retry_after_seconds
+from notifyd.providers.twilio import TwilioSmsProvider
 
 ACCOUNT_SID = "AC" + "0123456789abcdef" * 2
 SERVICE_SID = "MG" + "0123456789abcdef" * 2

@@ -16,6 +16,7 @@ from notifyd.domain import (
     CANCELLABLE_STATUSES,
     CHANNELS,
     RETRYABLE_STATUSES,
+    Channel,
     NotificationFilter,
     Status,
     User,
@@ -211,7 +212,22 @@ async def _users_page(request: web.Request, after: int | None, errors: list[str]
     return await render(request, "users.html", context, status=400 if errors else 200)
 
 
-@takes_query("saved")
+async def lift_suppression(request: web.Request) -> web.Response:
+    """POST /admin/users/{id}/suppressions/{channel}: try that contact again."""
+    user_id = _path_id(request)
+    channel = Channel(request.match_info["channel"])  # the route takes known names only
+    users = request.config_dict[DATABASE].users
+    if not await users.lift_suppression(user_id, channel):
+        try:
+            await users.get(user_id)
+        except NotFoundError:
+            return await _not_found(request, f"User {user_id} does not exist.")
+        return await _not_found(request, f"User {user_id} has no suppression on {channel}.")
+    log.info("admin_suppression_lifted", user_id=user_id, channel=channel, caller=request[CALLER])
+    return redirect(f"{PREFIX}/users/{user_id}?lifted={channel}")
+
+
+@takes_query("saved", "lifted")
 async def user(request: web.Request) -> web.Response:
     """GET /admin/users/{id}: contacts (an edit form) and recent notifications."""
     user_id = _path_id(request)
@@ -220,7 +236,15 @@ async def user(request: web.Request) -> web.Response:
     except NotFoundError:
         return await _not_found(request, f"User {user_id} does not exist.")
     values = {name: getattr(found, name) or "" for name in CONTACT_FIELDS}
-    return await _user_page(request, found, values, {}, saved="saved" in request[QUERY])
+    lifted = request[QUERY].get("lifted")
+    return await _user_page(
+        request,
+        found,
+        values,
+        {},
+        saved="saved" in request[QUERY],
+        lifted=lifted if lifted in CHANNELS else None,
+    )
 
 
 async def update_user(request: web.Request) -> web.Response:
@@ -277,6 +301,7 @@ async def _user_page(
     errors: Mapping[str, str],
     *,
     saved: bool = False,
+    lifted: str | None = None,
     status: int = 200,
 ) -> web.Response:
     recent = await request.config_dict[DATABASE].notifications.page(
@@ -288,6 +313,7 @@ async def _user_page(
         "values": values,
         "errors": errors,
         "saved": saved,
+        "lifted": lifted,
         "recent": recent,
         "fields": CONTACT_FIELDS,
         "all_url": f"{PREFIX}/?{urlencode({'user_id': found.id})}",
@@ -392,6 +418,9 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/webhooks", webhooks)
     app.router.add_get(r"/users/{id:\d{1,20}}", user)
     app.router.add_post(r"/users/{id:\d{1,20}}", update_user)
+    app.router.add_post(
+        r"/users/{id:\d{1,20}}/suppressions/{channel:(?:email|sms|telegram)}", lift_suppression
+    )
     app.router.add_get("/login", login_page)
     app.router.add_post("/login", login)
     app.router.add_post("/logout", logout)
