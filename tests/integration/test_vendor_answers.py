@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from pydantic import SecretStr
 
-from notifyd.config import EmailSettings, SmsSettings, TelegramSettings
+from notifyd.channel_settings import EmailSettings, SmsSettings, TelegramSettings
 from notifyd.domain import OutgoingMessage, Recipient
 from notifyd.errors import (
     PermanentProviderError,
