@@ -84,6 +84,9 @@ VARIANTS: Final[tuple[Variant, ...]] = (
             "DROP TRIGGER notifications_schedule ON notifyd.notifications",
             "DROP TRIGGER notifications_delete_attempts ON notifyd.notifications",
             "DROP TRIGGER notifications_truncate_attempts ON notifyd.notifications",
+            "DROP TRIGGER notifications_status_events ON notifyd.notifications",
+            "DROP TRIGGER notifications_status_event_on_insert ON notifyd.notifications",
+            "DROP TRIGGER notifications_apply_cancel ON notifyd.notifications",
             """
             ALTER TABLE notifyd.notification_attempts
                 DROP CONSTRAINT attempts_status_known,
@@ -97,6 +100,17 @@ VARIANTS: Final[tuple[Variant, ...]] = (
                 notifyd.notification_attempts_finished_idx
             """,
         ),
+    ),
+    # Status events (sql/0005_lifecycle.sql): an outbox row per notification finished,
+    # written by a statement-level trigger from the statement's transition tables.
+    _notifyd(
+        "- status events (outbox triggers)",
+        "DROP TRIGGER notifications_status_events ON notifyd.notifications",
+        "DROP TRIGGER notifications_status_event_on_insert ON notifyd.notifications",
+    ),
+    _notifyd(
+        "- cancel trigger (apply_cancel)",
+        "DROP TRIGGER notifications_apply_cancel ON notifyd.notifications",
     ),
     # The queue's CHECK constraints: PostgreSQL evaluates every one again on each UPDATE.
     _notifyd(
