@@ -45,8 +45,12 @@ class DeliveryService:
         on_failure: Callable[[str], None],
         *,
         poll_only: str | None = None,
+        database: str | None = None,
     ) -> None:
-        """`listen_url` is where the LISTEN session goes; None: poll-only, for `poll_only`."""
+        """`listen_url` is where the LISTEN session goes; None: poll-only, for `poll_only`.
+
+        `database` is the pool's database, which the LISTEN session must be in too.
+        """
         self.owner = uuid.uuid4()
         self._settings = settings
         self._store = store
@@ -104,6 +108,7 @@ class DeliveryService:
             backoff_max=dispatcher_settings.reconnect_backoff_max,
             pooler=settings.database.pooler,
             poll_only=poll_only,
+            database=database,
         )
         self.dispatcher = Dispatcher(
             store,
