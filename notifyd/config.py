@@ -20,8 +20,6 @@ from urllib.parse import urlsplit
 
 from pydantic import (
     AfterValidator,
-    BaseModel,
-    ConfigDict,
     Field,
     SecretStr,
     ValidationError,
@@ -29,10 +27,9 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_core import InitErrorDetails, PydanticCustomError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from notifyd.addresses import parse_mailbox
+from notifyd.channel_settings import ChannelsSettings, Section
 from notifyd.domain import MAX_MESSAGE_LENGTH, MAX_SUBJECT_LENGTH
 from notifyd.errors import ConfigError
 from notifyd.redaction import redact_url
@@ -56,21 +53,6 @@ LEGACY_EMAIL_SECURITY = {"EMAIL_USE_TLS": "starttls", "EMAIL_USE_SSL": "tls"}
 _TRUE = {"1", "true", "yes", "on", "t", "y"}
 # A shorter API token can be guessed; `openssl rand -hex 32` gives 64 characters.
 MIN_TOKEN_LENGTH = 16
-
-
-def _http_base_url(value: str) -> str:
-    parts = urlsplit(value)
-    if parts.scheme not in {"http", "https"} or not parts.netloc:
-        raise ValueError("must be an http:// or https:// URL")
-    return value.rstrip("/")
-
-
-# A vendor API's base URL: http(s) with a host, without a trailing slash.
-HttpBaseUrl = Annotated[str, AfterValidator(_http_base_url)]
-
-
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 # A host name as the Host header carries it: DNS labels, optionally a leading "." for a
@@ -98,7 +80,7 @@ def _allowed_host(value: str) -> str:
     return entry
 
 
-class HttpSettings(_Section):
+class HttpSettings(Section):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
@@ -135,7 +117,7 @@ class HttpSettings(_Section):
         return value
 
 
-class ApiSettings(_Section):
+class ApiSettings(Section):
     # Bearer tokens for /api/; empty: the API is open to whoever reaches the port.
     tokens: tuple[SecretStr, ...] = ()
     # Requests per second per token, in bursts of as many; 0: no limit.
@@ -157,7 +139,7 @@ class ApiSettings(_Section):
         return value
 
 
-class LimitsSettings(_Section):
+class LimitsSettings(Section):
     # Longest message accepted, in characters; the database refuses more than 65,536.
     max_message_length: int = Field(default=MAX_MESSAGE_LENGTH, ge=1, le=MAX_MESSAGE_LENGTH)
     # Longest subject, in bytes of UTF-8 (RFC 5322's line limit is 998).
@@ -186,7 +168,7 @@ def _postgres_url(value: SecretStr | None) -> SecretStr | None:
 PostgresUrl = Annotated[SecretStr | None, AfterValidator(_postgres_url)]
 
 
-class DatabaseSettings(_Section):
+class DatabaseSettings(Section):
     # Empty: start the embedded PostgreSQL with its data in `embedded_dir`.
     url: PostgresUrl = None
     # The session that must not be pooled (LISTEN, the presence lock), when `url` is a
@@ -221,7 +203,7 @@ class DatabaseSettings(_Section):
         return redact_url(self.listen_url.get_secret_value())
 
 
-class DispatcherSettings(_Section):
+class DispatcherSettings(Section):
     poll_interval: float = Field(default=1.0, gt=0)
     batch_size: int = Field(default=250, ge=1, le=10_000)
     claimers: int = Field(default=2, ge=1, le=16)
@@ -233,7 +215,7 @@ class DispatcherSettings(_Section):
     writers: int = Field(default=2, ge=1, le=32)
 
 
-class DeliverySettings(_Section):
+class DeliverySettings(Section):
     max_attempts: int = Field(default=3, ge=1, le=100)
     backoff_initial: float = Field(default=1.0, ge=0)
     backoff_max: float = Field(default=60.0, ge=0)
@@ -251,164 +233,11 @@ class DeliverySettings(_Section):
         return self
 
 
-class _ChannelSettings(_Section):
-    concurrency: int = Field(default=10, ge=1, le=1000)
-    timeout: float = Field(default=10.0, gt=0)
-    # Messages per second the vendor takes, shared by every instance on the database;
-    # 0: no limit.
-    rate_limit: float = Field(default=0.0, ge=0, le=100_000)
-    # Seconds between two messages to one recipient, across instances; 0: no limit.
-    per_recipient_interval: float = Field(default=0.0, ge=0, le=86_400)
-
-    def effective_rate_limit(self) -> float:
-        """Messages per second actually applied (a provider may derive its default)."""
-        return self.rate_limit
-
-
-class EmailSettings(_ChannelSettings):
-    host: str = "localhost"
-    port: int = Field(default=25, ge=1, le=65535)
-    username: str = ""
-    password: SecretStr = SecretStr("")
-    security: Literal["none", "starttls", "tls"] = "none"
-    validate_certs: bool = True
-    from_address: str = "webmaster@localhost"
-    # Idle connections kept for reuse (0: a new connection per message).
-    pool_size: int = Field(default=4, ge=0, le=1000)
-    # Seconds an idle connection is kept; below the usual server idle timeouts (60-300 s).
-    pool_idle_timeout: float = Field(default=30.0, gt=0)
-    # Messages sent over one connection before it is replaced (servers cap it too).
-    max_messages_per_connection: int = Field(default=100, ge=1)
-    # Seconds after a failed connection during which attempts fail without connecting.
-    connect_cooldown: float = Field(default=0.5, ge=0)
-
-    @field_validator("from_address")
-    @classmethod
-    def _address(cls, value: str) -> str:
-        # `name@host` or `Name <name@host>`; a local host like `localhost` is fine for the
-        # sender, which only has to be written safely (the recipients are checked harder).
-        parse_mailbox(value)
-        return value
-
-
-_TWILIO_ACCOUNT_SID = re.compile(r"AC[0-9a-fA-F]{32}")
-_TWILIO_SERVICE_SID = re.compile(r"MG[0-9a-fA-F]{32}")
-_E164 = re.compile(r"\+[1-9][0-9]{6,14}")
-# North American toll-free numbers (800, 833, 844, 855, 866, 877, 888).
-_TOLL_FREE = re.compile(r"\+18(00|33|44|55|66|77|88)[0-9]{7}")
-
-
-class SmsSettings(_ChannelSettings):
-    provider: Literal["stub", "twilio"] = "stub"
-    # None: by sender, as Twilio queues them (see `effective_rate_limit`).
-    rate_limit: float | None = Field(default=None, ge=0, le=100_000)  # type: ignore[assignment]
-    # Every attempt fails (transiently), whichever the provider: to exercise fallback.
-    fail_always: bool = False
-    # Twilio: the account, its auth token, and the sender (a number or a Messaging Service).
-    account_sid: str = ""
-    auth_token: SecretStr = SecretStr("")
-    from_number: str = ""
-    messaging_service_sid: str = ""
-    api_url: HttpBaseUrl = "https://api.twilio.com"
-
-    @field_validator("account_sid")
-    @classmethod
-    def _account_sid(cls, value: str) -> str:
-        if value and not _TWILIO_ACCOUNT_SID.fullmatch(value):
-            raise ValueError('must be a Twilio Account SID ("AC" and 32 hex digits)')
-        return value
-
-    @field_validator("messaging_service_sid")
-    @classmethod
-    def _messaging_service_sid(cls, value: str) -> str:
-        if value and not _TWILIO_SERVICE_SID.fullmatch(value):
-            raise ValueError('must be a Twilio Messaging Service SID ("MG" and 32 hex digits)')
-        return value
-
-    @field_validator("from_number")
-    @classmethod
-    def _e164(cls, value: str) -> str:
-        if value and not _E164.fullmatch(value):
-            raise ValueError("must be an E.164 phone number like +15551234567")
-        return value
-
-    def effective_rate_limit(self) -> float:
-        """`rate_limit` if set; else what the sender takes without Twilio refusing.
-
-        The stub has no vendor. A Messaging Service queues messages at its senders' pace
-        itself. A US toll-free number sends 3 message segments a second by default, any
-        other number (a long code) 1.
-        """
-        if self.rate_limit is not None:
-            return self.rate_limit
-        if self.provider == "stub" or self.messaging_service_sid:
-            return 0.0
-        if _TOLL_FREE.fullmatch(self.from_number):
-            return 3.0
-        return 1.0
-
-    @model_validator(mode="after")
-    def _twilio_complete(self) -> SmsSettings:
-        if self.provider != "twilio":
-            return self
-        required = 'required when provider = "twilio"'
-        missing = [
-            (key, required)
-            for key, value in (
-                ("account_sid", self.account_sid),
-                ("auth_token", self.auth_token.get_secret_value()),
-            )
-            if not value
-        ]
-        if not self.from_number and not self.messaging_service_sid:
-            missing.append(("from_number", f"{required}, unless messaging_service_sid is set"))
-        if missing:
-            # A ValidationError rather than a ValueError, so that each message names its
-            # own key (channels.sms.auth_token) and not only the section.
-            raise ValidationError.from_exception_data(
-                type(self).__name__,
-                [
-                    InitErrorDetails(
-                        type=PydanticCustomError("twilio_setting_missing", message),
-                        loc=(key,),
-                        input="",
-                    )
-                    for key, message in missing
-                ],
-            )
-        return self
-
-
-class TelegramSettings(_ChannelSettings):
-    # Empty: the channel is not configured and every attempt fails permanently.
-    bot_token: SecretStr = SecretStr("")
-    api_url: HttpBaseUrl = "https://api.telegram.org"
-    # Telegram's published limits: about 30 messages a second per bot, one a second per
-    # chat, and 20 a minute to a group (a negative chat id).
-    rate_limit: float = Field(default=30.0, ge=0, le=100_000)
-    per_recipient_interval: float = Field(default=1.0, ge=0, le=86_400)
-    group_interval: float = Field(default=3.0, ge=0, le=86_400)
-
-
-class ChannelsSettings(_Section):
-    email: EmailSettings = EmailSettings()
-    sms: SmsSettings = SmsSettings()
-    telegram: TelegramSettings = TelegramSettings()
-
-
-def channel_settings(
-    channels: ChannelsSettings, channel: str
-) -> EmailSettings | SmsSettings | TelegramSettings:
-    """The settings section of `channel` (`channels.<name>`)."""
-    section: EmailSettings | SmsSettings | TelegramSettings = getattr(channels, channel)
-    return section
-
-
-class ShutdownSettings(_Section):
+class ShutdownSettings(Section):
     grace_seconds: float = Field(default=10.0, ge=0)
 
 
-class RetentionSettings(_Section):
+class RetentionSettings(Section):
     # Finished notifications (and their attempts) older than this are deleted; 0 keeps all.
     days: float = Field(default=30.0, ge=0)
     # How long an Idempotency-Key is remembered.
@@ -418,7 +247,7 @@ class RetentionSettings(_Section):
     batch_size: int = Field(default=1000, ge=1, le=100_000)
 
 
-class LogSettings(_Section):
+class LogSettings(Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
     # One `http_request` line per request (notifyd.web.access_log); always on at "debug".
     access: bool = False

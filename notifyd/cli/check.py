@@ -18,9 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from notifyd.channel_settings import EmailSettings
 from notifyd.cli import tables
 from notifyd.cli.commands import connect_one
-from notifyd.config import DEFAULT_CONFIG_FILE, LEGACY_ENV, EmailSettings, Settings
+from notifyd.config import DEFAULT_CONFIG_FILE, LEGACY_ENV, Settings
 from notifyd.db import Route
 from notifyd.db.listen import probe_listen_session
 from notifyd.db.migrations import LEGACY_CHAIN, schema_status

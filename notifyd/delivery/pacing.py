@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
-from notifyd.config import ChannelsSettings, channel_settings
+from notifyd.channel_settings import ChannelsSettings, channel_settings
 from notifyd.delivery.store import DeliveryStore
 from notifyd.domain import Channel, Recipient
 from notifyd.logs import get_logger

@@ -8,7 +8,8 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Final
 
-from notifyd.config import Settings, channel_settings
+from notifyd.channel_settings import channel_settings
+from notifyd.config import Settings
 from notifyd.delivery.actors import ActorContext, ChannelActors
 from notifyd.delivery.dispatcher import Dispatcher
 from notifyd.delivery.inflight import Inbox, InFlight

@@ -12,7 +12,7 @@ from notifyd.providers.telegram import TelegramProvider
 from notifyd.providers.twilio import TwilioSmsProvider
 
 if TYPE_CHECKING:
-    from notifyd.config import ChannelsSettings, SmsSettings
+    from notifyd.channel_settings import ChannelsSettings, SmsSettings
 
 __all__ = ["Provider", "build_providers"]
 

@@ -27,7 +27,7 @@ from notifyd.providers.base import Provider, local_resource_error
 from notifyd.redaction import Scrubber
 
 if TYPE_CHECKING:
-    from notifyd.config import EmailSettings
+    from notifyd.channel_settings import EmailSettings
 
 log = get_logger(__name__)
 

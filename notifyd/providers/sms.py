@@ -10,7 +10,7 @@ from notifyd.logs import get_logger
 from notifyd.providers.base import Provider
 
 if TYPE_CHECKING:
-    from notifyd.config import SmsSettings
+    from notifyd.channel_settings import SmsSettings
 
 log = get_logger(__name__)
 

@@ -22,7 +22,7 @@ from notifyd.redaction import url_secrets
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-    from notifyd.config import TelegramSettings
+    from notifyd.channel_settings import TelegramSettings
 
 log = get_logger(__name__)
 

@@ -26,7 +26,7 @@ from notifyd.providers.sms import mask_phone, sms_recipient
 from notifyd.redaction import url_secrets
 
 if TYPE_CHECKING:
-    from notifyd.config import SmsSettings
+    from notifyd.channel_settings import SmsSettings
 
 log = get_logger(__name__)
 

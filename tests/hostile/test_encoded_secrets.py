@@ -16,7 +16,7 @@ from urllib.parse import quote, quote_plus
 import pytest
 from pydantic import SecretStr
 
-from notifyd.config import EmailSettings, SmsSettings, TelegramSettings
+from notifyd.channel_settings import EmailSettings, SmsSettings, TelegramSettings
 from notifyd.domain import OutgoingMessage, Recipient
 from notifyd.errors import PermanentProviderError, ProviderError
 from notifyd.providers.email import EmailProvider

@@ -19,7 +19,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from notifyd.addresses import deliverable_address, is_plain_address, parse_mailbox
-from notifyd.config import EmailSettings, load_settings
+from notifyd.channel_settings import EmailSettings
+from notifyd.config import load_settings
 from notifyd.domain import OutgoingMessage, Recipient
 from notifyd.errors import ConfigError, PermanentProviderError
 from notifyd.providers.email import EmailProvider

@@ -20,7 +20,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from notifyd.config import EmailSettings
+from notifyd.channel_settings import EmailSettings
 from notifyd.domain import MAX_SUBJECT_LENGTH, OutgoingMessage, Recipient
 from notifyd.providers import mime
 from notifyd.providers.email import EmailProvider

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from pydantic import SecretStr
 
-from notifyd.config import EmailSettings
+from notifyd.channel_settings import EmailSettings
 from notifyd.domain import OutgoingMessage, Recipient
 from notifyd.errors import PermanentProviderError, TransientProviderError
 from notifyd.providers.email import EmailProvider

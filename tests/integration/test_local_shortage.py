@@ -17,7 +17,7 @@ import aiosmtplib
 import pytest
 from pydantic import SecretStr
 
-from notifyd.config import EmailSettings, TelegramSettings
+from notifyd.channel_settings import EmailSettings, TelegramSettings
 from notifyd.domain import OutgoingMessage, Recipient
 from notifyd.errors import LocalResourceError, TransientProviderError
 from notifyd.providers.base import local_resource_error

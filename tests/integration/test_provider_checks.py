@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from notifyd.config import EmailSettings, SmsSettings, TelegramSettings
+from notifyd.channel_settings import EmailSettings, SmsSettings, TelegramSettings
 from notifyd.errors import PermanentProviderError, TransientProviderError
 from notifyd.providers.base import NOTHING_TO_CHECK
 from notifyd.providers.email import EmailProvider

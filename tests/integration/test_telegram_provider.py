@@ -10,7 +10,7 @@ import pytest
 from pydantic import SecretStr
 from structlog.testing import capture_logs
 
-from notifyd.config import TelegramSettings
+from notifyd.channel_settings import TelegramSettings
 from notifyd.domain import OutgoingMessage, Recipient
 from notifyd.errors import PermanentProviderError, ProviderError, TransientProviderError
 from notifyd.providers.telegram import TelegramProvider

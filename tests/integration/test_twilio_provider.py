@@ -15,7 +15,7 @@ import pytest
 from pydantic import SecretStr
 from structlog.testing import capture_logs
 
-from notifyd.config import SmsSettings
+from notifyd.channel_settings import SmsSettings
 from notifyd.domain import OutgoingMessage, Recipient
 from notifyd.errors import PermanentProviderError, ProviderError, TransientProviderError
 from notifyd.providers.twilio import TwilioSmsProvider

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from structlog.testing import capture_logs
 
-from notifyd.config import ChannelsSettings, SmsSettings
+from notifyd.channel_settings import ChannelsSettings, SmsSettings
 from notifyd.domain import OutgoingMessage, Recipient
 from notifyd.errors import PermanentProviderError, TransientProviderError
 from notifyd.providers import build_providers

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from notifyd.config import ChannelsSettings, SmsSettings, load_settings
+from notifyd.channel_settings import ChannelsSettings, SmsSettings
+from notifyd.config import load_settings
 from notifyd.errors import ConfigError
 from notifyd.providers import build_providers
 from notifyd.providers.sms import StubSmsProvider
