@@ -103,7 +103,10 @@ async def scenario_history(bench: Bench) -> list[Figure]:
     finally:
         await bench.pg.drop_database(empty_name)
         await bench.pg.drop_database(full_name)
-    bench.log(f"  retention: {_summary(full)}")
+    bench.log(
+        f"  retention: {full['pruned']:,} in {full['prune_seconds']} s "
+        f"({full['prune_per_second']}/s, {full['prune_per_second_with_pause']}/s with the pause)"
+    )
     name = f"{rows:,} finished"
     figures = [
         Figure("history", f"drain {DRAIN:,}, {name}", "notif/s", full["drain_per_second"],
@@ -335,10 +338,4 @@ def _summary(result: dict[str, Any]) -> str:
         f"get p99 {result.get('get_p99_ms')} ms",
         f"dashboard p99 {result.get('dashboard_p99_ms')} ms",
     ]
-    if "pruned" in result:
-        parts.append(
-            f"retention {result['pruned']:,} in {result['prune_seconds']} s "
-            f"({result['prune_per_second']}/s, {result['prune_per_second_with_pause']}/s "
-            f"with the pause)"
-        )
     return ", ".join(parts)

@@ -4,6 +4,7 @@
     ├── ConfigError                  bad configuration; the daemon refuses to start
     ├── DatabaseUnavailableError     PostgreSQL cannot be reached right now
     ├── PooledSessionError           a session that must be PostgreSQL's own reached a pooler
+    ├── ListenDatabaseError          the LISTEN session's URL names another database
     ├── MigrationError               the database's migrations cannot be brought up to date
     ├── UnknownUserError             a notification names a user that does not exist
     ├── ConstraintViolationError     the database refused a row (a CHECK or foreign key)
@@ -43,6 +44,10 @@ class DatabaseUnavailableError(NotifydError):
 
 class PooledSessionError(NotifydError):
     """A URL meant for a session of its own (LISTEN, the presence lock) reached a pooler."""
+
+
+class ListenDatabaseError(NotifydError):
+    """The LISTEN session's URL names another database than the pool's."""
 
 
 class MigrationError(NotifydError):

@@ -59,7 +59,7 @@ def pg_server_url() -> Iterator[str]:
         server.cleanup()
 
 
-def _started_pgbouncer(server_url: str, pool_mode: PoolMode, **settings: str | int) -> PgBouncer:
+def _started_pgbouncer(server_url: str, pool_mode: PoolMode, **settings: Any) -> PgBouncer:
     missing = pgbouncer_missing()
     if missing is not None:
         pytest.skip(missing)
@@ -82,8 +82,12 @@ def pgbouncer(pg_server_url: str) -> Iterator[PgBouncer]:
 
 @pytest.fixture(scope="session")
 def pgbouncer_session_mode(pg_server_url: str) -> Iterator[PgBouncer]:
-    """A PgBouncer in session pooling mode in front of the session's PostgreSQL."""
-    bouncer = _started_pgbouncer(pg_server_url, "session")
+    """A PgBouncer in session pooling mode in front of the session's PostgreSQL.
+
+    A server connection per client connection for as long as it stays: with fewer than a
+    daemon's pool holds, a request would wait for another client to leave (a 503).
+    """
+    bouncer = _started_pgbouncer(pg_server_url, "session", pool_size=40)
     yield bouncer
     bouncer.cleanup()
 

@@ -25,8 +25,19 @@ from notifyd.config import DEFAULT_CONFIG_FILE, LEGACY_ENV, Settings
 from notifyd.db import Route
 from notifyd.db.listen import probe_listen_session
 from notifyd.db.migrations import LEGACY_CHAIN, schema_status
-from notifyd.delivery.listener import LISTEN_URL_POOLED, NO_LISTEN_URL, POLL_ONLY
-from notifyd.errors import DatabaseUnavailableError, NotifydError, PooledSessionError, ProviderError
+from notifyd.delivery.listener import (
+    LISTEN_ELSEWHERE,
+    LISTEN_URL_POOLED,
+    NO_LISTEN_URL,
+    POLL_ONLY,
+)
+from notifyd.errors import (
+    DatabaseUnavailableError,
+    ListenDatabaseError,
+    NotifydError,
+    PooledSessionError,
+    ProviderError,
+)
 from notifyd.providers import Provider, build_providers
 from notifyd.providers.base import NOTHING_TO_CHECK
 from notifyd.redaction import Scrubber, url_secrets
@@ -73,10 +84,10 @@ async def _database_parts(
     settings: Settings, database: str | NotifydError | None
 ) -> list[CheckResult]:
     """The database, then (for a configured URL) where the LISTEN session would go."""
-    route: list[Route] = []
-    results = [await _guarded("database", _database(settings, database, route))]
+    found: list[tuple[Route, str]] = []
+    results = [await _guarded("database", _database(settings, database, found))]
     if settings.database.url is not None:
-        results.append(await _guarded("listener", _listener(settings, route)))
+        results.append(await _guarded("listener", _listener(settings, found)))
     return results
 
 
@@ -154,9 +165,9 @@ async def _guarded(part: str, check: Awaitable[CheckResult]) -> CheckResult:
 
 
 async def _database(
-    settings: Settings, database: str | NotifydError | None, route: list[Route]
+    settings: Settings, database: str | NotifydError | None, found: list[tuple[Route, str]]
 ) -> CheckResult:
-    """Connect and compare the migrations; `route` gets how the URL reaches PostgreSQL."""
+    """Connect and compare the migrations; `found` gets the route and the database's name."""
     db = settings.database
     where = db.redacted_url() or f"embedded PostgreSQL in {db.embedded_dir}"
     if database is None:
@@ -171,7 +182,7 @@ async def _database(
         return CheckResult("database", "failed", f"{where}: {database}")
     try:
         connected = await connect_one(settings, database)
-        route.append(connected.route)
+        found.append((connected.route, await connected.name()))
         try:
             schema = await schema_status(connected.pool)
         finally:
@@ -197,23 +208,28 @@ async def _database(
     return CheckResult("database", "ok", f"{where}: connected to {reached}; {state}")
 
 
-async def _listener(settings: Settings, route: list[Route]) -> CheckResult:
+async def _listener(settings: Settings, found: list[tuple[Route, str]]) -> CheckResult:
     """Where the LISTEN session and the presence lock would go, tried when it is its own."""
     db = settings.database
     if db.listen_url is not None:
         where = db.redacted_listen_url()
         try:
             await probe_listen_session(
-                db.listen_url.get_secret_value(), db.pooler, db.connect_timeout
+                db.listen_url.get_secret_value(),
+                db.pooler,
+                db.connect_timeout,
+                database=found[0][1] if found else None,
             )
         except PooledSessionError:
             return CheckResult("listener", "failed", f"{where}: {LISTEN_URL_POOLED}")
+        except ListenDatabaseError as exc:
+            return CheckResult("listener", "failed", f"{where}: {exc}: {LISTEN_ELSEWHERE}")
         except DatabaseUnavailableError as exc:
             return CheckResult("listener", "failed", f"{where}: {exc}")
         return CheckResult("listener", "ok", f"LISTEN on {where}: a session of its own")
-    if not route:
+    if not found:
         return CheckResult("listener", "skipped", "the database could not be reached")
-    if route[0].keeps_sessions:
+    if found[0][0].keeps_sessions:
         return CheckResult("listener", "ok", "LISTEN on database.url, which keeps sessions")
     return CheckResult(
         "listener",

@@ -39,6 +39,7 @@ __all__ = [
     "wait_for_database",
 ]
 
+CURRENT_DATABASE: Final = "SELECT current_database()"
 COUNT_PENDING: Final = "SELECT count(*) FROM notifyd.notifications WHERE status = 'pending'"
 # Per channel: suppressed contacts, and how far away its next sending slot is (a pause a
 # vendor asked for, or a paced backlog), for every instance. A pacing row another
@@ -106,6 +107,12 @@ class Database:
     async def ping(self, query_timeout: float) -> None:
         """Raise `DatabaseUnavailableError` unless the database answers in time."""
         await self.pool.ping(query_timeout)
+
+    async def name(self) -> str:
+        """The database's name, as the server has it."""
+        async with translate_errors():
+            name: str = await self.pool.fetchval(CURRENT_DATABASE)
+        return name
 
     async def count_pending(self, query_timeout: float) -> int:
         """Notifications waiting in the table, for every instance."""

@@ -12,7 +12,7 @@ import asyncpg
 from notifyd.config import PoolerSetting
 from notifyd.db.connection import CONNECTION_ERRORS, translate_errors
 from notifyd.db.pooler import reaches_postgres
-from notifyd.errors import PooledSessionError
+from notifyd.errors import ListenDatabaseError, PooledSessionError
 
 # Channel PostgreSQL NOTIFY wakes the dispatcher on; the payload is constant on purpose.
 WAKE_CHANNEL: Final = "notifyd_wakeup"
@@ -23,6 +23,7 @@ CANCEL_CHANNEL: Final = "notifyd_cancel"
 PRESENCE_LOCK_NAMESPACE: Final = 0x6E6F7469
 
 TAKE_PRESENCE: Final = "SELECT pg_try_advisory_lock($1, notifyd.instance_lock_key($2))"
+CURRENT_DATABASE: Final = "SELECT current_database()"
 IS_LISTENING: Final = "SELECT $1 = ANY(ARRAY(SELECT pg_listening_channels()))"
 
 
@@ -34,7 +35,22 @@ async def _refuse_pooler(connection: asyncpg.Connection, pooler: PoolerSetting) 
         )
 
 
-async def probe_listen_session(url: str, pooler: PoolerSetting, connect_timeout: float) -> None:
+async def _refuse_other_database(connection: asyncpg.Connection, database: str | None) -> None:
+    """Raise `ListenDatabaseError` unless `connection` is in `database` (None: any)."""
+    if database is None:
+        return
+    found = await connection.fetchval(CURRENT_DATABASE)
+    if found != database:
+        # NOTIFY and the presence locks of peers are per database: wake-ups would never
+        # come, and peers would find no lock of this instance.
+        raise ListenDatabaseError(
+            f"database.listen_url names database {found!r}, database.url {database!r}"
+        )
+
+
+async def probe_listen_session(
+    url: str, pooler: PoolerSetting, connect_timeout: float, database: str | None = None
+) -> None:
     """Connect to `url` as the listener would, and leave; raise what it would meet.
 
     `PooledSessionError` when it reaches a pooler, `DatabaseUnavailableError` when nothing
@@ -49,6 +65,7 @@ async def probe_listen_session(url: str, pooler: PoolerSetting, connect_timeout:
         )
         try:
             await _refuse_pooler(connection, pooler)
+            await _refuse_other_database(connection, database)
         finally:
             await connection.close(timeout=connect_timeout)
 
@@ -76,12 +93,14 @@ class ListenConnection:
         connect_timeout: float,
         pooler: PoolerSetting = "auto",
         on_cancel: Callable[[int], None] | None = None,
+        database: str | None = None,
     ) -> ListenConnection:
         """Connect, LISTEN and take the presence lock.
 
         Raises `PooledSessionError` when `url` reaches a pooler (and `pooler` does not say
         it keeps sessions): LISTEN there would end with the transaction, silently, and the
-        lock would stay with a server connection others use.
+        lock would stay with a server connection others use. Raises `ListenDatabaseError`
+        when it is in another database than `database`.
         """
         async with translate_errors():
             connection = await asyncpg.connect(
@@ -93,6 +112,7 @@ class ListenConnection:
             listen = cls(connection, owner)
             try:
                 await _refuse_pooler(connection, pooler)
+                await _refuse_other_database(connection, database)
                 await connection.add_listener(WAKE_CHANNEL, lambda *_: on_notify())
                 if on_cancel is not None:
                     await connection.add_listener(

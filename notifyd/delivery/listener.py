@@ -19,7 +19,7 @@ from uuid import UUID
 from notifyd.config import PoolerSetting
 from notifyd.db.listen import ListenConnection
 from notifyd.delivery.timers import wait_for_event
-from notifyd.errors import DatabaseUnavailableError, PooledSessionError
+from notifyd.errors import DatabaseUnavailableError, ListenDatabaseError, PooledSessionError
 from notifyd.logs import get_logger
 
 log = get_logger(__name__)
@@ -31,6 +31,9 @@ POLL_ONLY: Final = "poll-only"
 NO_LISTEN_URL: Final = (
     "database.url is a transaction pooler and database.listen_url is not set: no LISTEN "
     "and no presence lock; new notifications wait for the next poll"
+)
+LISTEN_ELSEWHERE: Final = (
+    "NOTIFY and the presence locks are per database, so it must name the same one"
 )
 LISTEN_URL_POOLED: Final = (
     "database.listen_url reaches a connection pooler, not PostgreSQL: point it at the "
@@ -63,9 +66,14 @@ class Listener:
         pooler: PoolerSetting = "auto",
         poll_only: str | None = None,
         on_cancel: Callable[[int], None] | None = None,
+        database: str | None = None,
     ) -> None:
-        """`url` None runs poll-only from the start, for the reason `poll_only` gives."""
+        """`url` None runs poll-only from the start, for the reason `poll_only` gives.
+
+        `database` is the pool's database: the session must be in the same one.
+        """
         self._url = url
+        self._database = database
         self._ping = ping
         self._pooler = pooler
         # Why there is no LISTEN session (None while there is one, or may be).
@@ -120,12 +128,18 @@ class Listener:
                     connect_timeout=self._connect_timeout,
                     pooler=self._pooler,
                     on_cancel=self._on_cancel,
+                    database=self._database,
                 )
             except PooledSessionError:
                 # Not a passing failure: the configuration is wrong. Say so once, loudly,
                 # and keep delivering on the poll.
                 log.error("listener_pooled", error=LISTEN_URL_POOLED)
                 self.poll_only = LISTEN_URL_POOLED
+                await self._poll_only()
+                return
+            except ListenDatabaseError as exc:
+                log.error("listener_wrong_database", error=str(exc))
+                self.poll_only = f"{exc}: {LISTEN_ELSEWHERE}"
                 await self._poll_only()
                 return
             except DatabaseUnavailableError as exc:

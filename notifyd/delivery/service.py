@@ -46,8 +46,12 @@ class DeliveryService:
         on_failure: Callable[[str], None],
         *,
         poll_only: str | None = None,
+        database: str | None = None,
     ) -> None:
-        """`listen_url` is where the LISTEN session goes; None: poll-only, for `poll_only`."""
+        """`listen_url` is where the LISTEN session goes; None: poll-only, for `poll_only`.
+
+        `database` is the pool's database, which the LISTEN session must be in too.
+        """
         self.owner = uuid.uuid4()
         self._settings = settings
         self._store = store
@@ -106,6 +110,7 @@ class DeliveryService:
             pooler=settings.database.pooler,
             poll_only=poll_only,
             on_cancel=lambda notification_id: self.in_flight.cancel_requested([notification_id]),
+            database=database,
         )
         self.dispatcher = Dispatcher(
             store,

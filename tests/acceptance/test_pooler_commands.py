@@ -81,3 +81,14 @@ async def test_migrate_through_the_pooler_twice_and_nothing_is_left_locked(
     finally:
         await connection.close()
     assert locks == 0
+
+
+async def test_check_config_fails_a_listen_url_naming_another_database(
+    tmp_path: Path, database_url: str, empty_database: EmptyDatabase
+) -> None:
+    env = {"DATABASE_URL": database_url, "NOTIFYD_DATABASE__LISTEN_URL": await empty_database()}
+    result = await run_notifyd("check-config", env=env, cwd=tmp_path)
+    assert result.code == 1, result
+    listener = result.line("listener")
+    assert listener.split()[1] == "failed"
+    assert "names database" in listener

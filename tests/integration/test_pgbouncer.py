@@ -17,7 +17,12 @@ from structlog.testing import capture_logs
 
 from notifyd.db import Database
 from notifyd.db.migrations import migrate
-from notifyd.delivery.listener import LISTEN_URL_POOLED, NO_LISTEN_URL, POLL_ONLY
+from notifyd.delivery.listener import (
+    LISTEN_ELSEWHERE,
+    LISTEN_URL_POOLED,
+    NO_LISTEN_URL,
+    POLL_ONLY,
+)
 from notifyd.errors import MigrationError
 from tests.conftest import EmptyDatabase
 from tests.fakes.smtp import FakeSmtpServer
@@ -309,3 +314,23 @@ async def test_a_session_pooler_left_to_detection_is_taken_for_a_transaction_poo
         await wait_sent(db, ids)
     finally:
         await daemon.close()
+
+
+async def test_a_listen_url_naming_another_database_is_named_and_it_polls(
+    daemon_factory: DaemonFactory, empty_database: EmptyDatabase, db: asyncpg.Connection
+) -> None:
+    """NOTIFY and the presence locks are per database: there, they would be for nothing."""
+    elsewhere = await empty_database()
+    with capture_logs() as logs:
+        daemon = await daemon_factory(database={"listen_url": elsewhere})
+
+        async def refused() -> bool:
+            return any(entry["event"] == "listener_wrong_database" for entry in logs)
+
+        await wait_until(refused, deadline=20, what="listener_wrong_database")
+        body = await wait_ready(daemon)
+    listener = body["checks"]["listener"]
+    assert listener.startswith(f"{POLL_ONLY}: database.listen_url names database")
+    assert LISTEN_ELSEWHERE in listener
+    ids = await enqueue_both_ways(daemon, db)
+    await wait_sent(db, ids)
