@@ -98,6 +98,7 @@ class FakeSmtpServer:
         # beyond it MAIL is answered `rate_limit_reply`, and a 421 reply closes the session.
         # Refused MAILs are counted in `refused`; `accepted_at` holds when each was let in.
         self.rate_limit: float | None = None
+        self.rate_tolerance = 0.05
         self.rate_limit_reply = RATE_LIMIT_REPLY
         self.refused = 0
         self.accepted_at: list[float] = []
@@ -167,7 +168,9 @@ class FakeSmtpServer:
         if self.rate_limit is None:
             return None
         now = time.monotonic()
-        while self._window and self._window[0] <= now - 1.0:
+        # The window forgives as much jitter as the fake Bot API's (`FloodControl`).
+        window = 1.0 - self.rate_tolerance
+        while self._window and self._window[0] <= now - window:
             self._window.popleft()
         if len(self._window) >= self.rate_limit:
             self.refused += 1
