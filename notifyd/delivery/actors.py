@@ -201,11 +201,14 @@ class ChannelActors:
         """
         in_flight = self._context.in_flight
         recipient = delivery.notification.recipient
-        if (
-            delivery.slot_at is not None
-            and time.monotonic() - delivery.slot_at > self.pacer.late_after
+        pacer = self.pacer
+        if delivery.slot_at is not None and (
+            time.monotonic() - delivery.slot_at > pacer.late_after
+            or (delivery.slot_taken < pacer.paused_at and delivery.slot_at < pacer.paused_until)
         ):
-            delivery.slot_at = None  # too late to go without crowding the slots after it
+            # Too late to go without crowding the slots after it; or taken before the
+            # vendor asked this instance to pause, and due within the pause.
+            delivery.slot_at = None
         if delivery.slot_at is None:
             if not self.pacer.paces(recipient):
                 return True
@@ -217,7 +220,8 @@ class ChannelActors:
             if not slot.reserved:
                 await self._send_back(delivery, slot.wait)
                 return False
-            delivery.slot_at = time.monotonic() + slot.wait
+            delivery.slot_taken = time.monotonic()
+            delivery.slot_at = delivery.slot_taken + slot.wait
         remaining = delivery.slot_at - time.monotonic()
         if remaining > SLOT_SLACK:
             in_flight.wait(delivery, remaining)

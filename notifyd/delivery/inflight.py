@@ -51,6 +51,8 @@ class Delivery:
     timer: asyncio.TimerHandle | None = None
     # A sending slot taken for its next attempt (monotonic time), on a paced channel.
     slot_at: float | None = None
+    # When that slot was taken (monotonic): one taken before a pause may fall within it.
+    slot_taken: float = 0.0
     # Since when the vendor has been throttling it on this channel (monotonic).
     throttled_since: float | None = None
     # Someone asked to cancel it: no further attempt starts.

@@ -70,6 +70,8 @@ class Pacer:
         self._horizon = horizon
         # Monotonic time until which this instance knows the channel is paused.
         self.paused_until = 0.0
+        # Monotonic time this instance last heard the channel must pause.
+        self.paused_at = 0.0
         self._paused = False
 
     def paces(self, recipient: Recipient) -> bool:
@@ -135,7 +137,8 @@ class Pacer:
         contact = recipient.contact(self.channel)
         if whole or not contact:
             key = self.channel.value
-            self.paused_until = max(self.paused_until, time.monotonic() + pause)
+            self.paused_at = time.monotonic()
+            self.paused_until = max(self.paused_until, self.paused_at + pause)
             if not self._paused:
                 self._paused = True
                 log.warning("channel_paused", channel=self.channel, seconds=pause)

@@ -216,3 +216,24 @@ def test_lateness_and_pause_bounds() -> None:
     assert pause_length(None) == 1.0
     assert pause_length(-5) == 0.0
     assert pause_length(1e12) == 3600.0
+
+
+async def test_slots_taken_before_a_pause_wait_for_it() -> None:
+    # A slow rate, so that the other deliveries hold slots reserved before the 429.
+    throttled = ThrottledError("Too Many Requests: retry after 0.5", retry_after=0.5)
+    telegram = ScriptedProvider(TELEGRAM, [throttled])
+    pipeline = Pipeline({TELEGRAM: telegram}, rate_limits={TELEGRAM: 20.0})
+    ids = [pipeline.queue.add([TELEGRAM], recipient=chat(n, str(n))) for n in range(1, 6)]
+    pipeline.start()
+    await pipeline.claim()
+    await settled(pipeline, len(ids))
+    await pipeline.stop()
+
+    attempts = sorted(
+        (a for n in ids for a in pipeline.queue.attempts_of(n)), key=lambda a: a.started_at
+    )
+    first = attempts[0]
+    assert first.status == AttemptStatus.THROTTLED
+    # Nothing else went to the vendor during the pause it asked for.
+    assert all(a.started_at - first.finished_at >= timedelta(seconds=0.45) for a in attempts[1:])
+    assert telegram.calls == len(ids) + 1
