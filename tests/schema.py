@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import shutil
 from pathlib import Path
 from typing import Final
@@ -48,9 +49,36 @@ async def dump_schema(url: str) -> str:
     )
     out, err = await process.communicate()
     assert process.returncode == 0, err.decode()
-    # Newer pg_dump frames its output with a random key (\restrict KEY ... \unrestrict KEY).
-    lines = out.decode().splitlines()
-    return "\n".join(line for line in lines if not line.startswith(("\\restrict", "\\unrestrict")))
+    return normalise_dump(out.decode())
+
+
+# `ALTER TABLE ONLY t ALTER COLUMN c SET (option=value, ...);`, as pg_dump prints a column's
+# attribute options.
+_COLUMN_OPTIONS: Final = re.compile(r"^(ALTER TABLE ONLY \S+ ALTER COLUMN \S+ SET )\((.*)\);$")
+
+
+def normalise_dump(dump: str) -> str:
+    """`dump` without what differs between two databases of the same schema.
+
+    - Newer pg_dump frames its output with a random key (`\\restrict KEY` ... `\\unrestrict
+      KEY`).
+    - Some server builds keep options of their own on every column (`pg_attver=<number>`),
+      different in each database: options named `pg_*` are the server's, never notifyd's
+      (its migrations set no column options), so they are left out, and a line left with
+      none goes too.
+    """
+    kept: list[str] = []
+    for line in dump.splitlines():
+        if line.startswith(("\\restrict", "\\unrestrict")):
+            continue
+        options = _COLUMN_OPTIONS.match(line)
+        if options is not None:
+            own = [o for o in options[2].split(", ") if not o.startswith("pg_")]
+            if not own:
+                continue
+            line = f"{options[1]}({', '.join(own)});"
+        kept.append(line)
+    return "\n".join(kept)
 
 
 async def migrate_database(url: str, directory: Path | None = None) -> list[str]:
