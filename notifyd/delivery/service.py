@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Final
 
 from notifyd.channel_settings import channel_settings
-from notifyd.config import Settings
+from notifyd.config import DispatcherSettings, Settings
 from notifyd.delivery.actors import ActorContext, ChannelActors
 from notifyd.delivery.dispatcher import Dispatcher
 from notifyd.delivery.inflight import Inbox, InFlight
@@ -31,6 +31,18 @@ log = get_logger(__name__)
 
 # Longest wait at shutdown for the claims under way (within the grace period).
 CLAIM_ROUND_GRACE: Final = 2.0
+
+
+def actors_per_channel(dispatcher: DispatcherSettings) -> int:
+    """How many actor tasks each channel runs.
+
+    An actor waits for its attempt to be written before it takes the next delivery, so
+    actors that wait must not leave claimed notifications idle in the inbox: there are
+    enough for a claimed batch beside everything the writers may have under way, but never
+    more than the instance may hold (an actor has one delivery at a time).
+    """
+    under_way = dispatcher.batch_size + dispatcher.writers * dispatcher.write_batch_size
+    return min(dispatcher.max_in_flight, under_way)
 
 
 class DeliveryService:
@@ -93,8 +105,7 @@ class DeliveryService:
                 context,
                 pacer_for(channel, settings.channels, store),
                 concurrency=channel_settings(settings.channels, channel).concurrency,
-                # Enough actors to carry a whole claimed batch while attempts are written.
-                actors=dispatcher_settings.batch_size,
+                actors=actors_per_channel(dispatcher_settings),
                 timeout=channel_settings(settings.channels, channel).timeout,
             )
             for channel, provider in providers.items()
