@@ -276,6 +276,7 @@ async def _serve(settings: Settings, url: str, embedded: EmbeddedPostgres | None
             database=settings.database.redacted_url() or "embedded",
             event_loop=eventloop.loop_name(),
         )
+        eventloop.settle_heap()
         stop_wait = asyncio.create_task(stop.wait())
         fatal_wait = asyncio.create_task(app[FATAL].wait())
         await asyncio.wait({stop_wait, fatal_wait}, return_when=asyncio.FIRST_COMPLETED)
