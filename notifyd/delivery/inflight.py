@@ -106,7 +106,10 @@ class Inbox:
         )
 
     async def get(self) -> Delivery:
-        return (await self._queue.get())[3]
+        queue = self._queue
+        if queue.empty():
+            return (await queue.get())[3]
+        return queue.get_nowait()[3]  # without a coroutine of the queue's: once per attempt
 
     def get_nowait(self) -> Delivery:
         return self._queue.get_nowait()[3]

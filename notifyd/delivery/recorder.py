@@ -105,7 +105,8 @@ class Recorder:
 
     async def wait_for_room(self) -> None:
         """Wait until writes go through and few enough attempts wait to be written."""
-        await self._room.wait()
+        if not self._room.is_set():  # checked first: an actor asks before every attempt
+            await self._room.wait()
 
     def _update_room(self) -> None:
         if self._failing or self._stalled or len(self._waiting) >= self._max_unwritten:
