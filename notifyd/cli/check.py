@@ -20,7 +20,7 @@ from typing import Literal
 
 from notifyd.channel_settings import EmailSettings
 from notifyd.cli import tables
-from notifyd.cli.commands import connect_one
+from notifyd.cli.runner import connect_one
 from notifyd.config import DEFAULT_CONFIG_FILE, LEGACY_ENV, Settings
 from notifyd.db import Route
 from notifyd.db.listen import probe_listen_session

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 from collections.abc import Awaitable, Callable
 
-from notifyd.cli.commands import EXIT_FAILURE, EXIT_OK, Action, _fail, _json, _json_flag, _row_id
+from notifyd.cli.options import json_flag, row_id
+from notifyd.cli.runner import EXIT_FAILURE, EXIT_OK, Action, fail, json_text
 from notifyd.db import Database
 from notifyd.domain import Notification, Status
 from notifyd.errors import NotFoundError, WrongStatusError
@@ -22,8 +23,8 @@ def add_parsers(
         parents=[common],
         help="cancel a notification not sent yet (one being delivered stops after its attempt)",
     )
-    cancel.add_argument("id", type=_row_id, metavar="ID", help="the notification's id")
-    _json_flag(cancel, "print the API's JSON answer (POST /api/notifications/ID/cancel)")
+    cancel.add_argument("id", type=row_id, metavar="ID", help="the notification's id")
+    json_flag(cancel, "print the API's JSON answer (POST /api/notifications/ID/cancel)")
     cancel.set_defaults(command_parser=cancel, prepare=_prepare_cancel)
 
     retry = commands.add_parser(
@@ -31,8 +32,8 @@ def add_parsers(
         parents=[common],
         help="send a failed or cancelled notification again, from its first channel",
     )
-    retry.add_argument("id", type=_row_id, metavar="ID", help="the notification's id")
-    _json_flag(retry, "print the API's JSON answer (POST /api/notifications/ID/retry)")
+    retry.add_argument("id", type=row_id, metavar="ID", help="the notification's id")
+    json_flag(retry, "print the API's JSON answer (POST /api/notifications/ID/retry)")
     retry.set_defaults(command_parser=retry, prepare=_prepare_retry)
 
 
@@ -51,11 +52,11 @@ def _action(
         try:
             notification = await change(database)
         except (NotFoundError, WrongStatusError) as exc:
-            _fail(str(exc), args)
+            fail(str(exc), args)
             return EXIT_FAILURE
         if args.json:
             attempts = await database.notifications.attempts([notification.id])
-            print(_json(notification_json(notification, attempts[notification.id])))
+            print(json_text(notification_json(notification, attempts[notification.id])))
         else:
             print(describe(notification))
         return EXIT_OK

@@ -1,6 +1,7 @@
 """The `notifyd` command: serve, migrate, psql, send, status, users, check-config.
 
-`send`, `status` and `users` live in `notifyd.cli.commands`, `check-config` in
+`send`, `status` and `users` live in `notifyd.cli.commands` (`cancel` and `retry` in
+`notifyd.cli.lifecycle`; `notifyd.cli.runner` runs them all), `check-config` in
 `notifyd.cli.check`; this module parses the command line, loads the configuration,
 picks the database (the embedded one when none is configured) and runs the command. Only
 `serve` and `migrate` create the embedded database (`notifyd.cli.datadir`).
@@ -22,8 +23,8 @@ from pathlib import Path
 
 from notifyd import __version__
 from notifyd.cli import check as config_check
-from notifyd.cli import commands, datadir, eventloop, lifecycle
-from notifyd.cli.commands import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
+from notifyd.cli import commands, datadir, eventloop, lifecycle, runner
+from notifyd.cli.runner import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
 from notifyd.config import Settings, load_settings
 from notifyd.db import Database
 from notifyd.db.embedded import EmbeddedPostgres, psql_executable, start_embedded_postgres
@@ -69,7 +70,7 @@ def _main(argv: list[str] | None) -> int:
         parser.print_help()
         return EXIT_USAGE
     # Before the configuration and the database: a bad argument exits 2 right away.
-    action = commands.prepare(args)
+    action = runner.prepare(args)
     answering = args.command in ANSWERING_COMMANDS
     try:
         settings = load_settings(args.config)
@@ -97,7 +98,7 @@ def _main(argv: list[str] | None) -> int:
                 return eventloop.run(_migrate(settings, url))
             if action is not None:
                 data_dir = None if embedded is None else embedded.data_dir
-                return eventloop.run(commands.run(settings, url, action, embedded_dir=data_dir))
+                return eventloop.run(runner.run(settings, url, action, embedded_dir=data_dir))
             return eventloop.run(_serve(settings, url, embedded))
     except DatabaseUnavailableError as exc:
         log.error("database_unavailable", error=str(exc))

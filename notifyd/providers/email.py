@@ -1,46 +1,32 @@
-"""E-mail over SMTP with aiosmtplib.
+"""E-mail over SMTP with aiosmtplib, over a small pool of connections.
 
-How the server's replies are read (RFC 5321 codes, RFC 3463 enhanced codes):
-- `421` (the server is closing the session, often "too many connections") and any 4xx
-  with an enhanced code `4.7.x` (`451 4.7.1` rate limited, `450 4.7.x` greylisted) ask to
-  slow down: `ThrottledError`. Refused at RCPT (greylisting is per recipient) it pauses
-  that address only; anywhere else, the channel. SMTP gives no time: the pause is the
-  default one.
-- Any other 4xx (`451 4.3.0`), a timeout, a dropped connection: `TransientProviderError`.
-- `5.1.1` (no such mailbox) at RCPT or after DATA: `RecipientUnreachableError`, the
-  address is suppressed. Any other 5xx: `PermanentProviderError`.
+What the server's replies mean (slow down, try again, suppress the address, give up) is
+read in `smtp_replies.py`; this module sends, keeps the pool, and logs.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import re
 import socket
 import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from email.errors import HeaderParseError
 from email.message import EmailMessage
-from email.utils import format_datetime
-from functools import lru_cache
-from typing import TYPE_CHECKING, Any, Final, Literal
+from typing import TYPE_CHECKING, Any
 
 import aiosmtplib
 
-from notifyd.addresses import deliverable_address, parse_mailbox
+from notifyd.addresses import parse_mailbox
 from notifyd.domain import Channel, OutgoingMessage
 from notifyd.errors import (
     PermanentProviderError,
     ProviderError,
-    RecipientUnreachableError,
     ThrottledError,
     TransientProviderError,
 )
 from notifyd.logs import get_logger
-from notifyd.providers import mime
+from notifyd.providers import email_message, mime, smtp_replies
 from notifyd.providers.base import Provider, local_resource_error
 from notifyd.redaction import Scrubber
 
@@ -50,16 +36,6 @@ if TYPE_CHECKING:
 log = get_logger(__name__)
 
 _SECURITY_NAMES = {"none": "no TLS", "starttls": "STARTTLS", "tls": "TLS"}
-# Everything str.splitlines() breaks on: a header generator might fold or split there.
-_LINE_BREAKS = frozenset("\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029")
-# An enhanced status code at the start of a reply's text (RFC 3463): class.subject.detail.
-_ENHANCED = re.compile(r"\s*([245])\.(\d{1,3})\.(\d{1,3})(?!\d)")
-# "Service not available, closing transmission channel": the server limits this client.
-SERVICE_CLOSING: Final = 421
-# The enhanced codes that say the mailbox does not exist.
-NO_SUCH_MAILBOX: Final = frozenset({(5, 1, 1)})
-
-Stage = Literal["rcpt", "message", "session"]
 
 
 @dataclass(slots=True)
@@ -116,17 +92,19 @@ class EmailProvider(Provider):
         # Another application may have written any address the database's looser check
         # lets in: one that is not an addr-spec fails here, before any SMTP command, and
         # for good (retrying cannot change it).
-        to, unusable = _recipient(message.recipient.email)
+        to, unusable = email_message.recipient(message.recipient.email)
         if to is None:
             raise PermanentProviderError(f"the user's email address cannot be used: {unusable}")
-        _refuse_line_breaks(message.subject)
+        email_message.refuse_line_breaks(message.subject)
         if not self._idle:
             # Fails before a timer is armed: a server that is down refuses every attempt,
             # so this is the path that runs thousands of times a second.
             self._refuse_while_unreachable()
         error: ProviderError | None = None
         try:
-            answer, mail = await self._deliver(lambda: self._build(message, to), to)
+            answer, mail = await self._deliver(
+                lambda: email_message.build(message, to, self._from, self._sender), to
+            )
         except (aiosmtplib.SMTPException, OSError, TimeoutError, ValueError) as exc:
             error = self._translate(exc)
             if not self._leaks_password(exc):
@@ -213,24 +191,6 @@ class EmailProvider(Provider):
         connection.messages += 1
         return answer
 
-    def _build(self, message: OutgoingMessage, to: str) -> EmailMessage:
-        """The MIME message, its header fields written out by `mime` (`to` is checked).
-
-        Only the body goes through `email`'s own machinery, which encodes it as a whole.
-        """
-        mail = EmailMessage()
-        try:
-            mail["From"] = self._from
-            mail["To"] = mime.plain("To", to)
-            mail["Subject"] = mime.unstructured("Subject", message.subject)
-            domain = self._sender.rpartition("@")[2]
-            mail["Message-ID"] = mime.plain("Message-ID", message_id(message, to, domain))
-            mail["Date"] = mime.plain("Date", format_datetime(datetime.now(UTC)))
-            mail.set_content(message.body, charset="utf-8")
-        except (ValueError, TypeError, IndexError, HeaderParseError) as exc:
-            raise PermanentProviderError(f"cannot build the e-mail: {exc}") from exc
-        return mail
-
     async def _acquire(self) -> tuple[_Connection, bool]:
         """An idle pooled connection, else a new one; and whether it was pooled."""
         now = time.monotonic()
@@ -310,104 +270,14 @@ class EmailProvider(Provider):
 
     def _translate(self, exc: BaseException) -> ProviderError:
         """The provider error for a failure of aiosmtplib or the network."""
-        shortage = local_resource_error("SMTP", exc)
-        if shortage is not None:
-            return shortage
-        if isinstance(exc, aiosmtplib.SMTPRecipientsRefused) and exc.recipients:
-            first = exc.recipients[0]
-            return self._by_code(first.code, first.message, "recipient refused", "rcpt")
-        if isinstance(exc, aiosmtplib.SMTPResponseException):
-            stage: Stage = "session"
-            if isinstance(exc, aiosmtplib.SMTPRecipientRefused):
-                stage = "rcpt"
-            elif isinstance(exc, aiosmtplib.SMTPDataError):
-                stage = "message"
-            return self._by_code(exc.code, exc.message, _describe(exc), stage)
-        kind = type(exc).__name__
-        text = self._scrub(str(exc)) or kind
-        if isinstance(exc, TimeoutError):
-            # SMTPTimeoutError is a TimeoutError too.
-            return TransientProviderError(f"SMTP timeout: {text}")
-        if isinstance(exc, (ConnectionError, OSError)):
-            # Also SMTPConnectError and SMTPServerDisconnected (both ConnectionErrors).
-            return TransientProviderError(f"SMTP connection failed: {kind}: {text}")
-        # SMTPNotSupported (no STARTTLS, no AUTH, no SMTPUTF8), invalid addresses: only a
-        # configuration or data change helps.
-        return PermanentProviderError(f"SMTP error: {kind}: {text}")
-
-    def _by_code(self, code: int, server_message: str, what: str, stage: Stage) -> ProviderError:
-        text = self._scrub(server_message)
-        response = {"smtp_code": code, "smtp_message": text}
-        error = f"SMTP {what}: {code} {text}"
-        enhanced = enhanced_code(text)
-        if code == SERVICE_CLOSING or (400 <= code < 500 and enhanced[:2] == (4, 7)):
-            scope: Literal["channel", "recipient"] = (
-                "recipient" if stage == "rcpt" and code != SERVICE_CLOSING else "channel"
-            )
-            log.warning("smtp_rate_limited", smtp_code=code, scope=scope)
-            return ThrottledError(error, scope=scope, response=response)
-        if 500 <= code < 600:
-            if stage != "session" and enhanced in NO_SUCH_MAILBOX:
-                return RecipientUnreachableError(
-                    error, reason=f"no such mailbox: {code} {text}"[:200], response=response
-                )
-            return PermanentProviderError(error, response=response)
-        # 4xx by definition; anything else (-1 for a garbled reply) is not a clear refusal.
-        return TransientProviderError(error, response=response)
+        error = smtp_replies.provider_error(exc, self._scrub)
+        if isinstance(error, ThrottledError):
+            smtp_code = error.response["smtp_code"] if error.response else None
+            log.warning("smtp_rate_limited", smtp_code=smtp_code, scope=error.scope)
+        return error
 
     def _scrub(self, text: str) -> str:
         return self._scrubber.scrub(text)
 
     def _leaks_password(self, exc: BaseException) -> bool:
         return self._scrubber.leaks(exc)
-
-
-def message_id(message: OutgoingMessage, to: str, domain: str) -> str:
-    """The same Message-ID for every attempt at one notification, even after a crash.
-
-    Mail systems drop a second copy with a Message-ID they have seen, so a message sent
-    twice (an attempt repeated after a crash) reaches the reader once.
-    """
-    digest = hashlib.sha256(
-        "\x00".join((str(message.notification_id), to, message.subject, message.body)).encode()
-    ).hexdigest()[:20]
-    return f"<notifyd.{message.notification_id}.{digest}@{domain}>"
-
-
-def _refuse_line_breaks(subject: str) -> None:
-    """A subject that breaks lines is refused: a reader would see it as several lines.
-
-    (It is written as encoded words, so it cannot add a header field either way.)
-    """
-    if _LINE_BREAKS.intersection(subject):
-        raise PermanentProviderError("subject contains a line break (header injection)")
-
-
-@lru_cache(maxsize=4096)
-def _recipient(address: str) -> tuple[str | None, str]:
-    """(the address to deliver to, "") or (None, why it cannot be used).
-
-    Cached: a user gets many messages, and the check costs tens of microseconds.
-    """
-    try:
-        return deliverable_address(address), ""
-    except ValueError as exc:
-        return None, str(exc)
-
-
-def enhanced_code(text: str) -> tuple[int, ...]:
-    """The enhanced status code a reply's text starts with, as numbers; () if none."""
-    found = _ENHANCED.match(text)
-    return tuple(int(part) for part in found.groups()) if found else ()
-
-
-def _describe(exc: aiosmtplib.SMTPResponseException) -> str:
-    if isinstance(exc, aiosmtplib.SMTPAuthenticationError):
-        return "authentication failed"
-    if isinstance(exc, aiosmtplib.SMTPSenderRefused):
-        return "sender refused"
-    if isinstance(exc, aiosmtplib.SMTPRecipientRefused):
-        return "recipient refused"
-    if isinstance(exc, aiosmtplib.SMTPDataError):
-        return "message refused"
-    return "error"

@@ -9,8 +9,8 @@ from aiohttp.test_utils import make_mocked_request
 
 from notifyd.domain import Attempt, Notification
 from notifyd.web.admin.formatting import percent, seconds, timeline, when
+from notifyd.web.admin.login import safe_next
 from notifyd.web.admin.session import Sessions, same_origin, session_key
-from notifyd.web.admin.views import safe_next
 from notifyd.web.auth import caller_id
 
 TOKEN = "t0ken-for-the-ops-team-0123456789"

@@ -24,7 +24,7 @@ from tests.fakes.smtp import FakeSmtpServer, ReceivedMail, _Handler, _TrackedSMT
 from tests.fakes.telegram import FakeTelegramApi
 from tests.support import TERMINAL, wait_until
 
-# providers/email.py builds the Message-ID as <notifyd.{id}.{digest}@{domain}>.
+# providers/email_message.py builds the Message-ID as <notifyd.{id}.{digest}@{domain}>.
 _MESSAGE_ID = re.compile(r"<notifyd\.(\d+)\.")
 
 

@@ -21,8 +21,9 @@ from notifyd.errors import (
     ThrottledError,
     TransientProviderError,
 )
-from notifyd.providers.email import EmailProvider, enhanced_code
+from notifyd.providers.email import EmailProvider
 from notifyd.providers.http import LONGEST_RETRY_AFTER, seconds_value
+from notifyd.providers.smtp_replies import enhanced_code
 from notifyd.providers.telegram import TelegramProvider
 from notifyd.providers.twilio import TwilioSmsProvider
 from tests.fakes.smtp import CLOSING_REPLY, FakeSmtpServer

@@ -21,7 +21,8 @@ from notifyd.cli.check import (
     secrets_of,
     variable_for,
 )
-from notifyd.cli.commands import not_migrated, render_status
+from notifyd.cli.commands import render_status
+from notifyd.cli.runner import not_migrated
 from notifyd.config import Settings
 from notifyd.db.migrations import Migration, SchemaStatus, load_migrations
 from notifyd.domain import Attempt, Notification

@@ -20,9 +20,18 @@ from notifyd.config import Settings
 from notifyd.errors import DatabaseUnavailableError
 from notifyd.logs import get_logger
 from notifyd.web.admin.formatting import FILTERS, percent
+from notifyd.web.admin.login import login, login_page, logout
+from notifyd.web.admin.notifications import (
+    cancel_notification,
+    notification,
+    notifications,
+    retry_notification,
+)
+from notifyd.web.admin.pages import LOGIN_PATH, PREFIX, error_page, redirect, render
 from notifyd.web.admin.session import COOKIE_NAME, Sessions, clear_cookie, same_origin
 from notifyd.web.admin.throttle import LoginThrottle
-from notifyd.web.admin.views import LOGIN_PATH, PREFIX, add_routes, error_page, redirect
+from notifyd.web.admin.users import lift_suppression, update_user, user, users
+from notifyd.web.admin.webhooks import webhooks_context
 from notifyd.web.checks import request_problem
 from notifyd.web.keys import CALLER, LOGIN_THROTTLE, SESSIONS
 from notifyd.web.problems import ApiError, Handler
@@ -65,9 +74,32 @@ def admin_app(tokens: list[str]) -> web.Application:
         filters=FILTERS,
     )
     env.globals["percent"] = percent
-    add_routes(app)
+    _add_routes(app)
     app.router.add_static("/static/", STATIC_DIR)
     return app
+
+
+def _add_routes(app: web.Application) -> None:
+    """Every page, by path; each lives in the module of its section."""
+    app.router.add_get("/", notifications)
+    app.router.add_get(r"/notifications/{id:\d{1,20}}", notification)
+    app.router.add_post(r"/notifications/{id:\d{1,20}}/cancel", cancel_notification)
+    app.router.add_post(r"/notifications/{id:\d{1,20}}/retry", retry_notification)
+    app.router.add_get("/users", users)
+    app.router.add_get("/webhooks", _webhooks)
+    app.router.add_get(r"/users/{id:\d{1,20}}", user)
+    app.router.add_post(r"/users/{id:\d{1,20}}", update_user)
+    app.router.add_post(
+        r"/users/{id:\d{1,20}}/suppressions/{channel:(?:email|sms|telegram)}", lift_suppression
+    )
+    app.router.add_get("/login", login_page)
+    app.router.add_post("/login", login)
+    app.router.add_post("/logout", logout)
+
+
+async def _webhooks(request: web.Request) -> web.Response:
+    """GET /admin/webhooks: each endpoint, and the latest status events."""
+    return await render(request, "webhooks.html", await webhooks_context(request))
 
 
 async def _to_dashboard(_request: web.Request) -> web.Response:
