@@ -25,6 +25,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 from uuid import UUID
 
+from notifyd.delivery import endings
 from notifyd.delivery.attempt import AttemptResult, attempt_once
 from notifyd.delivery.inflight import Delivery, InFlight
 from notifyd.delivery.pacing import HOLD_HORIZON, Pacer, pause_length
@@ -33,11 +34,11 @@ from notifyd.delivery.retry import FallBack, RetryLater, RetryPolicy, decide
 from notifyd.delivery.slots import VendorSlots
 from notifyd.delivery.store import DeliveryStore
 from notifyd.delivery.timers import Deadlines
-from notifyd.domain import AttemptRecord, AttemptStatus, Channel, Status, timestamp_in_range
+from notifyd.domain import AttemptStatus, Channel, Status
 from notifyd.errors import (
     DatabaseUnavailableError,
 )
-from notifyd.logs import get_logger, info_enabled
+from notifyd.logs import get_logger
 from notifyd.metrics import ChannelMetrics, Metrics
 from notifyd.providers import Provider
 
@@ -127,7 +128,7 @@ class ChannelActors:
                     started_at = datetime.now(UTC)
                     started = time.perf_counter()
                     if suppressed:
-                        result = AttemptResult(ok=False, error=SUPPRESSED, transient=False)
+                        result = AttemptResult(ok=False, error=endings.SUPPRESSED, transient=False)
                     else:
                         result = await attempt_once(
                             self.provider, delivery, self._deadlines, task, self.channel
@@ -186,12 +187,8 @@ class ChannelActors:
             return False
         context.in_flight.forget(delivery)
         if outcome == "cancelled":
-            self._cancelled(delivery)
+            endings.cancelled(self._context.metrics, delivery, self.channel)
         return True
-
-    def _cancelled(self, delivery: Delivery) -> None:
-        self._context.metrics.finished_cancelled.inc()
-        log.info("notification_cancelled", notification_id=delivery.id, channel=self.channel)
 
     async def _has_slot(self, delivery: Delivery) -> bool:
         """True when the channel's pace lets the attempt go now.
@@ -282,9 +279,11 @@ class ChannelActors:
             give_up = False
         final_status = Status.FAILED if give_up and delivery.is_last_channel() else None
         self._metrics.attempt_throttled.inc()
-        self._log_attempt(delivery, attempt, AttemptStatus.THROTTLED, error, elapsed)
-        record = self._record(
-            delivery, attempt, AttemptStatus.THROTTLED, error, True, result, started_at
+        endings.log_attempt(
+            delivery, self.channel, attempt, AttemptStatus.THROTTLED, error, elapsed
+        )
+        record = endings.attempt_record(
+            delivery, self.channel, attempt, AttemptStatus.THROTTLED, error, result, started_at
         )
         written = await context.recorder.write(record, final_status)
         if not written:
@@ -292,7 +291,7 @@ class ChannelActors:
             return
         if written is Written.CANCELLED:
             context.in_flight.forget(delivery)
-            self._cancelled(delivery)
+            endings.cancelled(self._context.metrics, delivery, self.channel)
             return
         recipient = delivery.notification.recipient
         whole = result.throttled == "channel"
@@ -302,7 +301,14 @@ class ChannelActors:
             log.warning("pause_not_shared", channel=self.channel, error=str(exc))
         if final_status is not None:
             context.in_flight.forget(delivery)
-            self._finished(delivery, final_status, attempt, record.finished_at)
+            endings.finished(
+                self._context.metrics,
+                delivery,
+                self.channel,
+                final_status,
+                attempt,
+                record.finished_at,
+            )
         elif give_up:
             context.in_flight.fall_back(delivery)
         elif self.pacer.honours_pause(recipient, whole=whole):
@@ -340,9 +346,9 @@ class ChannelActors:
             last = isinstance(decision, FallBack) and delivery.is_last_channel()
             final_status = Status.FAILED if last else None
         status = AttemptStatus.SUCCESS if result.ok else AttemptStatus.FAILED
-        self._log_attempt(delivery, attempt, status, result.error, elapsed)
-        record = self._record(
-            delivery, attempt, status, result.error, result.transient, result, started_at
+        endings.log_attempt(delivery, self.channel, attempt, status, result.error, elapsed)
+        record = endings.attempt_record(
+            delivery, self.channel, attempt, status, result.error, result, started_at
         )
         written = await context.recorder.write(record, final_status)
         in_flight = context.in_flight
@@ -355,10 +361,17 @@ class ChannelActors:
             await self._suppress(delivery, result.unreachable)
         if written is Written.CANCELLED:
             in_flight.forget(delivery)
-            self._cancelled(delivery)
+            endings.cancelled(self._context.metrics, delivery, self.channel)
         elif final_status is not None:
             in_flight.forget(delivery)
-            self._finished(delivery, final_status, attempt, record.finished_at)
+            endings.finished(
+                self._context.metrics,
+                delivery,
+                self.channel,
+                final_status,
+                attempt,
+                record.finished_at,
+            )
         elif isinstance(decision, RetryLater):
             in_flight.retry_later(delivery, decision.delay)
         else:
@@ -381,76 +394,3 @@ class ChannelActors:
             channel=self.channel,
             reason=reason,
         )
-
-    def _record(
-        self,
-        delivery: Delivery,
-        attempt: int,
-        status: AttemptStatus,
-        error: str | None,
-        transient: bool | None,
-        result: AttemptResult,
-        started_at: datetime,
-    ) -> AttemptRecord:
-        return AttemptRecord(
-            notification_id=delivery.id,
-            channel=self.channel,
-            attempt=attempt,
-            status=status,
-            error=error,
-            transient=transient,
-            provider_response=result.response,
-            started_at=started_at,
-            finished_at=max(datetime.now(UTC), started_at),
-            round=delivery.notification.round,
-        )
-
-    def _log_attempt(
-        self,
-        delivery: Delivery,
-        attempt: int,
-        status: AttemptStatus,
-        error: str | None,
-        elapsed: float,
-    ) -> None:
-        if not info_enabled():  # one line per attempt: not even built when not written
-            return
-        log.info(
-            "attempt_finished",
-            notification_id=delivery.id,
-            channel=self.channel,
-            attempt=attempt,
-            status=status,
-            error=error,
-            duration_ms=round(elapsed * 1000, 3),
-        )
-
-    def _finished(
-        self, delivery: Delivery, status: Status, attempt: int, finished_at: datetime
-    ) -> None:
-        notification = delivery.notification
-        metrics = self._context.metrics
-        (metrics.finished_sent if status == Status.SENT else metrics.finished_failed).inc()
-        if timestamp_in_range(notification.created_at):  # not a stored value made readable
-            metrics.latency.observe((finished_at - notification.created_at).total_seconds())
-        if status == Status.SENT:
-            if not info_enabled():
-                return
-            log.info(
-                "notification_sent",
-                notification_id=notification.id,
-                channel=self.channel,
-                attempt=attempt,
-            )
-        else:
-            log.warning(
-                "notification_failed",
-                notification_id=notification.id,
-                channels=list(notification.channels),
-            )
-
-
-SUPPRESSED: Final = (
-    "suppressed: the vendor said earlier that this contact cannot be reached; change the"
-    " contact or lift the suppression to try it again"
-)

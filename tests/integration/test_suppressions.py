@@ -11,7 +11,7 @@ from datetime import datetime
 import asyncpg
 import pytest
 
-from notifyd.delivery.actors import SUPPRESSED
+from notifyd.delivery.endings import SUPPRESSED
 from tests.fakes.smtp import FakeSmtpServer
 from tests.fakes.telegram import FakeTelegramApi
 from tests.fakes.vendor import ForcedAnswer

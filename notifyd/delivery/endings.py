@@ -1,0 +1,105 @@
+"""What an attempt leaves behind once it ends: its record, its log line, the metrics.
+
+The actors decide; these functions only write down what was decided, the same way for
+every channel.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Final
+
+from notifyd.delivery.attempt import AttemptResult
+from notifyd.delivery.inflight import Delivery
+from notifyd.domain import AttemptRecord, AttemptStatus, Channel, Status, timestamp_in_range
+from notifyd.logs import get_logger, info_enabled
+from notifyd.metrics import Metrics
+
+log = get_logger("notifyd.delivery.actors")
+
+# The error of an attempt not made because the contact is suppressed.
+SUPPRESSED: Final = (
+    "suppressed: the vendor said earlier that this contact cannot be reached; change the"
+    " contact or lift the suppression to try it again"
+)
+
+
+def attempt_record(
+    delivery: Delivery,
+    channel: Channel,
+    attempt: int,
+    status: AttemptStatus,
+    error: str | None,
+    result: AttemptResult,
+    started_at: datetime,
+) -> AttemptRecord:
+    """The attempt as the attempt log keeps it."""
+    return AttemptRecord(
+        notification_id=delivery.id,
+        channel=channel,
+        attempt=attempt,
+        status=status,
+        error=error,
+        transient=result.transient,
+        provider_response=result.response,
+        started_at=started_at,
+        finished_at=max(datetime.now(UTC), started_at),
+        round=delivery.notification.round,
+    )
+
+
+def log_attempt(
+    delivery: Delivery,
+    channel: Channel,
+    attempt: int,
+    status: AttemptStatus,
+    error: str | None,
+    elapsed: float,
+) -> None:
+    if not info_enabled():  # one line per attempt: not even built when not written
+        return
+    log.info(
+        "attempt_finished",
+        notification_id=delivery.id,
+        channel=channel,
+        attempt=attempt,
+        status=status,
+        error=error,
+        duration_ms=round(elapsed * 1000, 3),
+    )
+
+
+def finished(
+    metrics: Metrics,
+    delivery: Delivery,
+    channel: Channel,
+    status: Status,
+    attempt: int,
+    finished_at: datetime,
+) -> None:
+    """Count and log a notification that ended `sent` or `failed`."""
+    notification = delivery.notification
+    (metrics.finished_sent if status == Status.SENT else metrics.finished_failed).inc()
+    if timestamp_in_range(notification.created_at):  # not a stored value made readable
+        metrics.latency.observe((finished_at - notification.created_at).total_seconds())
+    if status == Status.SENT:
+        if not info_enabled():
+            return
+        log.info(
+            "notification_sent",
+            notification_id=notification.id,
+            channel=channel,
+            attempt=attempt,
+        )
+    else:
+        log.warning(
+            "notification_failed",
+            notification_id=notification.id,
+            channels=list(notification.channels),
+        )
+
+
+def cancelled(metrics: Metrics, delivery: Delivery, channel: Channel) -> None:
+    """Count and log a notification that ended `cancelled` while this instance held it."""
+    metrics.finished_cancelled.inc()
+    log.info("notification_cancelled", notification_id=delivery.id, channel=channel)
