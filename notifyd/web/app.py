@@ -11,6 +11,7 @@ from aiohttp import web
 from notifyd.config import Settings
 from notifyd.db import Database, Route, wait_for_database
 from notifyd.db.migrations import migrate
+from notifyd.delivery import event_recording
 from notifyd.delivery.listener import NO_LISTEN_URL
 from notifyd.delivery.service import DeliveryService
 from notifyd.delivery.webhooks import WebhookSender
@@ -164,6 +165,14 @@ def _delivery(database_url: str) -> Callable[[web.Application], AsyncIterator[No
             database=await app[DATABASE].name(),
         )
         app[SERVICE] = service
+        try:
+            # Before anything is delivered: no notification this instance finishes goes
+            # untold.
+            await event_recording.prepare(app[DATABASE].recording, settings.webhooks, service.owner)
+        except BaseException:
+            for provider in providers.values():
+                await provider.close()
+            raise
         service.start()
         sender = _webhook_sender(app, service)
         if sender is not None:
