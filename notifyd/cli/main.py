@@ -1,6 +1,7 @@
-"""The `notifyd` command: serve, migrate, psql, send, status, users, check-config.
+"""The `notifyd` command: serve, migrate, psql, send, status, users, webhooks, check-config.
 
-`send`, `status` and `users` live in `notifyd.cli.commands`, `check-config` in
+`send`, `status` and `users` live in `notifyd.cli.commands`, `cancel` and `retry` in
+`notifyd.cli.lifecycle`, `webhooks` in `notifyd.cli.webhooks`, `check-config` in
 `notifyd.cli.check`; this module parses the command line, loads the configuration,
 picks the database (the embedded one when none is configured) and runs the command. Only
 `serve` and `migrate` create the embedded database (`notifyd.cli.datadir`).
@@ -22,7 +23,7 @@ from pathlib import Path
 
 from notifyd import __version__
 from notifyd.cli import check as config_check
-from notifyd.cli import commands, datadir, eventloop, lifecycle
+from notifyd.cli import commands, datadir, eventloop, lifecycle, webhooks
 from notifyd.cli.commands import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
 from notifyd.config import Settings, load_settings
 from notifyd.db import Database
@@ -42,7 +43,9 @@ DESCRIPTION = (
     "1 failed, 2 bad arguments or configuration."
 )
 # Commands whose stdout is their answer (an id, a table, JSON): their log lines go to stderr.
-ANSWERING_COMMANDS = frozenset({"send", "status", "cancel", "retry", "users", "check-config"})
+ANSWERING_COMMANDS = frozenset(
+    {"send", "status", "cancel", "retry", "users", "webhooks", "check-config"}
+)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -128,6 +131,7 @@ def _parser() -> argparse.ArgumentParser:
         subcommands.add_parser(name, parents=[common], help=help_text)
     commands.add_parsers(subcommands, common)
     lifecycle.add_parsers(subcommands, common)
+    webhooks.add_parsers(subcommands, common)
     subcommands.add_parser(
         "check-config",
         parents=[common],
