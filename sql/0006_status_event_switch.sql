@@ -44,13 +44,17 @@ WHERE EXISTS (SELECT 1 FROM notifyd.webhook_events);
 -- grant on the new table: a GRANT ... ON ALL TABLES made before this migration does not
 -- cover it, and without this every final status written by such a role would fail after
 -- the upgrade. It reads one qualified table and calls nothing, with a fixed search_path.
+-- PL/pgSQL rather than SQL: it keeps its plan for the session, where a SQL function that
+-- cannot be inlined (SECURITY DEFINER never is) plans its query again.
 CREATE FUNCTION notifyd.status_events_recorded() RETURNS boolean
-    LANGUAGE sql
+    LANGUAGE plpgsql
     STABLE
     SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
     AS $$
-        SELECT EXISTS (SELECT 1 FROM notifyd.status_event_recording)
+    BEGIN
+        RETURN EXISTS (SELECT 1 FROM notifyd.status_event_recording);
+    END
     $$;
 
 

@@ -9,6 +9,7 @@ recording them.
 from __future__ import annotations
 
 import shutil
+import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -209,6 +210,42 @@ async def test_turned_off_events_already_recorded_stay_pending(
     )
     assert await events(db) == [("notification.sent", first)]
     assert await database.recording.pending() == 1
+
+
+@pytest.mark.usefixtures("needs_createrole")
+@pytest.mark.parametrize("on", [True, False], ids=["on", "off"])
+async def test_a_role_granted_before_the_switch_existed_still_finishes_notifications(
+    on: bool, db: asyncpg.Connection
+) -> None:
+    # Another application's role, granted what 0005 asked for, and nothing on the switch.
+    if on:
+        await switch_on(db)
+    user_id: int = await db.fetchval(
+        "INSERT INTO notifyd.users (phone) VALUES ('+79001234567') RETURNING id"
+    )
+    notification_id: int = await db.fetchval(
+        "SELECT notifyd.enqueue($1, 'hello', '', ARRAY['sms'], '2999-01-01Z')", user_id
+    )
+    role = f"notifyd_app_{uuid.uuid4().hex[:12]}"
+    await db.execute(f"CREATE ROLE {role}")
+    try:
+        await db.execute(f"GRANT USAGE ON SCHEMA notifyd TO {role}")
+        await db.execute(f"GRANT SELECT, UPDATE ON notifyd.notifications TO {role}")
+        await db.execute(f"GRANT INSERT ON notifyd.webhook_events TO {role}")
+        await db.execute(f"SET ROLE {role}")
+        try:
+            await db.execute(
+                "UPDATE notifyd.notifications SET status = 'failed', finished_at = now()"
+                " WHERE id = $1",
+                notification_id,
+            )
+        finally:
+            await db.execute("RESET ROLE")
+        expected = [("notification.failed", notification_id)] if on else []
+        assert await events(db) == expected
+    finally:
+        await db.execute(f"DROP OWNED BY {role}")
+        await db.execute(f"DROP ROLE {role}")
 
 
 # The upgrade
