@@ -102,7 +102,15 @@ VARIANTS: Final[tuple[Variant, ...]] = (
         ),
     ),
     # Status events (sql/0005_lifecycle.sql): an outbox row per notification finished,
-    # written by a statement-level trigger from the statement's transition tables.
+    # written by a statement-level trigger from the statement's transition tables, only
+    # while they are recorded (sql/0006). As migrated, recording is off (no instance with
+    # webhook endpoints has started): the full schema pays the switch's lookup and the
+    # transition tables, this variant what recording adds (an instance with endpoints).
+    _notifyd(
+        "+ status events recorded (switch on)",
+        "INSERT INTO notifyd.status_event_recording (switched_on_by) VALUES ('bench')",
+    ),
+    # And what is left of the triggers while it is off.
     _notifyd(
         "- status events (outbox triggers)",
         "DROP TRIGGER notifications_status_events ON notifyd.notifications",

@@ -1,6 +1,7 @@
 """`notifyd check-config`: try each configured part and say, one line each, what works.
 
-The database is connected to and its migrations compared with this notifyd's; each channel
+The database is connected to and its migrations compared with this notifyd's, and asked
+whether status events are recorded (`notifyd.cli.webhooks`); each channel
 is tried through its provider's `check` (SMTP login, Telegram getMe, the Twilio account),
 all at once, each within its own timeout. Nothing is sent.
 
@@ -21,6 +22,7 @@ from typing import Literal
 from notifyd.channel_settings import EmailSettings
 from notifyd.cli import tables
 from notifyd.cli.runner import connect_one
+from notifyd.cli.webhooks import recording_check
 from notifyd.config import DEFAULT_CONFIG_FILE, LEGACY_ENV, Settings
 from notifyd.db import Route
 from notifyd.db.listen import probe_listen_session
@@ -42,7 +44,8 @@ from notifyd.providers import Provider, build_providers
 from notifyd.providers.base import NOTHING_TO_CHECK
 from notifyd.redaction import Scrubber, url_secrets
 
-Outcome = Literal["ok", "failed", "skipped"]
+# A warning works, but something is likely amiss; only a failure makes the exit code 1.
+Outcome = Literal["ok", "warning", "failed", "skipped"]
 # What the README suggests for seeing e-mail without a mail server.
 LOCAL_CATCHER_PORT = 1025
 LOCAL_CATCHER = f"python -m aiosmtpd -n -l localhost:{LOCAL_CATCHER_PORT}"
@@ -83,12 +86,21 @@ async def _one(check: Awaitable[CheckResult]) -> list[CheckResult]:
 async def _database_parts(
     settings: Settings, database: str | NotifydError | None
 ) -> list[CheckResult]:
-    """The database, then (for a configured URL) where the LISTEN session would go."""
+    """The database, then (for a configured URL) where the LISTEN session would go, then
+    whether status events are recorded."""
     found: list[tuple[Route, str]] = []
     results = [await _guarded("database", _database(settings, database, found))]
     if settings.database.url is not None:
         results.append(await _guarded("listener", _listener(settings, found)))
+    if found and isinstance(database, str):
+        # Only of a database reached: its own line says why another could not be asked.
+        results.append(await _guarded("webhooks", _webhooks(settings, database)))
     return results
+
+
+async def _webhooks(settings: Settings, database: str) -> CheckResult:
+    level, detail = await recording_check(settings, database)
+    return CheckResult("webhooks", "skipped" if level == "off" else level, detail)
 
 
 def report(results: Sequence[CheckResult], settings: Settings) -> str:

@@ -1,8 +1,9 @@
 """Where the embedded database is, and what to say when a command finds none.
 
 `serve` and `migrate` create the embedded PostgreSQL where none is; the commands that only
-read or add rows (`send`, `status`, `users`, `psql`, `check-config`) never do: run from the
-wrong folder they would start an empty cluster there and report an empty database.
+read or change rows (`send`, `status`, `users`, `webhooks`, `psql`, `check-config`) never
+do: run from the wrong folder they would start an empty cluster there and report an empty
+database.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from pathlib import Path
 from notifyd.config import DatabaseSettings
 
 # Commands that use an existing database and never create the embedded one.
-READING_COMMANDS = frozenset({"send", "status", "cancel", "retry", "users", "psql"})
+READING_COMMANDS = frozenset({"send", "status", "cancel", "retry", "users", "webhooks", "psql"})
 
 
 def has_embedded_database(data_dir: Path) -> bool:

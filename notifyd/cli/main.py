@@ -1,10 +1,11 @@
-"""The `notifyd` command: serve, migrate, psql, send, status, users, check-config.
+"""The `notifyd` command: serve, migrate, psql, send, status, users, webhooks, check-config.
 
-`send`, `status` and `users` live in `notifyd.cli.commands` (`cancel` and `retry` in
-`notifyd.cli.lifecycle`; `notifyd.cli.runner` runs them all), `check-config` in
-`notifyd.cli.check`; this module parses the command line, loads the configuration,
-picks the database (the embedded one when none is configured) and runs the command. Only
-`serve` and `migrate` create the embedded database (`notifyd.cli.datadir`).
+`send`, `status` and `users` live in `notifyd.cli.commands`, `cancel` and `retry` in
+`notifyd.cli.lifecycle`, `webhooks` in `notifyd.cli.webhooks` (`notifyd.cli.runner` runs
+them all), `check-config` in `notifyd.cli.check`; this module parses the command line,
+loads the configuration, picks the database (the embedded one when none is configured) and
+runs the command. Only `serve` and `migrate` create the embedded database
+(`notifyd.cli.datadir`).
 Exit codes: 0 done, 1 failed, 2 bad arguments or configuration.
 """
 
@@ -23,7 +24,7 @@ from pathlib import Path
 
 from notifyd import __version__
 from notifyd.cli import check as config_check
-from notifyd.cli import commands, datadir, eventloop, lifecycle, runner
+from notifyd.cli import commands, datadir, eventloop, lifecycle, runner, webhooks
 from notifyd.cli.runner import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
 from notifyd.config import Settings, load_settings
 from notifyd.db import Database
@@ -43,7 +44,9 @@ DESCRIPTION = (
     "1 failed, 2 bad arguments or configuration."
 )
 # Commands whose stdout is their answer (an id, a table, JSON): their log lines go to stderr.
-ANSWERING_COMMANDS = frozenset({"send", "status", "cancel", "retry", "users", "check-config"})
+ANSWERING_COMMANDS = frozenset(
+    {"send", "status", "cancel", "retry", "users", "webhooks", "check-config"}
+)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -129,6 +132,7 @@ def _parser() -> argparse.ArgumentParser:
         subcommands.add_parser(name, parents=[common], help=help_text)
     commands.add_parsers(subcommands, common)
     lifecycle.add_parsers(subcommands, common)
+    webhooks.add_parsers(subcommands, common)
     subcommands.add_parser(
         "check-config",
         parents=[common],

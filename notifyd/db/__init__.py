@@ -6,6 +6,7 @@
     ├── lifecycle      Lifecycle      cancel and retry
     ├── queue          Queue          claim, record attempts, leases, retention
     ├── webhooks       WebhookOutbox  status events: take, settle, prune
+    ├── recording      EventRecording whether status events are recorded (the switch)
     └── dashboard      Dashboard      the admin pages' counts
 
 `listen.ListenConnection` is the session outside the pool (LISTEN and the presence lock),
@@ -25,6 +26,7 @@ from notifyd.db.lifecycle import Lifecycle
 from notifyd.db.notifications import Notifications
 from notifyd.db.pooler import Route
 from notifyd.db.queue import Queue
+from notifyd.db.recording import EventRecording
 from notifyd.db.users import Users
 from notifyd.db.webhooks import WebhookOutbox
 from notifyd.domain import CHANNELS, Channel
@@ -74,6 +76,7 @@ class Database:
         self.queue = Queue(pool)
         self.dashboard = Dashboard(pool)
         self.webhooks = WebhookOutbox(pool)
+        self.recording = EventRecording(pool)
 
     @classmethod
     async def connect(

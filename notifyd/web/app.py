@@ -11,6 +11,7 @@ from aiohttp import web
 from notifyd.config import Settings
 from notifyd.db import Database, Route, wait_for_database
 from notifyd.db.migrations import migrate
+from notifyd.delivery import event_recording
 from notifyd.delivery.listener import NO_LISTEN_URL
 from notifyd.delivery.service import DeliveryService
 from notifyd.delivery.webhooks import WebhookSender
@@ -164,20 +165,37 @@ def _delivery(database_url: str) -> Callable[[web.Application], AsyncIterator[No
             database=await app[DATABASE].name(),
         )
         app[SERVICE] = service
+        try:
+            # Before anything is delivered: no notification this instance finishes goes
+            # untold.
+            await event_recording.prepare(app[DATABASE].recording, settings.webhooks, service.owner)
+        except BaseException:
+            for provider in providers.values():
+                await provider.close()
+            raise
         service.start()
         sender = _webhook_sender(app, service)
         if sender is not None:
             await sender.start()
             service.supervisor.spawn("webhooks", sender.run)
         yield
-        await service.stop(settings.shutdown.grace_seconds)
-        if sender is not None:
-            await service.supervisor.stop("webhooks")
-            await sender.close(grace=settings.shutdown.grace_seconds)
+        grace = settings.shutdown.grace_seconds
+        if sender is None:
+            await service.stop(grace)
+        else:
+            # Side by side, within one grace period: one after the other, a stop with
+            # deliveries and webhook sends both held up took twice as long.
+            await asyncio.gather(service.stop(grace), _stop_sender(service, sender, grace))
         for provider in providers.values():
             await provider.close()
 
     return context
+
+
+async def _stop_sender(service: DeliveryService, sender: WebhookSender, grace: float) -> None:
+    """Take no more events; let the sends under way end within `grace`; hand back the rest."""
+    await service.supervisor.stop("webhooks")
+    await sender.close(grace=grace)
 
 
 def _listen_target(

@@ -104,6 +104,11 @@ async def test_the_webhooks_page_shows_endpoints_without_secrets(
     response = await daemon.client.get("/admin/webhooks")
     html = await response.text()
     shown = await page(response)
+    # The daemon, having an endpoint, switched recording on when it started.
+    recording = shown.by_id("recording")
+    assert "status events are recorded since" in recording.text()
+    assert "1 endpoint(s) here" in recording.text()
+    assert "recording-ok" in recording.attrs["class"].split()
     (endpoint,) = shown.by_id("endpoints").find_all("tr")[1:]
     assert "http://127.0.0.1:9" in endpoint.text()
     assert "answered HTTP 503" in endpoint.text()
@@ -113,3 +118,24 @@ async def test_the_webhooks_page_shows_endpoints_without_secrets(
     assert "notification.sent" in events[0].text()
     for hidden in ("PATHSECRET", "QSECRET", secret, secret[6:]):
         assert hidden not in html
+
+
+async def test_the_webhooks_page_warns_of_events_recorded_for_no_endpoint(
+    daemon_factory: DaemonFactory, db: asyncpg.Connection
+) -> None:
+    daemon = await daemon_factory()
+    response = await daemon.client.get("/admin/webhooks")
+    recording = (await page(response)).by_id("recording")
+    assert "recording-off" in recording.attrs["class"].split()
+    assert "status events are not recorded" in recording.text()
+
+    await db.execute(
+        "INSERT INTO notifyd.status_event_recording (switched_on_by) VALUES ('app-2 (instance 9)')"
+    )
+    response = await daemon.client.get("/admin/webhooks")
+    recording = (await page(response)).by_id("recording")
+    assert "recording-warning" in recording.attrs["class"].split()
+    assert recording.attrs["role"] == "note"
+    assert "switched on by app-2 (instance 9)" in recording.text()
+    assert "this instance has no endpoint" in recording.text()
+    assert "notifyd webhooks off" in recording.text()

@@ -37,6 +37,8 @@ class WebhookReceiver:
         self.path = path
         self.mode: Mode = "ok"
         self.received: list[Received] = []
+        # The webhook-id of every verified request as it arrived, answered or not.
+        self.arrived: list[str] = []
         # Requests whose signature did not verify (there must be none).
         self.forged = 0
         self.requests = 0
@@ -97,6 +99,7 @@ class WebhookReceiver:
             except WebhookVerificationError:
                 self.forged += 1
                 return web.Response(status=400)
+            self.arrived.append(request.headers["webhook-id"])
             while self.mode == "hang" and not _gone(request):
                 # Woken by a change of mode, or to see whether the client gave up (aiohttp
                 # does not cancel a handler whose client left).

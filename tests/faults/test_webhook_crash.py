@@ -1,10 +1,12 @@
-"""kill -9 after final statuses were written and before their events were sent: every event
-is delivered after the restart (the outbox is written with the status), each once."""
+"""kill -9 and status webhooks: events of statuses written before the kill are delivered
+after the restart (the outbox is written with the status), each once; an event whose
+request a receiver held at the kill is sent again, with the same `webhook-id`."""
 
 from __future__ import annotations
 
 import json
 import signal
+import time
 from collections.abc import AsyncIterator
 
 import asyncpg
@@ -69,3 +71,51 @@ async def test_events_of_statuses_written_before_a_kill_9_are_delivered_after_re
         )
 
     await wait_until(settled, deadline=30, what="the outbox to be settled")
+
+
+async def test_an_event_held_by_the_receiver_at_a_kill_9_is_sent_again_with_its_id(
+    receiver: WebhookReceiver, launcher: Launcher, db: asyncpg.Connection
+) -> None:
+    timeout = 3.0  # the lease is 3 x this + 30 s: what the restart waits for
+    settings = webhook_settings(receiver, poll_interval=0.05) | {"webhooks.timeout": timeout}
+    receiver.set_mode("hang")
+    first = await launcher.start(settings)
+    users = await create_users(db, 1, email=False)
+    (notification_id,) = await enqueue(db, users, ["sms"], "webhook-held")
+
+    async def held() -> bool:
+        return receiver.running == 1
+
+    await wait_until(held, deadline=60, what="the event's request to be held")
+    first.process.process.send_signal(signal.SIGKILL)
+    await first.process.process.wait()
+    killed = time.monotonic()
+    # Killed while the request was held: the event is still leased to the dead instance,
+    # counted as one send, and not settled.
+    row = await db.fetchrow("SELECT id, status, attempts, locked_by FROM notifyd.webhook_events")
+    assert row is not None
+    assert (row["status"], row["attempts"]) == ("pending", 1)
+    assert row["locked_by"] is not None
+    webhook_id = f"evt_{row['id']}"
+    assert receiver.arrived == [webhook_id]
+    assert receiver.delivered() == {}
+
+    receiver.set_mode("ok")
+    await launcher.start(settings)
+
+    async def delivered() -> bool:
+        return bool(receiver.delivered())
+
+    await wait_until(delivered, deadline=3 * timeout + 60, what="the event after the lease")
+    resent_after = time.monotonic() - killed
+    assert receiver.arrived == [webhook_id, webhook_id]
+    assert receiver.delivered() == {webhook_id: 1}
+    assert receiver.bodies()[webhook_id]["data"]["id"] == notification_id
+    assert receiver.forged == 0
+
+    async def settled() -> bool:
+        status = await db.fetchval("SELECT status FROM notifyd.webhook_events")
+        return bool(status == "delivered")
+
+    await wait_until(settled, deadline=30, what="the event to be settled")
+    print(f"FAULT webhook held at kill -9: sent again after {resent_after:.1f}s, same id")

@@ -20,6 +20,14 @@ from tests.support import wait_until
 FAR_FUTURE = datetime(2999, 1, 1, tzinfo=UTC)
 
 
+@pytest.fixture(autouse=True)
+async def _recording(db: asyncpg.Connection) -> None:
+    """Status events are recorded, as an instance with webhook endpoints makes them."""
+    await db.execute(
+        "INSERT INTO notifyd.status_event_recording (switched_on_by) VALUES ('a test')"
+    )
+
+
 @pytest.fixture
 async def user_id(db: asyncpg.Connection) -> int:
     found: int = await db.fetchval(

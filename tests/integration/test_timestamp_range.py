@@ -85,6 +85,10 @@ COLUMNS = {
         " (type, notification_id, locked_by, lease_expires_at)"
         " VALUES ('notification.sent', 1, gen_random_uuid(), $1::text::timestamptz)"
     ),
+    ("status_event_recording", "since"): (
+        "INSERT INTO notifyd.status_event_recording (switched_on_by, since)"
+        " VALUES ('a test', $1::text::timestamptz)"
+    ),
     ("idempotency_keys", "created_at"): (
         "INSERT INTO notifyd.idempotency_keys (key, fingerprint, created_at)"
         " VALUES (gen_random_uuid()::text, '\\x00', $1::text::timestamptz)"

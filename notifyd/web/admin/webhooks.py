@@ -1,6 +1,6 @@
-"""The dashboard's status webhooks page: each endpoint, and the latest events with whom
-they reached. Endpoints show only their scheme, host and port: a path or query may hold a
-token, and the secret is never shown."""
+"""The dashboard's status webhooks page: whether events are recorded, each endpoint, and
+the latest events with whom they reached. Endpoints show only their scheme, host and port: a
+path or query may hold a token, and the secret is never shown."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from typing import Any, Final
 from aiohttp import web
 
 from notifyd.db.webhooks import EventRecord
+from notifyd.delivery.event_recording import describe
 from notifyd.web.keys import DATABASE, SETTINGS
 from notifyd.webhook_settings import WebhookEndpoint
 
@@ -46,11 +47,16 @@ def summarize(endpoint: WebhookEndpoint, recent: list[EventRecord]) -> EndpointS
 
 
 async def webhooks_context(request: web.Request) -> dict[str, Any]:
-    """What GET /admin/webhooks shows: the endpoints, and the latest status events."""
+    """What GET /admin/webhooks shows: whether events are recorded, the endpoints, and the
+    latest status events."""
     endpoints = request.config_dict[SETTINGS].webhooks.endpoints
-    recent = await request.config_dict[DATABASE].webhooks.recent(RECENT_EVENTS)
+    database = request.config_dict[DATABASE]
+    recent = await database.webhooks.recent(RECENT_EVENTS)
+    level, text = describe(await database.recording.state(), len(endpoints))
     return {
         "section": "webhooks",
+        "recording_level": level,
+        "recording_text": text,
         "endpoints": [summarize(endpoint, recent) for endpoint in endpoints],
         "recent": recent,
         "names": {endpoint.key: endpoint.origin for endpoint in endpoints},
