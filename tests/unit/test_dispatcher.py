@@ -98,6 +98,7 @@ async def test_an_outage_during_a_claim_takes_nothing_in() -> None:
     assert len(p.in_flight) == 0
 
 
+
 def claims_sent(p: Pipeline, count: int) -> Callable[[], Awaitable[bool]]:
     async def sent() -> bool:
         return p.queue.calls.get("claim") == count
