@@ -53,26 +53,17 @@ class Dispatcher:
         self._exhausted = False
         self._claims_this_round = 0
         self._lanes: list[asyncio.Task[int]] = []
-        # The claim round under way, if any: a wake may open a lane in it.
-        self._round: asyncio.TaskGroup | None = None
         self._lease_seconds = lease_seconds
         self._max_attempts = max_attempts
         self._wake = asyncio.Event()
         self._stopping = False
+        self._claiming = False
         self._failing_since: float | None = None
         # Set once a claim round has been made: the instance has started to work.
         self.started = asyncio.Event()
 
     def wake(self) -> None:
-        """Rows were committed (a NOTIFY), or room was freed: claim.
-
-        During a claim round, a lane is opened at once when fewer than `claimers` run: the
-        claims under way cannot see rows committed after they started, and waiting for
-        them to end first made every new batch wait out the one before it.
-        """
         self._wake.set()
-        if self._round is not None and self._running_lanes() < self._claimers:
-            self._open_lane(self._round)
 
     def stop_claiming(self) -> None:
         self._stopping = True
@@ -84,9 +75,11 @@ class Dispatcher:
             self._wake.clear()
             if self._stopping:
                 return
+            self._claiming = True
             try:
                 await self.claim_available()
             finally:
+                self._claiming = False
                 self.started.set()
 
     async def claim_available(self) -> int:
@@ -103,41 +96,21 @@ class Dispatcher:
         self._claims_this_round = 0
         try:
             async with asyncio.TaskGroup() as lanes:  # a lane that fails cancels the others
-                self._round = lanes
-                self._lanes = []
-                self._open_lane(lanes)
+                self._lanes = [lanes.create_task(self._claim_lane(lanes))]
         except BaseExceptionGroup as group:
             # One lane's bug: raised as itself, so the supervisor's log names it.
             if len(group.exceptions) == 1:
                 raise group.exceptions[0] from None
             raise
-        finally:
-            self._round = None
         return sum(lane.result() for lane in self._lanes)
-
-    def _running_lanes(self) -> int:
-        return sum(not lane.done() for lane in self._lanes)
-
-    def _open_lane(self, lanes: asyncio.TaskGroup) -> None:
-        if self._stopping or not self._may_claim():
-            return
-        lane = self._claim_lane(lanes)
-        try:
-            self._lanes.append(lanes.create_task(lane))
-        except RuntimeError:  # the round is ending: the wake stays set, the next round claims
-            lane.close()
 
     async def _claim_lane(self, lanes: asyncio.TaskGroup) -> int:
         """Claim batch after batch until the table runs dry, room runs out, or claims fail.
 
-        A lane claims at least once, even when another found the table dry: it was opened
-        for rows committed since. A full batch opens another lane in `lanes`, up to
-        `claimers` running.
+        A full batch opens another lane in `lanes`, up to `claimers`.
         """
         total = 0
-        first = True
-        while not self._stopping and (first or not self._exhausted):
-            first = False
+        while not self._stopping and not self._exhausted:
             limit = min(self._batch_size, self._in_flight.free() - self._reserved)
             if limit <= 0 or (self._claims_this_round and limit < self._in_flight.refill_threshold):
                 # Behind a full claim (a backlog), a claim for the few slots freed since
@@ -149,9 +122,6 @@ class Dispatcher:
             started = time.perf_counter()
             # The lease runs from the moment the claim is sent, as far as this side knows.
             lease_until = time.monotonic() + self._lease_seconds
-            # Whatever was committed before this claim starts is seen by it: a wake from
-            # now on is for rows it may miss.
-            self._wake.clear()
             try:
                 claimed = await self._store.claim(limit, self._owner, self._lease_seconds)
             except DatabaseUnavailableError as exc:
@@ -183,8 +153,8 @@ class Dispatcher:
             full = len(claimed) == limit
             if not full:
                 self._exhausted = True
-            elif self._running_lanes() < self._claimers:
-                self._open_lane(lanes)
+            elif len(self._lanes) < self._claimers:
+                self._lanes.append(lanes.create_task(self._claim_lane(lanes)))
             # Whichever lane ends last, a table found dry is not a backlog.
             self._in_flight.backlog = not self._exhausted
             if claimed:

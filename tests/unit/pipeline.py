@@ -80,7 +80,6 @@ class Pipeline:
         intervals: dict[Channel, float] | None = None,
         horizon: float = 10.0,
         backoff: float = 0.0,
-        claimers: int = 1,
     ) -> None:
         self.queue = MemoryQueue()
         self.owner = uuid.uuid4()
@@ -131,7 +130,7 @@ class Pipeline:
             may_claim=lambda: True,
             poll_interval=60.0,
             batch_size=50,
-            claimers=claimers,
+            claimers=1,
             lease_seconds=lease_seconds,
             max_attempts=max_attempts,
         )

@@ -3,12 +3,9 @@ never holds one notification twice."""
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
 from notifyd.domain import Attempt, AttemptStatus, Channel, Status
-from tests.support import wait_until
 from tests.unit.pipeline import Pipeline, ScriptedProvider
 
 SMS, EMAIL = Channel.SMS, Channel.EMAIL
@@ -96,44 +93,3 @@ async def test_an_outage_during_a_claim_takes_nothing_in() -> None:
 
     assert await p.claim() == 0
     assert len(p.in_flight) == 0
-
-
-
-def claims_sent(p: Pipeline, count: int) -> Callable[[], Awaitable[bool]]:
-    async def sent() -> bool:
-        return p.queue.calls.get("claim") == count
-
-    return sent
-
-
-async def test_a_wake_during_a_claim_starts_another_claim_at_once() -> None:
-    # Rows committed while a claim runs are not in its snapshot: waiting for it to end
-    # before claiming them made every batch wait out the one before it.
-    p = Pipeline({SMS: ScriptedProvider(SMS)}, capacity=100, claimers=2)
-    p.queue.add([SMS])
-    p.queue.hang()
-    first_round = asyncio.create_task(p.claim())
-    await wait_until(claims_sent(p, 1), what="the first claim")
-
-    p.queue.add([SMS])
-    p.dispatcher.wake()
-    await wait_until(claims_sent(p, 2), what="a second claim beside the first")
-    assert not first_round.done()
-
-    p.queue.answer()
-    assert await first_round == 2
-    assert p.in_flight.free() == 98
-
-
-async def test_wakes_open_no_more_claims_at_once_than_claimers() -> None:
-    p = Pipeline({SMS: ScriptedProvider(SMS)}, capacity=100, claimers=2)
-    p.queue.hang()
-    first_round = asyncio.create_task(p.claim())
-    await wait_until(claims_sent(p, 1), what="the first claim")
-    for _ in range(3):
-        p.dispatcher.wake()
-
-    p.queue.answer()
-    await first_round
-    # One claim per lane: the first, and the one lane a wake could open beside it.
-    assert p.queue.calls["claim"] == 2
