@@ -57,6 +57,12 @@ CREATE FUNCTION notifyd.status_events_recorded() RETURNS boolean
     END
     $$;
 
+-- Every UPDATE of notifications calls it, as whoever updates: where functions are not
+-- everyone's to call by default (ALTER DEFAULT PRIVILEGES ... REVOKE EXECUTE ... FROM
+-- PUBLIC), no claim, attempt write or other application's update could go through
+-- without this. It tells only whether events are recorded.
+GRANT EXECUTE ON FUNCTION notifyd.status_events_recorded() TO PUBLIC;
+
 
 -- Both triggers of 0005 now return at once while the switch is off: no INSERT, and no
 -- join of the transition tables. What is left is the switch's lookup (once per statement)

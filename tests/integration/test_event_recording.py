@@ -290,3 +290,43 @@ async def test_the_upgrade_keeps_recording_where_events_were_recorded(
         assert len(await events(connection)) == 2 * int(had_events)
     finally:
         await connection.close()
+
+
+@pytest.mark.usefixtures("needs_createrole")
+async def test_the_upgrade_needs_no_new_grant_where_functions_are_not_public(
+    empty_database: EmptyDatabase, tmp_path: Path
+) -> None:
+    # A hardened database: functions created from now on are not everyone's to call. Every
+    # UPDATE of notifications calls the switch's function, so without its own grant every
+    # claim, attempt write and other application's status update would be refused.
+    url = await empty_database()
+    await migrate_database(url, migrations_up_to(5, tmp_path))
+    connection = await asyncpg.connect(url)
+    role = f"notifyd_app_{uuid.uuid4().hex[:12]}"
+    try:
+        await connection.execute("ALTER DEFAULT PRIVILEGES REVOKE EXECUTE ON FUNCTIONS FROM PUBLIC")
+        await connection.execute(f"CREATE ROLE {role}")
+        await connection.execute(f"GRANT USAGE ON SCHEMA notifyd TO {role}")
+        await connection.execute(f"GRANT SELECT, UPDATE ON notifyd.notifications TO {role}")
+        await connection.execute(f"GRANT INSERT ON notifyd.webhook_events TO {role}")
+        assert await migrate_database(url) == ["0006_status_event_switch"]
+        user_id = await connection.fetchval(
+            "INSERT INTO notifyd.users (phone) VALUES ('+79001234567') RETURNING id"
+        )
+        notification_id = await connection.fetchval(
+            "SELECT notifyd.enqueue($1, 'hello', '', ARRAY['sms'], '2999-01-01Z')", user_id
+        )
+        await connection.execute(f"SET ROLE {role}")
+        try:
+            status = await connection.fetchval(
+                "UPDATE notifyd.notifications SET status = 'failed', finished_at = now()"
+                " WHERE id = $1 RETURNING status",
+                notification_id,
+            )
+        finally:
+            await connection.execute("RESET ROLE")
+        assert status == "failed"
+    finally:
+        await connection.execute(f"DROP OWNED BY {role}")
+        await connection.execute(f"DROP ROLE {role}")
+        await connection.close()
