@@ -270,6 +270,9 @@ async def _serve(settings: Settings, url: str, embedded: EmbeddedPostgres | None
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, on_signal, signum)
 
+    # Before anything is delivered: the collection pauses nobody, and no notification in
+    # flight is frozen with what start-up built.
+    eventloop.settle_heap()
     await server.setup()
     try:
         await server.listen(sock, app[METRICS].registry)
@@ -281,7 +284,6 @@ async def _serve(settings: Settings, url: str, embedded: EmbeddedPostgres | None
             database=settings.database.redacted_url() or "embedded",
             event_loop=eventloop.loop_name(),
         )
-        eventloop.settle_heap()
         stop_wait = asyncio.create_task(stop.wait())
         fatal_wait = asyncio.create_task(app[FATAL].wait())
         await asyncio.wait({stop_wait, fatal_wait}, return_when=asyncio.FIRST_COMPLETED)
