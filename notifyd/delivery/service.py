@@ -33,16 +33,22 @@ log = get_logger(__name__)
 CLAIM_ROUND_GRACE: Final = 2.0
 
 
+# Past this, more actors per channel only cost memory (about 1 KB each, idle): a batch
+# this large already takes longer to attempt than to write.
+MAX_ACTORS_PER_CHANNEL: Final = 4096
+
+
 def actors_per_channel(dispatcher: DispatcherSettings) -> int:
     """How many actor tasks each channel runs.
 
     An actor waits for its attempt to be written before it takes the next delivery, so
     actors that wait must not leave claimed notifications idle in the inbox: there are
     enough for a claimed batch beside everything the writers may have under way, but never
-    more than the instance may hold (an actor has one delivery at a time).
+    more than the instance may hold (an actor has one delivery at a time), nor more than
+    `MAX_ACTORS_PER_CHANNEL`.
     """
     under_way = dispatcher.batch_size + dispatcher.writers * dispatcher.write_batch_size
-    return min(dispatcher.max_in_flight, under_way)
+    return min(dispatcher.max_in_flight, under_way, MAX_ACTORS_PER_CHANNEL)
 
 
 class DeliveryService:

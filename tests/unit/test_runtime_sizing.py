@@ -9,7 +9,7 @@ import pytest
 
 from notifyd.cli import eventloop
 from notifyd.config import DispatcherSettings
-from notifyd.delivery.service import actors_per_channel
+from notifyd.delivery.service import MAX_ACTORS_PER_CHANNEL, actors_per_channel
 
 
 def test_actors_cover_a_claimed_batch_beside_the_writes_under_way() -> None:
@@ -23,6 +23,13 @@ def test_no_more_actors_than_notifications_held() -> None:
     # Each actor holds one delivery at a time: more would only wait for nothing.
     assert actors_per_channel(DispatcherSettings()) == DispatcherSettings().max_in_flight
     assert actors_per_channel(DispatcherSettings(max_in_flight=40)) == 40
+
+
+def test_huge_batches_do_not_make_an_actor_per_row() -> None:
+    settings = DispatcherSettings(
+        batch_size=10_000, writers=32, write_batch_size=10_000, max_in_flight=1_000_000
+    )
+    assert actors_per_channel(settings) == MAX_ACTORS_PER_CHANNEL
 
 
 @pytest.fixture
