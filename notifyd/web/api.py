@@ -17,6 +17,7 @@ from notifyd.domain import (
     Channel,
     Enqueued,
     IdempotencyKey,
+    Notification,
     NotificationFilter,
 )
 from notifyd.errors import (
@@ -237,24 +238,30 @@ async def retry_notification(request: web.Request) -> web.Response:
     return await _lifecycle(request, "retry")
 
 
+async def change_lifecycle(request: web.Request, notification_id: int, action: str) -> Notification:
+    """Cancel or retry (`action`), counted: for the API and the dashboard's buttons alike."""
+    lifecycle = request.config_dict[DATABASE].lifecycle
+    metrics = request.config_dict[METRICS]
+    if action == "cancel":
+        notification = await lifecycle.cancel(notification_id)
+        metrics.cancels.inc()
+    else:
+        notification = await lifecycle.retry(notification_id)
+        metrics.retries.inc()
+    return notification
+
+
 async def _lifecycle(request: web.Request, action: str) -> web.Response:
     notification_id = path_id(request)
-    database = request.app[DATABASE]
-    metrics = request.app[METRICS]
     try:
-        if action == "cancel":
-            notification = await database.lifecycle.cancel(notification_id)
-            metrics.cancels.inc()
-        else:
-            notification = await database.lifecycle.retry(notification_id)
-            metrics.retries.inc()
+        notification = await change_lifecycle(request, notification_id, action)
     except NotFoundError as exc:
         raise ApiError(404, str(exc)) from None
     except WrongStatusError as exc:
         raise ApiError(
             409, str(exc), [{"field": "status", "message": f"is {exc.status}"}]
         ) from None
-    attempts = await database.notifications.attempts([notification_id])
+    attempts = await request.app[DATABASE].notifications.attempts([notification_id])
     return json_response(notification_json(notification, attempts[notification_id]))
 
 

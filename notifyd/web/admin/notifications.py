@@ -18,7 +18,8 @@ from notifyd.errors import NotFoundError, WrongStatusError
 from notifyd.logs import get_logger
 from notifyd.web.admin.formatting import timeline
 from notifyd.web.admin.pages import PREFIX, not_found, path_id, redirect, render
-from notifyd.web.keys import CALLER, DATABASE, METRICS, QUERY
+from notifyd.web.api import change_lifecycle
+from notifyd.web.keys import CALLER, DATABASE, QUERY
 from notifyd.web.problems import field_errors
 from notifyd.web.query import takes_query
 from notifyd.web.schemas import NotificationQuery, encode_cursor
@@ -107,15 +108,8 @@ async def retry_notification(request: web.Request) -> web.Response:
 
 async def _lifecycle(request: web.Request, action: str) -> web.Response:
     notification_id = path_id(request)
-    lifecycle = request.config_dict[DATABASE].lifecycle
-    metrics = request.config_dict[METRICS]
     try:
-        if action == "cancel":
-            await lifecycle.cancel(notification_id)
-            metrics.cancels.inc()
-        else:
-            await lifecycle.retry(notification_id)
-            metrics.retries.inc()
+        await change_lifecycle(request, notification_id, action)
     except NotFoundError:
         return await not_found(request, f"Notification {notification_id} does not exist.")
     except WrongStatusError as exc:
