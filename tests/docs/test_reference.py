@@ -19,7 +19,8 @@ import pytest
 from pydantic import BaseModel, SecretStr
 from pydantic_core import PydanticUndefined
 
-from notifyd.cli.main import _parser
+from notifyd.cli.datadir import READING_COMMANDS
+from notifyd.cli.main import ANSWERING_COMMANDS, _parser
 from notifyd.config import LEGACY_EMAIL_SECURITY, LEGACY_ENV, Settings
 from notifyd.web.app import create_app
 from tests.docs.markdown import DOCS, ROOT, Table, code_spans, pages, tables
@@ -191,6 +192,33 @@ def test_every_option_is_documented_under_its_command() -> None:
         assert command in documented, f"docs/commands.md has no options table for {command}"
         assert documented[command] == options_of(parser), command
     assert set(documented) <= set(leaf_commands())
+
+
+def section(page: Path, heading: str) -> str:
+    """The text of `page` under `## heading`, up to the next heading of that level."""
+    text = page.read_text("utf-8")
+    assert f"\n## {heading}\n" in text, f"{page.name} has no section {heading!r}"
+    return text.split(f"\n## {heading}\n", 1)[1].split("\n## ", 1)[0]
+
+
+def top_commands() -> set[str]:
+    return {words.split()[1] for words in leaf_commands()}
+
+
+def test_every_command_that_never_creates_a_database_is_named_so() -> None:
+    # Every command but the two that create the embedded database and check-config (which
+    # reports it skipped): a new command is a reading one unless it says otherwise.
+    assert top_commands() - READING_COMMANDS == {"serve", "migrate", "check-config"}
+    named = set(code_spans(section(COMMANDS, "Which database")))
+    missing = sorted(READING_COMMANDS - named)
+    assert not missing, f"docs/commands.md#which-database does not name {missing}"
+
+
+def test_every_command_that_logs_to_stderr_is_named_so() -> None:
+    assert top_commands() - ANSWERING_COMMANDS == {"serve", "migrate", "psql"}
+    named = set(code_spans(" ".join(section(OPERATIONS, "Logs").split())))
+    missing = sorted(ANSWERING_COMMANDS - named)
+    assert not missing, f"docs/operations.md#logs does not name {missing}"
 
 
 # HTTP routes
