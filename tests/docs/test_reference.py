@@ -287,3 +287,51 @@ def test_every_log_event_is_documented_and_nothing_else() -> None:
     missing = {name: where for name, where in events.items() if name not in documented}
     assert not missing, f"log events missing in docs/operations.md: {missing}"
     assert sorted(documented - set(events)) == [], "docs/operations.md names gone events"
+
+
+# Database tables
+
+
+SCHEMA = DOCS / "schema.md"
+
+
+def created_in_migrations(kind: str) -> set[str]:
+    """The names of the tables (`kind` "TABLE") or functions the migrations create, with
+    the ledger of those applied (created by notifyd.db.migrations)."""
+    pattern = re.compile(
+        rf"^\s*CREATE (?:OR REPLACE )?{kind} (?:IF NOT EXISTS )?notifyd\.(\w+)", re.MULTILINE
+    )
+    sources = [*sorted((ROOT / "sql").glob("*.sql")), ROOT / "notifyd" / "db" / "migrations.py"]
+    return {name for path in sources for name in pattern.findall(path.read_text("utf-8"))}
+
+
+def documented_in_schema() -> tuple[set[str], set[str]]:
+    """(tables, functions) named by the items of docs/schema.md's list, one an item."""
+    tables, functions = set(), set()
+    # An item's lines joined: a code span may be wrapped.
+    items = " ".join(section(SCHEMA, "Tables and functions").split("\n  ")).splitlines()
+    for item in items:
+        if not item.startswith("- `notifyd."):
+            continue
+        name = first_code(item).removeprefix("notifyd.")
+        if "(" in name:
+            functions.add(name.split("(")[0])
+        else:
+            tables.add(name)
+    return tables, functions
+
+
+def test_every_table_is_documented_and_nothing_else() -> None:
+    created = created_in_migrations("TABLE")
+    tables, _ = documented_in_schema()
+    assert len(created) >= 8
+
+    assert sorted(created - tables) == [], "tables missing in docs/schema.md"
+    assert sorted(tables - created) == [], "docs/schema.md names tables that do not exist"
+
+
+def test_every_documented_function_exists() -> None:
+    _, functions = documented_in_schema()
+    assert {"enqueue", "cancel", "retry", "claim"} <= functions
+    gone = sorted(functions - created_in_migrations("FUNCTION"))
+    assert not gone, f"docs/schema.md names functions that do not exist: {gone}"
