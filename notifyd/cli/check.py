@@ -264,7 +264,9 @@ async def _channel(settings: Settings, name: str, provider: Provider) -> CheckRe
             "skipped",
             f"nothing listens on {email.host}:{email.port}, the default, so e-mail attempts "
             "fail and fall back to the next channel. To see the mail, run a local catcher "
-            f"(`{LOCAL_CATCHER}`) and set EMAIL_PORT={LOCAL_CATCHER_PORT}, or set EMAIL_HOST "
+            # `make serve` does not install it (it is a development tool).
+            f"(`pip install aiosmtpd`, then `{LOCAL_CATCHER}`) and set "
+            f"EMAIL_PORT={LOCAL_CATCHER_PORT}, or set EMAIL_HOST "
             "and EMAIL_PORT to your SMTP server",
         )
     detail = await provider.check()

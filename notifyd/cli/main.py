@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import errno
 import os
 import signal
 import socket
@@ -43,6 +44,8 @@ DESCRIPTION = (
     "notifyd delivers notifications by e-mail, SMS and Telegram. Exit codes: 0 done, "
     "1 failed, 2 bad arguments or configuration."
 )
+# Another notifyd, or another server, has the port: say how to take another one.
+PORT_IN_USE_HINT = " (another port: set http.port, e.g. NOTIFYD_HTTP__PORT=8001)"
 # Commands whose stdout is their answer (an id, a table, JSON): their log lines go to stderr.
 ANSWERING_COMMANDS = frozenset(
     {"send", "status", "cancel", "retry", "users", "webhooks", "check-config"}
@@ -233,7 +236,8 @@ async def _serve(settings: Settings, url: str, embedded: EmbeddedPostgres | None
     except OSError as exc:
         reason = exc.strerror or str(exc)
         log.error("http_bind_failed", host=http.host, port=http.port, error=reason)
-        print(f"notifyd: cannot listen on {http.host}:{http.port}: {reason}", file=sys.stderr)
+        hint = PORT_IN_USE_HINT if exc.errno == errno.EADDRINUSE else ""
+        print(f"notifyd: cannot listen on {http.host}:{http.port}: {reason}{hint}", file=sys.stderr)
         return EXIT_FAILURE
     try:
         # Counted now, before the daemon opens any connection of its own.

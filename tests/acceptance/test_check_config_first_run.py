@@ -44,6 +44,7 @@ async def test_a_fresh_install_is_all_skipped_with_what_to_set_and_exits_0(
     assert not (tmp_path / ".notifyd").exists()  # checking made no cluster
     assert "nothing listens on localhost:25, the default" in rows["email"]
     assert LOCAL_CATCHER in rows["email"]
+    assert "pip install aiosmtpd" in rows["email"]  # `make serve` did not install it
     assert "EMAIL_PORT=1025" in rows["email"]
     assert 'channels.sms.provider = "twilio"' in rows["sms"]
     assert "set TELEGRAM_BOT_TOKEN" in rows["telegram"]

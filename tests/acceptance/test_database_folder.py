@@ -19,9 +19,12 @@ pytestmark = pytest.mark.acceptance
 READING = [
     ["send", "--user", "1", "--message", "hello"],
     ["status", "1"],
+    ["cancel", "1"],
+    ["retry", "1"],
     ["users", "list"],
     ["users", "add", "--email", "ivan@example.com"],
     ["psql", "-c", "SELECT 1"],
+    ["webhooks", "off"],
 ]
 EMBEDDED = Path(".notifyd/pgdata")
 

@@ -205,6 +205,7 @@ async def test_a_port_in_use_stops_the_daemon_with_a_clear_error(
         )
         assert await daemon.wait() == 1
     assert f"127.0.0.1:{port}" in daemon.stderr.decode()
+    assert "NOTIFYD_HTTP__PORT=" in daemon.stderr.decode()  # how to take another port
     assert "http_bind_failed" in {event["event"] for event in daemon.events()}
 
 

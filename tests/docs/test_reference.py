@@ -19,7 +19,8 @@ import pytest
 from pydantic import BaseModel, SecretStr
 from pydantic_core import PydanticUndefined
 
-from notifyd.cli.main import _parser
+from notifyd.cli.datadir import READING_COMMANDS
+from notifyd.cli.main import ANSWERING_COMMANDS, _parser
 from notifyd.config import LEGACY_EMAIL_SECURITY, LEGACY_ENV, Settings
 from notifyd.web.app import create_app
 from tests.docs.markdown import DOCS, ROOT, Table, code_spans, pages, tables
@@ -193,6 +194,33 @@ def test_every_option_is_documented_under_its_command() -> None:
     assert set(documented) <= set(leaf_commands())
 
 
+def section(page: Path, heading: str) -> str:
+    """The text of `page` under `## heading`, up to the next heading of that level."""
+    text = page.read_text("utf-8")
+    assert f"\n## {heading}\n" in text, f"{page.name} has no section {heading!r}"
+    return text.split(f"\n## {heading}\n", 1)[1].split("\n## ", 1)[0]
+
+
+def top_commands() -> set[str]:
+    return {words.split()[1] for words in leaf_commands()}
+
+
+def test_every_command_that_never_creates_a_database_is_named_so() -> None:
+    # Every command but the two that create the embedded database and check-config (which
+    # reports it skipped): a new command is a reading one unless it says otherwise.
+    assert top_commands() - READING_COMMANDS == {"serve", "migrate", "check-config"}
+    named = set(code_spans(section(COMMANDS, "Which database")))
+    missing = sorted(READING_COMMANDS - named)
+    assert not missing, f"docs/commands.md#which-database does not name {missing}"
+
+
+def test_every_command_that_logs_to_stderr_is_named_so() -> None:
+    assert top_commands() - ANSWERING_COMMANDS == {"serve", "migrate", "psql"}
+    named = set(code_spans(" ".join(section(OPERATIONS, "Logs").split())))
+    missing = sorted(ANSWERING_COMMANDS - named)
+    assert not missing, f"docs/operations.md#logs does not name {missing}"
+
+
 # HTTP routes
 
 
@@ -259,3 +287,51 @@ def test_every_log_event_is_documented_and_nothing_else() -> None:
     missing = {name: where for name, where in events.items() if name not in documented}
     assert not missing, f"log events missing in docs/operations.md: {missing}"
     assert sorted(documented - set(events)) == [], "docs/operations.md names gone events"
+
+
+# Database tables
+
+
+SCHEMA = DOCS / "schema.md"
+
+
+def created_in_migrations(kind: str) -> set[str]:
+    """The names of the tables (`kind` "TABLE") or functions the migrations create, with
+    the ledger of those applied (created by notifyd.db.migrations)."""
+    pattern = re.compile(
+        rf"^\s*CREATE (?:OR REPLACE )?{kind} (?:IF NOT EXISTS )?notifyd\.(\w+)", re.MULTILINE
+    )
+    sources = [*sorted((ROOT / "sql").glob("*.sql")), ROOT / "notifyd" / "db" / "migrations.py"]
+    return {name for path in sources for name in pattern.findall(path.read_text("utf-8"))}
+
+
+def documented_in_schema() -> tuple[set[str], set[str]]:
+    """(tables, functions) named by the items of docs/schema.md's list, one an item."""
+    tables, functions = set(), set()
+    # An item's lines joined: a code span may be wrapped.
+    items = " ".join(section(SCHEMA, "Tables and functions").split("\n  ")).splitlines()
+    for item in items:
+        if not item.startswith("- `notifyd."):
+            continue
+        name = first_code(item).removeprefix("notifyd.")
+        if "(" in name:
+            functions.add(name.split("(")[0])
+        else:
+            tables.add(name)
+    return tables, functions
+
+
+def test_every_table_is_documented_and_nothing_else() -> None:
+    created = created_in_migrations("TABLE")
+    tables, _ = documented_in_schema()
+    assert len(created) >= 8
+
+    assert sorted(created - tables) == [], "tables missing in docs/schema.md"
+    assert sorted(tables - created) == [], "docs/schema.md names tables that do not exist"
+
+
+def test_every_documented_function_exists() -> None:
+    _, functions = documented_in_schema()
+    assert {"enqueue", "cancel", "retry", "claim"} <= functions
+    gone = sorted(functions - created_in_migrations("FUNCTION"))
+    assert not gone, f"docs/schema.md names functions that do not exist: {gone}"
