@@ -19,7 +19,9 @@ LOGIN_PATH = f"{PREFIX}/login"
 COUNTS_WINDOW = 3600.0
 
 
-async def read_form(request: web.Request) -> MultiDictProxy[str | web.FileField]:
+async def read_form(
+    request: web.Request,
+) -> MultiDictProxy[str | bytes | bytearray | web.FileField]:
     """The form's fields; a 400 page when the body cannot be read as a form.
 
     aiohttp raises UnicodeDecodeError for bytes that are not UTF-8 and ValueError for a
