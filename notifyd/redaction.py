@@ -14,7 +14,15 @@ import base64
 import re
 from collections.abc import Iterable
 from typing import Any, Final
-from urllib.parse import quote, quote_plus, unquote, unquote_plus, urlsplit, urlunsplit
+from urllib.parse import (
+    SplitResult,
+    quote,
+    quote_plus,
+    unquote,
+    unquote_plus,
+    urlsplit,
+    urlunsplit,
+)
 
 REDACTED: Final = "***"
 # Query parameters of a URL whose values are secrets (libpq's password and sslpassword,
@@ -110,7 +118,7 @@ def redact_url(url: str) -> str:
         else (name if value is None else f"{name}={value}")
         for name, value in _parameters(parts.query)
     )
-    return urlunsplit(parts._replace(netloc=netloc, query=query))
+    return _join(parts._replace(netloc=netloc, query=query), url)
 
 
 def split_password(url: str) -> tuple[str, str | None]:
@@ -130,7 +138,16 @@ def split_password(url: str) -> tuple[str, str | None]:
             password = unquote_plus(value or "")
         else:
             kept.append(name if value is None else f"{name}={value}")
-    return urlunsplit(parts._replace(netloc=netloc, query="&".join(kept))), password
+    return _join(parts._replace(netloc=netloc, query="&".join(kept)), url), password
+
+
+def _join(parts: SplitResult, original: str) -> str:
+    """`urlunsplit`, keeping an empty authority: `postgresql:///db?host=/run/postgresql`
+    would come back as `postgresql:/db?...`, which psql reads as a database name."""
+    joined = urlunsplit(parts)
+    if not parts.netloc and original.lower().startswith(f"{parts.scheme}://"):
+        joined = f"{parts.scheme}://{joined[len(parts.scheme) + 1 :]}"
+    return joined
 
 
 def _parameters(query: str) -> list[tuple[str, str | None]]:

@@ -155,7 +155,7 @@ class WebhookOutbox:
                 notification_id=row["notification_id"],
                 created_at=row["created_at"],
                 attempts=row["attempts"],
-                delivered_to=frozenset(row["delivered_to"] or ()),
+                delivered_to=frozenset(_keys(row["delivered_to"])),
             )
             for row in found
         ]
@@ -216,9 +216,19 @@ class WebhookOutbox:
                 status=row["status"],
                 created_at=row["created_at"],
                 attempts=row["attempts"],
-                delivered_to=tuple(row["delivered_to"] or ()),
+                delivered_to=tuple(_keys(row["delivered_to"])),
                 last_error=row["last_error"],
                 finished_at=row["finished_at"],
             )
             for row in found
         ]
+
+
+def _keys(stored: list[object] | None) -> list[str]:
+    """The endpoint keys of `delivered_to`, whatever another application wrote there.
+
+    The column is a text[] the schema leaves open: a NULL in it made the keys impossible to
+    sort once the event was sent, so it was never settled and sent again at every lease;
+    a 2-d array comes as nested lists. Neither names an endpoint.
+    """
+    return [key for key in stored or () if isinstance(key, str)]

@@ -210,6 +210,7 @@ def _int_or_none(value: object) -> int | None:
         return None
     if isinstance(value, int):
         return value
-    if isinstance(value, str) and value.isdigit():
+    # ASCII only: isdigit() is also true for "²", which int() refuses.
+    if isinstance(value, str) and value.isascii() and value.isdigit():
         return int(value)
     return None

@@ -371,18 +371,20 @@ async def openapi_json(request: web.Request) -> web.Response:
 
 
 def add_routes(app: web.Application) -> None:
+    # Ids in ASCII digits only: `\d` matches every script's digits, and `int()` reads them,
+    # so /api/users/\u0661 (ARABIC-INDIC DIGIT ONE) was another name for user 1.
     app[OPENAPI] = orjson.dumps(openapi_document())
     app.router.add_get("/api/openapi.json", openapi_json)
     app.router.add_post("/api/notify/", notify)
     app.router.add_post("/api/notify", notify)
     app.router.add_get("/api/notifications", list_notifications)
     app.router.add_get("/api/notifications/", list_notifications)
-    app.router.add_get(r"/api/notifications/{id:\d{1,20}}", get_notification)
-    app.router.add_post(r"/api/notifications/{id:\d{1,20}}/cancel", cancel_notification)
-    app.router.add_post(r"/api/notifications/{id:\d{1,20}}/retry", retry_notification)
+    app.router.add_get(r"/api/notifications/{id:[0-9]{1,20}}", get_notification)
+    app.router.add_post(r"/api/notifications/{id:[0-9]{1,20}}/cancel", cancel_notification)
+    app.router.add_post(r"/api/notifications/{id:[0-9]{1,20}}/retry", retry_notification)
     app.router.add_post("/api/users/", create_user)
     app.router.add_post("/api/users", create_user)
-    app.router.add_get(r"/api/users/{id:\d{1,20}}", get_user)
-    app.router.add_patch(r"/api/users/{id:\d{1,20}}", update_user)
-    app.router.add_get(r"/api/users/{id:\d{1,20}}/notifications", list_user_notifications)
-    app.router.add_delete(r"/api/users/{id:\d{1,20}}/suppressions/{channel}", lift_suppression)
+    app.router.add_get(r"/api/users/{id:[0-9]{1,20}}", get_user)
+    app.router.add_patch(r"/api/users/{id:[0-9]{1,20}}", update_user)
+    app.router.add_get(r"/api/users/{id:[0-9]{1,20}}/notifications", list_user_notifications)
+    app.router.add_delete(r"/api/users/{id:[0-9]{1,20}}/suppressions/{channel}", lift_suppression)

@@ -35,6 +35,7 @@ from notifyd.web.openapi_parts import (
     IDEMPOTENCY_KEY,
     PROBE_ERRORS,
     REF,
+    WRITE_ERRORS,
     error_answers,
     header,
     id_parameter,
@@ -149,7 +150,7 @@ def _paths() -> dict[str, Any]:
                             )
                         },
                     },
-                    **error_answers(*API_ERRORS, *BODY_ERRORS),
+                    **error_answers(*API_ERRORS, *WRITE_ERRORS, *BODY_ERRORS),
                 },
             }
         },
@@ -185,7 +186,7 @@ def _paths() -> dict[str, Any]:
                 "parameters": [id_parameter("notification")],
                 "responses": {
                     "200": json_answer(NotificationOut, "The notification, as GET answers it."),
-                    **error_answers(*API_ERRORS, 404, 409),
+                    **error_answers(*API_ERRORS, *WRITE_ERRORS, 404, 409),
                 },
             }
         },
@@ -199,7 +200,7 @@ def _paths() -> dict[str, Any]:
                 "parameters": [id_parameter("notification")],
                 "responses": {
                     "200": json_answer(NotificationOut, "The notification, as GET answers it."),
-                    **error_answers(*API_ERRORS, 404, 409),
+                    **error_answers(*API_ERRORS, *WRITE_ERRORS, 404, 409),
                 },
             }
         },
@@ -210,7 +211,7 @@ def _paths() -> dict[str, Any]:
                 "requestBody": json_body(UserCreate),
                 "responses": {
                     "201": {**json_answer(UserOut, "Created."), "links": created_user_links},
-                    **error_answers(*API_ERRORS, *BODY_ERRORS),
+                    **error_answers(*API_ERRORS, *WRITE_ERRORS, *BODY_ERRORS),
                 },
             }
         },
@@ -231,7 +232,7 @@ def _paths() -> dict[str, Any]:
                 "requestBody": json_body(UserUpdate),
                 "responses": {
                     "200": json_answer(UserOut, "The changed user."),
-                    **error_answers(*API_ERRORS, *BODY_ERRORS, 404),
+                    **error_answers(*API_ERRORS, *WRITE_ERRORS, *BODY_ERRORS, 404),
                 },
             },
         },
@@ -260,7 +261,7 @@ def _paths() -> dict[str, Any]:
                 ],
                 "responses": {
                     "204": {"description": "Lifted."},
-                    **error_answers(*API_ERRORS, 404),
+                    **error_answers(*API_ERRORS, *WRITE_ERRORS, 404),
                 },
             }
         },

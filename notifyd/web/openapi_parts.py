@@ -51,6 +51,8 @@ _WHY = {
     400: "A malformed request: the body is not a JSON object (or not readable), the query "
     "string or the Host header cannot be read, or a header is malformed.",
     401: "API tokens are configured and no valid one was sent.",
+    403: "A browser says a page of another origin asked for this change (Sec-Fetch-Site, "
+    "else Origin).",
     404: "No such notification or user (or, for a suppression, none on that channel).",
     409: "The notification's status does not allow it: `detail` and `errors` name the status.",
     413: "The body is larger than http.max_body_bytes.",
@@ -84,6 +86,8 @@ def error_answers(*statuses: int) -> dict[str, Any]:
 # What every API operation may answer: a bad request, a token, the Host, the rate, the
 # database; and a query string with something it does not take.
 API_ERRORS = (400, 401, 421, 422, 429, 503)
+# ...that change something, besides: refused when another site's page asks.
+WRITE_ERRORS = (403,)
 # ...with a body, besides.
 BODY_ERRORS = (413, 415)
 # The probes answer any Host, need no token and are not rate-limited.

@@ -228,20 +228,29 @@ async def test_psql_command_runs_sql_on_the_configured_database(
 PSQL_PASSWORD = "psql-Secret-Pa55-wd"
 
 
-@pytest.mark.parametrize("where", ["userinfo", "query"])
+@pytest.mark.parametrize("where", ["userinfo", "query", "query-without-authority"])
 async def test_psql_gets_the_password_from_its_environment_not_its_command_line(
     launch: Launcher, database_url: str, where: str
 ) -> None:
     # A command line is visible to every user of the machine (`ps`, /proc/PID/cmdline).
     parts = urlsplit(database_url)
+    query = f"{parts.query}&" if parts.query else ""
     if where == "userinfo":
         host = parts.netloc.rpartition("@")[2]
         url = urlunsplit(
             parts._replace(netloc=f"{parts.username or 'postgres'}:{PSQL_PASSWORD}@{host}")
         )
-    else:
-        query = f"{parts.query}&" if parts.query else ""
+    elif where == "query":
         url = urlunsplit(parts._replace(query=f"{query}password={PSQL_PASSWORD}"))
+    else:
+        # libpq's usual form for a socket, `postgresql:///db?host=...`: the empty authority
+        # must stay (psql reads `postgresql:/db` as a database name, not a URL).
+        extra = [f"user={parts.username}"] if parts.username else []
+        if parts.hostname:
+            extra.append(f"host={parts.hostname}")
+        if parts.port:
+            extra.append(f"port={parts.port}")
+        url = f"postgresql://{parts.path}?{query}{'&'.join(extra)}&password={PSQL_PASSWORD}"
     daemon = await launch(
         "psql",
         "-At",

@@ -156,23 +156,31 @@ def test_query_parameters_have_no_null() -> None:
 @pytest.mark.parametrize(
     ("path", "method", "statuses"),
     [
-        ("/api/notify/", "post", {"200", "400", "401", "413", "415", "421", "422", "429", "503"}),
+        (
+            "/api/notify/",
+            "post",
+            {"200", "400", "401", "403", "413", "415", "421", "422", "429", "503"},
+        ),
         ("/api/notifications", "get", {"200", "400", "401", "421", "422", "429", "503"}),
         (
             "/api/notifications/{id}",
             "get",
             {"200", "400", "401", "404", "421", "422", "429", "503"},
         ),
-        ("/api/users/", "post", {"201", "400", "401", "413", "415", "421", "422", "429", "503"}),
+        (
+            "/api/users/",
+            "post",
+            {"201", "400", "401", "403", "413", "415", "421", "422", "429", "503"},
+        ),
         (
             "/api/users/{id}",
             "patch",
-            {"200", "400", "401", "404", "413", "415", "421", "422", "429", "503"},
+            {"200", "400", "401", "403", "404", "413", "415", "421", "422", "429", "503"},
         ),
         (
             "/api/users/{id}/suppressions/{channel}",
             "delete",
-            {"204", "400", "401", "404", "421", "422", "429", "503"},
+            {"204", "400", "401", "403", "404", "421", "422", "429", "503"},
         ),
         ("/healthz", "get", {"200", "400", "422", "503"}),
         ("/readyz", "get", {"200", "400", "422", "503"}),
@@ -197,6 +205,7 @@ async def test_the_documented_statuses_are_the_ones_given(daemon: Daemon) -> Non
         ("GET", "/api/notifications?status=%ff", {}, 400),
         ("GET", "/api/users/1", {"Host": "evil.example"}, 421),
         ("POST", "/api/users/", {"Content-Type": "text/plain"}, 415),
+        ("POST", "/api/notifications/1/cancel", {"Sec-Fetch-Site": "cross-site"}, 403),
         ("GET", "/healthz?verbose=1", {}, 422),
     ]
     for method, path, headers, status in cases:

@@ -265,6 +265,46 @@ async def test_garbage_in_the_outbox_written_by_another_application(
     assert [b["data"]["id"] for b in receiver.bodies().values()] == [sent["id"]]
 
 
+@pytest.mark.parametrize(
+    "delivered_to", ["{NULL}", "{NULL,x}", "{{x},{y}}"], ids=["null", "null-and-key", "2-d"]
+)
+async def test_an_outbox_row_with_odd_endpoint_keys_is_sent_once_and_settled(
+    receiver: WebhookReceiver,
+    daemon_factory: DaemonFactory,
+    db: asyncpg.Connection,
+    delivered_to: str,
+) -> None:
+    # delivered_to is a text[] the schema leaves open: a NULL in it made sorting the keys
+    # fail after the send (a TypeError), so the event was never settled and the endpoint
+    # got it again at every lease, for ever; a 2-d array failed before the send.
+    user = await db.fetchval(
+        "INSERT INTO notifyd.users (phone) VALUES ('+79001234567') RETURNING id"
+    )
+    notification = await db.fetchval(
+        "INSERT INTO notifyd.notifications (user_id, message, status, finished_at)"
+        " VALUES ($1, 'm', 'sent', now()) RETURNING id",
+        user,
+    )
+    await db.execute(
+        "INSERT INTO notifyd.webhook_events (type, notification_id, delivered_to)"
+        " VALUES ('notification.sent', $1, $2::text::text[])",
+        notification,
+        delivered_to,
+    )
+    daemon = await daemon_factory(webhooks=webhooks(receiver.endpoint()))
+
+    async def settled() -> bool:
+        [row] = await outbox(db)
+        return bool(row["status"] == "delivered")
+
+    await wait_until(settled, what="the event to be delivered and settled")
+    [row] = await outbox(db)
+    assert row["attempts"] == 1
+    assert list(receiver.delivered().values()) == [1]
+    response = await daemon.client.get("/admin/webhooks")
+    assert response.status == 200
+
+
 async def test_neither_the_secret_nor_the_url_path_is_logged_or_stored(
     receiver: WebhookReceiver, daemon_factory: DaemonFactory, db: asyncpg.Connection
 ) -> None:

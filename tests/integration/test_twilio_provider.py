@@ -213,6 +213,21 @@ async def test_created_with_an_unreadable_answer_still_counts_as_sent(
     }
 
 
+@pytest.mark.parametrize(
+    "count", ["\u00b2", "\u2460", "\u0661"], ids=["superscript", "circled", "arabic-indic"]
+)
+async def test_created_with_a_count_in_other_digits_still_counts_as_sent(
+    api: FakeTwilioApi, provider: TwilioSmsProvider, count: str
+) -> None:
+    # str.isdigit() is true for "²", which int() refuses: the answer to a message Twilio
+    # had created raised ValueError, and a retry would have sent it twice.
+    api.force(ForcedAnswer(201, {"sid": "SM1", "status": "queued", "num_segments": count}))
+
+    answer = await provider.send(_message())
+
+    assert (answer["sid"], answer["num_segments"]) == ("SM1", None)
+
+
 async def test_created_but_the_answer_lost_midway_still_counts_as_sent(
     api: FakeTwilioApi,
 ) -> None:

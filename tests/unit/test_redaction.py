@@ -105,3 +105,28 @@ def test_the_scrubber_finds_a_secret_anywhere_in_an_error_chain() -> None:
 
     assert scrubber.leaks(outer)
     assert not scrubber.leaks(outer.__context__)
+
+
+@pytest.mark.parametrize(
+    ("url", "without", "password", "shown"),
+    [
+        (
+            "postgresql:///notifyd?host=/run/postgresql&password=s3cret",
+            "postgresql:///notifyd?host=/run/postgresql",
+            "s3cret",
+            "postgresql:///notifyd?host=/run/postgresql&password=***",
+        ),
+        (
+            "postgresql:///notifyd",
+            "postgresql:///notifyd",
+            None,
+            "postgresql:///notifyd",
+        ),
+    ],
+)
+def test_an_empty_authority_is_kept(
+    url: str, without: str, password: str | None, shown: str
+) -> None:
+    # urlunsplit drops it, and `postgresql:/notifyd` is a database name to psql, not a URL.
+    assert split_password(url) == (without, password)
+    assert redact_url(url) == shown

@@ -82,15 +82,15 @@ def admin_app(tokens: list[str]) -> web.Application:
 def _add_routes(app: web.Application) -> None:
     """Every page, by path; each lives in the module of its section."""
     app.router.add_get("/", notifications)
-    app.router.add_get(r"/notifications/{id:\d{1,20}}", notification)
-    app.router.add_post(r"/notifications/{id:\d{1,20}}/cancel", cancel_notification)
-    app.router.add_post(r"/notifications/{id:\d{1,20}}/retry", retry_notification)
+    app.router.add_get(r"/notifications/{id:[0-9]{1,20}}", notification)
+    app.router.add_post(r"/notifications/{id:[0-9]{1,20}}/cancel", cancel_notification)
+    app.router.add_post(r"/notifications/{id:[0-9]{1,20}}/retry", retry_notification)
     app.router.add_get("/users", users)
     app.router.add_get("/webhooks", _webhooks)
-    app.router.add_get(r"/users/{id:\d{1,20}}", user)
-    app.router.add_post(r"/users/{id:\d{1,20}}", update_user)
+    app.router.add_get(r"/users/{id:[0-9]{1,20}}", user)
+    app.router.add_post(r"/users/{id:[0-9]{1,20}}", update_user)
     app.router.add_post(
-        r"/users/{id:\d{1,20}}/suppressions/{channel:(?:email|sms|telegram)}", lift_suppression
+        r"/users/{id:[0-9]{1,20}}/suppressions/{channel:(?:email|sms|telegram)}", lift_suppression
     )
     app.router.add_get("/login", login_page)
     app.router.add_post("/login", login)

@@ -7,7 +7,7 @@ import time
 from aiohttp import web
 
 from notifyd.logs import get_logger
-from notifyd.web.admin.pages import LOGIN_PATH, PREFIX, redirect, render
+from notifyd.web.admin.pages import LOGIN_PATH, PREFIX, read_form, redirect, render
 from notifyd.web.admin.session import COOKIE_NAME, clear_cookie, set_cookie
 from notifyd.web.keys import CALLER, LOGIN_THROTTLE, QUERY, SESSIONS
 from notifyd.web.query import takes_query
@@ -28,7 +28,7 @@ async def login_page(request: web.Request) -> web.Response:
 async def login(request: web.Request) -> web.Response:
     """POST /admin/login: check the token, then set the session cookie."""
     sessions = request.config_dict[SESSIONS]
-    form = await request.post()
+    form = await read_form(request)
     target = safe_next(_text(form.get("next")))
     if not sessions.enabled:
         return redirect(target)

@@ -7,6 +7,7 @@ from typing import Any
 
 import aiohttp_jinja2
 from aiohttp import web
+from multidict import MultiDictProxy
 
 from notifyd.domain import BIGINT_MAX
 from notifyd.web.keys import CALLER, DATABASE, SESSIONS
@@ -16,6 +17,21 @@ LOGIN_PATH = f"{PREFIX}/login"
 
 # The header's counts cover this many seconds back.
 COUNTS_WINDOW = 3600.0
+
+
+async def read_form(
+    request: web.Request,
+) -> MultiDictProxy[str | bytes | bytearray | web.FileField]:
+    """The form's fields; a 400 page when the body cannot be read as a form.
+
+    aiohttp raises UnicodeDecodeError for bytes that are not UTF-8 and ValueError for a
+    multipart body that is not one: anyone may send those, and they say nothing about
+    notifyd (a 500 and a traceback did).
+    """
+    try:
+        return await request.post()
+    except ValueError:  # UnicodeDecodeError is one too
+        raise web.HTTPBadRequest() from None
 
 
 def redirect(location: str) -> web.Response:

@@ -15,7 +15,15 @@ from pydantic import ValidationError
 from notifyd.domain import CHANNELS, Channel, NotificationFilter, User
 from notifyd.errors import ConstraintViolationError, NotFoundError
 from notifyd.logs import get_logger
-from notifyd.web.admin.pages import PREFIX, not_found, path_id, redirect, render, valid_id
+from notifyd.web.admin.pages import (
+    PREFIX,
+    not_found,
+    path_id,
+    read_form,
+    redirect,
+    render,
+    valid_id,
+)
 from notifyd.web.keys import CALLER, DATABASE, QUERY
 from notifyd.web.problems import field_errors
 from notifyd.web.query import takes_query
@@ -101,7 +109,7 @@ async def update_user(request: web.Request) -> web.Response:
     """
     user_id = path_id(request)
     users = request.config_dict[DATABASE].users
-    form = await request.post()
+    form = await read_form(request)
     # Only the fields the form sent change; a blank one clears the contact.
     sent = {
         name: value.strip() for name in CONTACT_FIELDS if isinstance(value := form.get(name), str)
