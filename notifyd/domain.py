@@ -8,7 +8,7 @@ database's checks to the same names. Nothing here imports another part of notify
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Final
@@ -254,6 +254,8 @@ class Recorded:
     not_written: set[int]
     # Written, and the notification ended `cancelled`: a cancel was asked for meanwhile.
     cancelled: set[int]
+    # Not written yet: still the writer's, but another transaction holds the row locked.
+    busy: set[int] = field(default_factory=set)
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,11 +16,11 @@ from notifyd.db.codecs import json_text
 from notifyd.db.connection import Pool, translate_errors
 from notifyd.db.listen import WAKE_CHANNEL
 from notifyd.db.notifications import fetch_attempts
+from notifyd.db.slots import SlotQueries
 from notifyd.db.webhooks import PRUNE as PRUNE_WEBHOOK_EVENTS
 from notifyd.domain import (
     Attempt,
     AttemptRecord,
-    Channel,
     ClaimedNotification,
     Recorded,
     Status,
@@ -43,23 +43,35 @@ CLAIM: Final = "SELECT * FROM notifyd.claim($1, $2, $3)"
 # `lease_expires_at IS NOT NULL` stands for status 'processing' (the lease_consistent check
 # makes them equal while locked_by is set), so the partial index of leased rows, which
 # holds every row in flight, is not a candidate.
+# Rows another transaction holds locked are skipped (`busy`, written later), not waited
+# for with the whole batch and every actor behind it.
 RECORD_ATTEMPTS: Final = """
-    WITH finished AS (
+    WITH mine AS MATERIALIZED (
+        SELECT id FROM notifyd.notifications
+        WHERE id = ANY($2::bigint[]) AND locked_by = $1 AND lease_expires_at IS NOT NULL
+        FOR NO KEY UPDATE SKIP LOCKED
+    ),
+    locked AS (
+        SELECT coalesce(array_agg(id), '{}') AS ids FROM mine
+    ),
+    finished AS (
         UPDATE notifyd.notifications AS n
         SET status = CASE WHEN n.id = ANY($12::bigint[]) THEN 'failed' ELSE 'sent' END,
             locked_by = NULL, lease_expires_at = NULL, finished_at = now(), updated_at = now()
-        WHERE n.id = ANY($11::bigint[]) AND n.locked_by = $1 AND n.lease_expires_at IS NOT NULL
+        WHERE n.id = ANY($11::bigint[]) AND n.id = ANY((SELECT ids FROM locked)::bigint[])
+          AND n.locked_by = $1 AND n.lease_expires_at IS NOT NULL
         RETURNING n.id, n.status
     ),
     held AS (
-        SELECT id FROM notifyd.notifications
-        WHERE id = ANY($13::bigint[]) AND locked_by = $1 AND lease_expires_at IS NOT NULL
+        SELECT id FROM unnest($13::bigint[]) AS id
+        WHERE id = ANY((SELECT ids FROM locked)::bigint[])
     ),
     stopped AS (
         UPDATE notifyd.notifications AS n
         SET status = 'cancelled', locked_by = NULL, lease_expires_at = NULL,
             finished_at = now(), updated_at = now()
-        WHERE n.id = ANY($13::bigint[]) AND n.locked_by = $1 AND n.lease_expires_at IS NOT NULL
+        WHERE n.id = ANY($13::bigint[]) AND n.id = ANY((SELECT ids FROM locked)::bigint[])
+          AND n.locked_by = $1 AND n.lease_expires_at IS NOT NULL
           AND n.cancel_requested_at IS NOT NULL
         RETURNING n.id
     ),
@@ -77,16 +89,25 @@ RECORD_ATTEMPTS: Final = """
         WHERE b.notification_id IN (SELECT id FROM finished)
            OR b.notification_id IN (SELECT id FROM held)
         RETURNING notification_id
+    ),
+    unwritten AS (
+        SELECT id FROM unnest($2::bigint[]) AS id
+        WHERE id NOT IN (SELECT notification_id FROM written)
+    ),
+    still_held AS (
+        SELECT id FROM notifyd.notifications
+        WHERE id = ANY(ARRAY(SELECT id FROM unwritten))
+          AND locked_by = $1 AND lease_expires_at IS NOT NULL
     )
     SELECT ARRAY(
-               SELECT id FROM unnest($2::bigint[]) AS id
-               WHERE id NOT IN (SELECT notification_id FROM written)
+               SELECT id FROM unwritten WHERE id NOT IN (SELECT id FROM still_held)
            ) AS not_written,
            ARRAY(
                SELECT id FROM stopped
                UNION ALL
                SELECT id FROM finished WHERE status = 'cancelled'
-           ) AS cancelled
+           ) AS cancelled,
+           ARRAY(SELECT id FROM still_held) AS busy
 """
 FINISH_WITHOUT_ATTEMPT: Final = """
     UPDATE notifyd.notifications
@@ -124,12 +145,18 @@ CANCEL_REQUESTED: Final = """
     WHERE id = ANY($2::bigint[]) AND locked_by = $1 AND cancel_requested_at IS NOT NULL
 """
 # Rows claimed or renewed less than a heartbeat ago are skipped: renewing them would only
-# rewrite rows (a new version each) that a fast drain finishes within seconds anyway.
+# rewrite rows (a new version each) that a fast drain finishes within seconds anyway. So
+# are rows another transaction holds locked: renewed at the next heartbeat, not waited for.
 EXTEND_LEASES: Final = """
     UPDATE notifyd.notifications
     SET lease_expires_at = now() + make_interval(secs => $3), updated_at = now()
-    WHERE id = ANY($2::bigint[]) AND locked_by = $1 AND status = 'processing'
-      AND updated_at < now() - make_interval(secs => $4)
+    WHERE id = ANY(ARRAY(
+        SELECT id FROM notifyd.notifications
+        WHERE id = ANY($2::bigint[]) AND locked_by = $1 AND status = 'processing'
+          AND updated_at < now() - make_interval(secs => $4)
+        FOR NO KEY UPDATE SKIP LOCKED
+    ))
+      AND locked_by = $1 AND status = 'processing'
 """
 RELEASE: Final = """
     UPDATE notifyd.notifications AS n
@@ -190,15 +217,6 @@ PRUNE_IDEMPOTENCY_KEYS: Final = """
     )
 """
 WAKE: Final = "SELECT pg_notify($1, '')"
-RESERVE_SLOT: Final = "SELECT reserved, wait FROM notifyd.reserve_slot($1, $2, $3, $4, $5)"
-PAUSE_SLOT: Final = "SELECT notifyd.pause_slot($1, $2)"
-# The reason and the time are the latest vendor answer's.
-SUPPRESS: Final = """
-    INSERT INTO notifyd.suppressions (user_id, channel, contact, reason)
-    VALUES ($1, $2, $3, $4)
-    ON CONFLICT (user_id, channel) DO UPDATE
-        SET contact = EXCLUDED.contact, reason = EXCLUDED.reason, since = now()
-"""
 # Slots long past are forgotten: a key with no row starts with a free slot anyway.
 PRUNE_PACING: Final = """
     DELETE FROM notifyd.pacing
@@ -211,7 +229,7 @@ PRUNE_PACING: Final = """
 """
 
 
-class Queue:
+class Queue(SlotQueries):
     """Lease notifications to an instance, record their attempts, and keep the table tidy."""
 
     def __init__(self, pool: Pool) -> None:
@@ -279,7 +297,7 @@ class Queue:
                 [r.round for r in records],
             )
         found = rows.returned(row)
-        return Recorded(set(found["not_written"]), set(found["cancelled"]))
+        return Recorded(set(found["not_written"]), set(found["cancelled"]), set(found["busy"]))
 
     async def finish_without_attempt(
         self, notification_id: int, owner: UUID, status: Status = Status.FAILED
@@ -352,37 +370,6 @@ class Queue:
     async def prune_pacing(self, older_than: float, limit: int) -> int:
         """Delete up to `limit` sending slots that passed `older_than` seconds ago."""
         return await self._delete(PRUNE_PACING, older_than, limit)
-
-    async def reserve_slot(
-        self,
-        channel_key: str | None,
-        channel_interval: float,
-        recipient_key: str | None,
-        recipient_interval: float,
-        horizon: float,
-    ) -> tuple[bool, float]:
-        """Take the next sending slot of a channel and a recipient if within `horizon` s."""
-        async with translate_errors():
-            row = await self._pool.fetchrow(
-                RESERVE_SLOT,
-                channel_key,
-                channel_interval,
-                recipient_key,
-                recipient_interval,
-                horizon,
-            )
-        found = rows.returned(row)
-        return bool(found["reserved"]), float(found["wait"])
-
-    async def pause_slot(self, key: str, seconds: float) -> None:
-        """Give no slot of `key` for `seconds` (a vendor said "retry after")."""
-        async with translate_errors():
-            await self._pool.execute(PAUSE_SLOT, key, seconds)
-
-    async def suppress(self, user_id: int, channel: Channel, contact: str, reason: str) -> None:
-        """Record that `contact` can never be reached on `channel`."""
-        async with translate_errors():
-            await self._pool.execute(SUPPRESS, user_id, channel, contact, reason)
 
     async def _delete(self, query: str, *args: Any) -> int:
         async with translate_errors():

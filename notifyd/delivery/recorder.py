@@ -30,6 +30,10 @@ from notifyd.logs import get_logger
 
 log = get_logger(__name__)
 
+# How long an attempt whose row another transaction holds locked waits before it is
+# written again (its own write only: the rest of its batch went through).
+BUSY_RETRY_DELAY = 0.1
+
 
 class Written(enum.Enum):
     """What became of an attempt handed to `Recorder.write`. Only `NO` is false."""
@@ -74,6 +78,9 @@ class Recorder:
         self._retry_delay_max = retry_delay_max
         self._stall_after = stall_after
         self._waiting: deque[_Entry] = deque()
+        # Attempts whose row was locked by another transaction, to be written again soon.
+        self._busy: list[_Entry] = []
+        self._busy_retry: asyncio.TimerHandle | None = None
         # Batches whose statement is under way, with the time it was sent.
         self._in_progress: dict[int, tuple[float, list[_Entry]]] = {}
         self._has_work = asyncio.Event()
@@ -87,7 +94,8 @@ class Recorder:
 
     def __len__(self) -> int:
         """Attempts made and not yet written."""
-        return len(self._waiting) + sum(len(batch) for _, batch in self._in_progress.values())
+        in_progress = sum(len(batch) for _, batch in self._in_progress.values())
+        return len(self._waiting) + len(self._busy) + in_progress
 
     async def write(self, record: AttemptRecord, final_status: Status | None) -> Written:
         """Write an attempt (and the final status, if any); answer once it is settled.
@@ -225,7 +233,7 @@ class Recorder:
         return batch
 
     def _update_idle(self) -> None:
-        if not self._waiting and not self._in_progress:
+        if not self._waiting and not self._in_progress and not self._busy:
             self._idle.set()
 
     async def _write(self, batch: list[_Entry]) -> bool:
@@ -266,6 +274,9 @@ class Recorder:
             if entry.written.done():
                 continue  # given up while the statement was under way
             notification_id = entry.record.notification_id
+            if notification_id in recorded.busy:
+                self._defer(entry)
+                continue
             owned = notification_id not in recorded.not_written
             if not owned:
                 log.warning(
@@ -279,6 +290,34 @@ class Recorder:
                 entry.written.set_result(Written.CANCELLED)
             else:
                 entry.written.set_result(Written.YES)
+
+    def _defer(self, entry: _Entry) -> None:
+        """Write `entry` again shortly: another transaction holds its row locked.
+
+        Another application's open `SELECT ... FOR UPDATE` holds up this one attempt, not
+        the batch; until the lock goes or the lease would lapse (then `watch` gives up).
+        """
+        if entry.give_up_at <= time.monotonic():
+            self._give_up(entry, "its row stayed locked by another transaction")
+            return
+        log.info(
+            "attempt_write_deferred",
+            notification_id=entry.record.notification_id,
+            reason="row locked by another transaction",
+        )
+        self._busy.append(entry)
+        if self._busy_retry is None:
+            loop = asyncio.get_running_loop()
+            self._busy_retry = loop.call_later(BUSY_RETRY_DELAY, self._retry_busy)
+
+    def _retry_busy(self) -> None:
+        self._busy_retry = None
+        busy, self._busy = self._busy, []
+        self._waiting.extend(entry for entry in busy if not entry.written.done())
+        if self._waiting:
+            self._has_work.set()
+        self._update_room()
+        self._update_idle()
 
     async def _refused(self, entry: _Entry, exc: Exception) -> None:
         """The database refused this attempt: write it without the vendor's answer.

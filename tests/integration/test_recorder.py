@@ -234,3 +234,77 @@ async def test_an_attempt_the_database_refuses_fails_alone_and_the_writer_goes_o
     assert outcomes.by_id == {good.id: True, bad.id: False, later.id: True}
     written = await db.fetch("SELECT notification_id FROM notifyd.notification_attempts")
     assert sorted(r["notification_id"] for r in written) == sorted([good.id, later.id])
+
+
+async def test_a_row_another_application_has_locked_holds_back_only_its_own_attempt(
+    database_url: str, db: asyncpg.Connection, database: Database
+) -> None:
+    """Another application's open `SELECT ... FOR UPDATE` on one notification in flight
+    delays that notification's write until the lock goes, and nobody else's."""
+    owner = uuid.uuid4()
+    locked, retried, *others = await claimed(db, database, owner, 6)
+    other_application = await asyncpg.connect(database_url)
+    transaction = other_application.transaction()
+    await transaction.start()
+    await other_application.execute(
+        "SELECT 1 FROM notifyd.notifications WHERE id = ANY($1::bigint[]) FOR UPDATE",
+        [locked.id, retried.id],
+    )
+    recorder = Recorder(database.queue, owner, give_up_after=30)
+    outcomes = Outcomes(recorder)
+    outcomes.write(attempt(locked.id), Status.SENT)
+    outcomes.write(attempt(retried.id, AttemptStatus.FAILED), None)
+    for n in others:
+        outcomes.write(attempt(n.id), Status.SENT)
+    writer = asyncio.create_task(recorder.run())
+    try:
+        await outcomes.wait(len(others))
+        assert outcomes.by_id == {n.id: True for n in others}
+        assert len(recorder) == 2  # still waiting for the lock, not given up
+        await transaction.rollback()
+        await outcomes.wait(len(others) + 2)
+        await recorder.wait_idle()
+    finally:
+        writer.cancel()
+        await other_application.close()
+    assert outcomes.by_id[locked.id] is True
+    assert outcomes.by_id[retried.id] is True
+    rows = await db.fetch(
+        "SELECT notification_id, count(*) AS n FROM notifyd.notification_attempts "
+        "GROUP BY notification_id"
+    )
+    assert {r["notification_id"]: r["n"] for r in rows} == {
+        n.id: 1 for n in [locked, retried, *others]
+    }
+    statuses = await db.fetch("SELECT id, status FROM notifyd.notifications")
+    assert {r["id"]: r["status"] for r in statuses} == {
+        **{n.id: "sent" for n in [locked, *others]},
+        retried.id: "processing",
+    }
+
+
+async def test_a_locked_row_keeps_the_others_leases_renewed(
+    database_url: str, db: asyncpg.Connection, database: Database
+) -> None:
+    owner = uuid.uuid4()
+    locked, free = await claimed(db, database, owner, 2)
+    other_application = await asyncpg.connect(database_url)
+    transaction = other_application.transaction()
+    await transaction.start()
+    await other_application.execute(
+        "SELECT 1 FROM notifyd.notifications WHERE id = $1 FOR UPDATE", locked.id
+    )
+    before = await db.fetchval(
+        "SELECT lease_expires_at FROM notifyd.notifications WHERE id = $1", free.id
+    )
+    try:
+        await asyncio.wait_for(
+            database.queue.extend_leases(owner, [locked.id, free.id], 300), timeout=5
+        )
+    finally:
+        await transaction.rollback()
+        await other_application.close()
+    after = await db.fetchval(
+        "SELECT lease_expires_at FROM notifyd.notifications WHERE id = $1", free.id
+    )
+    assert after > before

@@ -1,0 +1,60 @@
+"""Sending slots and suppressed contacts: the pacing side of the queue (see `Queue`).
+
+Slots live in PostgreSQL (`notifyd.reserve_slot`, a GCRA per channel and per recipient),
+so every instance on one database shares a vendor's limit.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from notifyd.db import rows
+from notifyd.db.connection import Pool, translate_errors
+from notifyd.domain import Channel
+
+RESERVE_SLOT: Final = "SELECT reserved, wait FROM notifyd.reserve_slot($1, $2, $3, $4, $5)"
+PAUSE_SLOT: Final = "SELECT notifyd.pause_slot($1, $2)"
+# The reason and the time are the latest vendor answer's.
+SUPPRESS: Final = """
+    INSERT INTO notifyd.suppressions (user_id, channel, contact, reason)
+    VALUES ($1, $2, $3, $4)
+    ON CONFLICT (user_id, channel) DO UPDATE
+        SET contact = EXCLUDED.contact, reason = EXCLUDED.reason, since = now()
+"""
+
+
+class SlotQueries:
+    """Take and push back sending slots; suppress a contact a vendor refuses for good."""
+
+    _pool: Pool
+
+    async def reserve_slot(
+        self,
+        channel_key: str | None,
+        channel_interval: float,
+        recipient_key: str | None,
+        recipient_interval: float,
+        horizon: float,
+    ) -> tuple[bool, float]:
+        """Take the next sending slot of a channel and a recipient if within `horizon` s."""
+        async with translate_errors():
+            row = await self._pool.fetchrow(
+                RESERVE_SLOT,
+                channel_key,
+                channel_interval,
+                recipient_key,
+                recipient_interval,
+                horizon,
+            )
+        found = rows.returned(row)
+        return bool(found["reserved"]), float(found["wait"])
+
+    async def pause_slot(self, key: str, seconds: float) -> None:
+        """Give no slot of `key` for `seconds` (a vendor said "retry after")."""
+        async with translate_errors():
+            await self._pool.execute(PAUSE_SLOT, key, seconds)
+
+    async def suppress(self, user_id: int, channel: Channel, contact: str, reason: str) -> None:
+        """Record that `contact` can never be reached on `channel`."""
+        async with translate_errors():
+            await self._pool.execute(SUPPRESS, user_id, channel, contact, reason)
