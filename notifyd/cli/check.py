@@ -228,7 +228,7 @@ async def _listener(settings: Settings, found: list[tuple[Route, str]]) -> Check
         try:
             await probe_listen_session(
                 db.listen_url.get_secret_value(),
-                db.pooler,
+                db.listen_pooler,
                 db.connect_timeout,
                 database=found[0][1] if found else None,
             )

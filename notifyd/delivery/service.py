@@ -124,7 +124,7 @@ class DeliveryService:
             check_interval=dispatcher_settings.listen_check_interval,
             connect_timeout=settings.database.connect_timeout,
             backoff_max=dispatcher_settings.reconnect_backoff_max,
-            pooler=settings.database.pooler,
+            pooler=settings.database.listen_pooler,
             poll_only=poll_only,
             on_cancel=lambda notification_id: self.in_flight.cancel_requested([notification_id]),
             database=database,
