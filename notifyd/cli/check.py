@@ -27,12 +27,7 @@ from notifyd.config import DEFAULT_CONFIG_FILE, LEGACY_ENV, Settings
 from notifyd.db import Route
 from notifyd.db.listen import probe_listen_session
 from notifyd.db.migrations import LEGACY_CHAIN, schema_status
-from notifyd.delivery.listener import (
-    LISTEN_ELSEWHERE,
-    LISTEN_URL_POOLED,
-    NO_LISTEN_URL,
-    POLL_ONLY,
-)
+from notifyd.delivery.listener import LISTEN_URL_POOLED, NO_LISTEN_URL, POLL_ONLY
 from notifyd.errors import (
     DatabaseUnavailableError,
     ListenDatabaseError,
@@ -235,7 +230,7 @@ async def _listener(settings: Settings, found: list[tuple[Route, str]]) -> Check
         except PooledSessionError:
             return CheckResult("listener", "failed", f"{where}: {LISTEN_URL_POOLED}")
         except ListenDatabaseError as exc:
-            return CheckResult("listener", "failed", f"{where}: {exc}: {LISTEN_ELSEWHERE}")
+            return CheckResult("listener", "failed", f"{where}: {exc}")
         except DatabaseUnavailableError as exc:
             return CheckResult("listener", "failed", f"{where}: {exc}")
         return CheckResult("listener", "ok", f"LISTEN on {where}: a session of its own")

@@ -23,7 +23,15 @@ CANCEL_CHANNEL: Final = "notifyd_cancel"
 PRESENCE_LOCK_NAMESPACE: Final = 0x6E6F7469
 
 TAKE_PRESENCE: Final = "SELECT pg_try_advisory_lock($1, notifyd.instance_lock_key($2))"
-CURRENT_DATABASE: Final = "SELECT current_database()"
+WHERE_AM_I: Final = "SELECT current_database(), pg_is_in_recovery()"
+# Why the LISTEN session must be in the pool's database, and on the primary.
+LISTEN_ELSEWHERE: Final = (
+    "NOTIFY and the presence locks are per database, so it must name the same one"
+)
+LISTEN_STANDBY: Final = (
+    "database.listen_url reaches a standby (in recovery), which refuses LISTEN and hears "
+    "no NOTIFY: point it at the primary that database.url reaches"
+)
 IS_LISTENING: Final = "SELECT $1 = ANY(ARRAY(SELECT pg_listening_channels()))"
 
 
@@ -36,15 +44,23 @@ async def _refuse_pooler(connection: asyncpg.Connection, pooler: PoolerSetting) 
 
 
 async def _refuse_other_database(connection: asyncpg.Connection, database: str | None) -> None:
-    """Raise `ListenDatabaseError` unless `connection` is in `database` (None: any)."""
-    if database is None:
-        return
-    found = await connection.fetchval(CURRENT_DATABASE)
-    if found != database:
+    """Raise `ListenDatabaseError` unless `connection` is on a primary, in `database`.
+
+    `database` None: any database.
+    """
+    row = await connection.fetchrow(WHERE_AM_I)
+    assert row is not None
+    found, in_recovery = row
+    if in_recovery:
+        # A read replica's endpoint given by mistake: LISTEN fails there, and NOTIFY is
+        # sent on the primary only.
+        raise ListenDatabaseError(LISTEN_STANDBY)
+    if database is not None and found != database:
         # NOTIFY and the presence locks of peers are per database: wake-ups would never
         # come, and peers would find no lock of this instance.
         raise ListenDatabaseError(
-            f"database.listen_url names database {found!r}, database.url {database!r}"
+            f"database.listen_url names database {found!r}, database.url {database!r}: "
+            f"{LISTEN_ELSEWHERE}"
         )
 
 
@@ -100,7 +116,7 @@ class ListenConnection:
         Raises `PooledSessionError` when `url` reaches a pooler (and `pooler` does not say
         it keeps sessions): LISTEN there would end with the transaction, silently, and the
         lock would stay with a server connection others use. Raises `ListenDatabaseError`
-        when it is in another database than `database`.
+        when it is in another database than `database`, or on a standby.
         """
         async with translate_errors():
             connection = await asyncpg.connect(

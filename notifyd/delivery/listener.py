@@ -32,9 +32,6 @@ NO_LISTEN_URL: Final = (
     "database.url is a transaction pooler and database.listen_url is not set: no LISTEN "
     "and no presence lock; new notifications wait for the next poll"
 )
-LISTEN_ELSEWHERE: Final = (
-    "NOTIFY and the presence locks are per database, so it must name the same one"
-)
 LISTEN_URL_POOLED: Final = (
     "database.listen_url reaches a connection pooler, not PostgreSQL: point it at the "
     "server itself (LISTEN and the presence lock need a session of their own)"
@@ -139,7 +136,7 @@ class Listener:
                 return
             except ListenDatabaseError as exc:
                 log.error("listener_wrong_database", error=str(exc))
-                self.poll_only = f"{exc}: {LISTEN_ELSEWHERE}"
+                self.poll_only = str(exc)
                 await self._poll_only()
                 return
             except DatabaseUnavailableError as exc:

@@ -16,9 +16,9 @@ import pytest
 from structlog.testing import capture_logs
 
 from notifyd.db import Database
+from notifyd.db.listen import LISTEN_ELSEWHERE
 from notifyd.db.migrations import migrate
 from notifyd.delivery.listener import (
-    LISTEN_ELSEWHERE,
     LISTEN_URL_POOLED,
     NO_LISTEN_URL,
     POLL_ONLY,

@@ -1,0 +1,78 @@
+"""A listen_url that reaches a standby: named as the mistake, and the instance polls.
+
+A read replica's endpoint (say, a cloud database's reader endpoint) given for the LISTEN
+session: PostgreSQL refuses LISTEN there, and NOTIFY is sent on the primary only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import asyncpg
+import pytest
+from structlog.testing import capture_logs
+
+from notifyd.db.listen import LISTEN_STANDBY
+from notifyd.delivery.listener import POLL_ONLY
+from tests.acceptance.test_cli import run_notifyd
+from tests.faults.postgres import StoppablePostgres
+from tests.integration.test_pgbouncer import enqueue_both_ways, wait_ready, wait_sent
+from tests.support import Daemon, wait_until
+
+pytestmark = pytest.mark.timeout(120)
+
+
+@pytest.fixture
+async def standby_url(database_url: str) -> AsyncIterator[str]:
+    """A standby server holding a database of the test database's name."""
+    try:
+        server = StoppablePostgres()
+    except ImportError:
+        pytest.skip("needs pgserver's PostgreSQL binaries to run a server of its own")
+    name = urlsplit(database_url).path.lstrip("/")
+    try:
+        await asyncio.to_thread(server.init)
+        await asyncio.to_thread(server.start)
+        admin = await asyncpg.connect(server.url())
+        try:
+            await admin.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await admin.close()
+        await asyncio.to_thread(server.stop)
+        server.make_standby()
+        await asyncio.to_thread(server.start)
+        yield server.url(name)
+    finally:
+        await asyncio.to_thread(server.cleanup)
+
+
+async def test_a_listen_url_at_a_standby_is_named_and_it_polls(
+    daemon_factory: Callable[..., Awaitable[Daemon]], standby_url: str, db: asyncpg.Connection
+) -> None:
+    with capture_logs() as logs:
+        daemon = await daemon_factory(database={"listen_url": standby_url})
+
+        async def refused() -> bool:
+            return any(entry["event"] == "listener_wrong_database" for entry in logs)
+
+        await wait_until(refused, deadline=20, what="listener_wrong_database")
+        body = await wait_ready(daemon)
+    assert body["checks"]["listener"] == f"{POLL_ONLY}: {LISTEN_STANDBY}"
+    assert not [entry for entry in logs if entry["event"] == "task_crashed"]
+    ids = await enqueue_both_ways(daemon, db)
+    await wait_sent(db, ids)
+
+
+@pytest.mark.acceptance
+async def test_check_config_fails_a_listen_url_at_a_standby(
+    tmp_path: Path, database_url: str, standby_url: str
+) -> None:
+    env = {"DATABASE_URL": database_url, "NOTIFYD_DATABASE__LISTEN_URL": standby_url}
+    result = await run_notifyd("check-config", env=env, cwd=tmp_path)
+    assert result.code == 1, result
+    listener = result.line("listener")
+    assert listener.split()[1] == "failed"
+    assert LISTEN_STANDBY in listener
