@@ -17,7 +17,7 @@ from typing import Final
 from uuid import UUID
 
 from notifyd.config import PoolerSetting
-from notifyd.db.listen import ListenConnection
+from notifyd.db.listen import ListenConnection, Place
 from notifyd.delivery.timers import wait_for_event
 from notifyd.errors import DatabaseUnavailableError, ListenDatabaseError, PooledSessionError
 from notifyd.logs import get_logger
@@ -63,7 +63,7 @@ class Listener:
         pooler: PoolerSetting = "auto",
         poll_only: str | None = None,
         on_cancel: Callable[[int], None] | None = None,
-        database: str | None = None,
+        database: Place | None = None,
     ) -> None:
         """`url` None runs poll-only from the start, for the reason `poll_only` gives.
 

@@ -10,6 +10,7 @@ from typing import Final
 
 from notifyd.channel_settings import channel_settings
 from notifyd.config import DispatcherSettings, Settings
+from notifyd.db.listen import Place
 from notifyd.delivery.actors import ActorContext, ChannelActors
 from notifyd.delivery.dispatcher import Dispatcher
 from notifyd.delivery.inflight import Inbox, InFlight
@@ -64,7 +65,7 @@ class DeliveryService:
         on_failure: Callable[[str], None],
         *,
         poll_only: str | None = None,
-        database: str | None = None,
+        database: Place | None = None,
     ) -> None:
         """`listen_url` is where the LISTEN session goes; None: poll-only, for `poll_only`.
 

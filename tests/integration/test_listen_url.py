@@ -1,13 +1,16 @@
-"""A listen_url that reaches a standby: named as the mistake, and the instance polls.
+"""A listen_url that reaches the wrong server: named as the mistake, and the instance polls.
 
 A read replica's endpoint (say, a cloud database's reader endpoint) given for the LISTEN
-session: PostgreSQL refuses LISTEN there, and NOTIFY is sent on the primary only.
+session: PostgreSQL refuses LISTEN there, and NOTIFY is sent on the primary only. Another
+server holding a database of the same name (staging's, an old primary): LISTEN works
+there, and hears nothing.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -15,7 +18,7 @@ import asyncpg
 import pytest
 from structlog.testing import capture_logs
 
-from notifyd.db.listen import LISTEN_STANDBY
+from notifyd.db.listen import LISTEN_ELSEWHERE, LISTEN_STANDBY
 from notifyd.delivery.listener import POLL_ONLY
 from tests.acceptance.test_cli import run_notifyd
 from tests.faults.postgres import StoppablePostgres
@@ -25,9 +28,9 @@ from tests.support import Daemon, wait_until
 pytestmark = pytest.mark.timeout(120)
 
 
-@pytest.fixture
-async def standby_url(database_url: str) -> AsyncIterator[str]:
-    """A standby server holding a database of the test database's name."""
+@asynccontextmanager
+async def another_server(database_url: str, standby: bool) -> AsyncIterator[str]:
+    """A server of its own holding a database of the test database's name: its URL."""
     try:
         server = StoppablePostgres()
     except ImportError:
@@ -41,12 +44,37 @@ async def standby_url(database_url: str) -> AsyncIterator[str]:
             await admin.execute(f'CREATE DATABASE "{name}"')
         finally:
             await admin.close()
-        await asyncio.to_thread(server.stop)
-        server.make_standby()
-        await asyncio.to_thread(server.start)
+        if standby:
+            await asyncio.to_thread(server.stop)
+            server.make_standby()
+            await asyncio.to_thread(server.start)
         yield server.url(name)
     finally:
         await asyncio.to_thread(server.cleanup)
+
+
+@pytest.fixture
+async def standby_url(database_url: str) -> AsyncIterator[str]:
+    """A standby server holding a database of the test database's name."""
+    async with another_server(database_url, standby=True) as url:
+        yield url
+
+
+@pytest.fixture
+async def other_primary_url(database_url: str) -> AsyncIterator[str]:
+    """Another primary server holding a database of the test database's name."""
+    connection = await asyncpg.connect(database_url)
+    try:
+        readable = await connection.fetchval(
+            "SELECT has_function_privilege('pg_control_system()', 'execute')"
+        )
+    finally:
+        await connection.close()
+    if not readable:
+        # notifyd then compares the databases' names only.
+        pytest.skip("needs a role that may read the server's system identifier")
+    async with another_server(database_url, standby=False) as url:
+        yield url
 
 
 async def test_a_listen_url_at_a_standby_is_named_and_it_polls(
@@ -76,3 +104,36 @@ async def test_check_config_fails_a_listen_url_at_a_standby(
     listener = result.line("listener")
     assert listener.split()[1] == "failed"
     assert LISTEN_STANDBY in listener
+
+
+async def test_a_listen_url_at_another_server_is_named_and_it_polls(
+    daemon_factory: Callable[..., Awaitable[Daemon]],
+    other_primary_url: str,
+    db: asyncpg.Connection,
+) -> None:
+    """Without the check: "listener: ok", and every wake-up lost to the poll."""
+    with capture_logs() as logs:
+        daemon = await daemon_factory(database={"listen_url": other_primary_url})
+
+        async def refused() -> bool:
+            return any(entry["event"] == "listener_wrong_database" for entry in logs)
+
+        await wait_until(refused, deadline=20, what="listener_wrong_database")
+        body = await wait_ready(daemon)
+    listener = body["checks"]["listener"]
+    assert listener.startswith(f"{POLL_ONLY}: database.listen_url reaches another server")
+    assert LISTEN_ELSEWHERE in listener
+    ids = await enqueue_both_ways(daemon, db)
+    await wait_sent(db, ids)
+
+
+@pytest.mark.acceptance
+async def test_check_config_fails_a_listen_url_at_another_server(
+    tmp_path: Path, database_url: str, other_primary_url: str
+) -> None:
+    env = {"DATABASE_URL": database_url, "NOTIFYD_DATABASE__LISTEN_URL": other_primary_url}
+    result = await run_notifyd("check-config", env=env, cwd=tmp_path)
+    assert result.code == 1, result
+    listener = result.line("listener")
+    assert listener.split()[1] == "failed"
+    assert "reaches another server" in listener
