@@ -63,14 +63,16 @@ class Listener:
         pooler: PoolerSetting = "auto",
         poll_only: str | None = None,
         on_cancel: Callable[[int], None] | None = None,
-        database: Place | None = None,
+        place: Callable[[], Awaitable[Place]] | None = None,
     ) -> None:
         """`url` None runs poll-only from the start, for the reason `poll_only` gives.
 
-        `database` is the pool's database: the session must be in the same one.
+        `place` tells where the pool is: the session must be in the same database. It is
+        asked at each connect, since where `database.url` leads may change under a
+        running instance (a switchover to another cluster).
         """
         self._url = url
-        self._database = database
+        self._place = place
         self._ping = ping
         self._pooler = pooler
         # Why there is no LISTEN session (None while there is one, or may be).
@@ -118,6 +120,7 @@ class Listener:
         ever_connected = False
         while True:
             try:
+                database = None if self._place is None else await self._place()
                 connection = await ListenConnection.open(
                     self._url,
                     self._owner,
@@ -125,7 +128,7 @@ class Listener:
                     connect_timeout=self._connect_timeout,
                     pooler=self._pooler,
                     on_cancel=self._on_cancel,
-                    database=self._database,
+                    database=database,
                 )
             except PooledSessionError:
                 # Not a passing failure: the configuration is wrong. Say so once, loudly,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
 from typing import Final
 
@@ -65,11 +65,11 @@ class DeliveryService:
         on_failure: Callable[[str], None],
         *,
         poll_only: str | None = None,
-        database: Place | None = None,
+        place: Callable[[], Awaitable[Place]] | None = None,
     ) -> None:
         """`listen_url` is where the LISTEN session goes; None: poll-only, for `poll_only`.
 
-        `database` is the pool's database, which the LISTEN session must be in too.
+        `place` tells where the pool is, which the LISTEN session must be in too.
         """
         self.owner = uuid.uuid4()
         self._settings = settings
@@ -128,7 +128,7 @@ class DeliveryService:
             pooler=settings.database.listen_pooler,
             poll_only=poll_only,
             on_cancel=lambda notification_id: self.in_flight.cancel_requested([notification_id]),
-            database=database,
+            place=place,
         )
         self.dispatcher = Dispatcher(
             store,

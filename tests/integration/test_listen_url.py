@@ -9,6 +9,8 @@ there, and hears nothing.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -18,8 +20,9 @@ import asyncpg
 import pytest
 from structlog.testing import capture_logs
 
-from notifyd.db.listen import LISTEN_ELSEWHERE, LISTEN_STANDBY
-from notifyd.delivery.listener import POLL_ONLY
+from notifyd.db import Database
+from notifyd.db.listen import LISTEN_ELSEWHERE, LISTEN_STANDBY, Place
+from notifyd.delivery.listener import POLL_ONLY, Listener
 from tests.acceptance.test_cli import run_notifyd
 from tests.faults.postgres import StoppablePostgres
 from tests.integration.test_pgbouncer import enqueue_both_ways, wait_ready, wait_sent
@@ -137,3 +140,47 @@ async def test_check_config_fails_a_listen_url_at_another_server(
     listener = result.line("listener")
     assert listener.split()[1] == "failed"
     assert "reaches another server" in listener
+
+
+async def test_the_pools_database_is_asked_again_at_each_reconnect(
+    database_url: str, db: asyncpg.Connection
+) -> None:
+    """Where database.url leads can change under a running instance (a switchover to
+    another cluster): a place read once at start would refuse every later session."""
+    database = await Database.connect(database_url, min_size=1, max_size=2)
+    asked: list[Place] = []
+
+    async def place() -> Place:
+        asked.append(await database.place())
+        return asked[-1]
+
+    listener = Listener(
+        database_url,
+        uuid.uuid4(),
+        lambda: None,
+        ping=database.ping,
+        check_interval=0.05,
+        connect_timeout=5.0,
+        backoff_max=0.5,
+        place=place,
+    )
+    task = asyncio.create_task(listener.run())
+    try:
+        await wait_until(lambda: _is_set(listener.present), deadline=10, what="presence")
+        await db.execute("SELECT pg_terminate_backend($1)", listener.backend_pid)
+
+        async def reconnected() -> bool:
+            return listener.reconnects == 1 and listener.present.is_set()
+
+        await wait_until(reconnected, deadline=10, what="the listener to reconnect")
+        assert len(asked) == 2
+        assert listener.poll_only is None
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await database.close()
+
+
+async def _is_set(event: asyncio.Event) -> bool:
+    return event.is_set()
