@@ -191,6 +191,19 @@ class DatabaseSettings(Section):
             raise ValueError("listen_url is set without url: set both, or neither")
         return self
 
+    @property
+    def listen_pooler(self) -> PoolerSetting:
+        """What the LISTEN session's URL is taken to reach: `pooler` only where it is `url`.
+
+        `pooler` says what `url` reaches. A `listen_url` of its own is always looked at:
+        trusted as a session pooler's, LISTEN and the presence lock would go through a
+        transaction pooler given there by mistake, and the lock would outlive the instance
+        on a pooled server connection.
+        """
+        if self.listen_url is None or self.listen_url == self.url:
+            return self.pooler
+        return "auto"
+
     def redacted_url(self) -> str | None:
         """The database URL with its password (userinfo or query) replaced, safe to show."""
         if self.url is None:

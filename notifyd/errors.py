@@ -4,7 +4,7 @@
     ├── ConfigError                  bad configuration; the daemon refuses to start
     ├── DatabaseUnavailableError     PostgreSQL cannot be reached right now
     ├── PooledSessionError           a session that must be PostgreSQL's own reached a pooler
-    ├── ListenDatabaseError          the LISTEN session's URL names another database
+    ├── ListenDatabaseError          the LISTEN session's URL names another database, or a standby
     ├── MigrationError               the database's migrations cannot be brought up to date
     ├── UnknownUserError             a notification names a user that does not exist
     ├── ConstraintViolationError     the database refused a row (a CHECK or foreign key)
@@ -47,7 +47,7 @@ class PooledSessionError(NotifydError):
 
 
 class ListenDatabaseError(NotifydError):
-    """The LISTEN session's URL names another database than the pool's."""
+    """The LISTEN session's URL names another database than the pool's, or a standby."""
 
 
 class MigrationError(NotifydError):

@@ -25,14 +25,9 @@ from notifyd.cli.runner import connect_one
 from notifyd.cli.webhooks import recording_check
 from notifyd.config import DEFAULT_CONFIG_FILE, LEGACY_ENV, Settings
 from notifyd.db import Route
-from notifyd.db.listen import probe_listen_session
+from notifyd.db.listen import Place, probe_listen_session
 from notifyd.db.migrations import LEGACY_CHAIN, schema_status
-from notifyd.delivery.listener import (
-    LISTEN_ELSEWHERE,
-    LISTEN_URL_POOLED,
-    NO_LISTEN_URL,
-    POLL_ONLY,
-)
+from notifyd.delivery.listener import LISTEN_URL_POOLED, NO_LISTEN_URL, POLL_ONLY
 from notifyd.errors import (
     DatabaseUnavailableError,
     ListenDatabaseError,
@@ -88,7 +83,7 @@ async def _database_parts(
 ) -> list[CheckResult]:
     """The database, then (for a configured URL) where the LISTEN session would go, then
     whether status events are recorded."""
-    found: list[tuple[Route, str]] = []
+    found: list[tuple[Route, Place]] = []
     results = [await _guarded("database", _database(settings, database, found))]
     if settings.database.url is not None:
         results.append(await _guarded("listener", _listener(settings, found)))
@@ -177,9 +172,9 @@ async def _guarded(part: str, check: Awaitable[CheckResult]) -> CheckResult:
 
 
 async def _database(
-    settings: Settings, database: str | NotifydError | None, found: list[tuple[Route, str]]
+    settings: Settings, database: str | NotifydError | None, found: list[tuple[Route, Place]]
 ) -> CheckResult:
-    """Connect and compare the migrations; `found` gets the route and the database's name."""
+    """Connect and compare the migrations; `found` gets the route and where it is."""
     db = settings.database
     where = db.redacted_url() or f"embedded PostgreSQL in {db.embedded_dir}"
     if database is None:
@@ -194,7 +189,7 @@ async def _database(
         return CheckResult("database", "failed", f"{where}: {database}")
     try:
         connected = await connect_one(settings, database)
-        found.append((connected.route, await connected.name()))
+        found.append((connected.route, await connected.place()))
         try:
             schema = await schema_status(connected.pool)
         finally:
@@ -220,7 +215,7 @@ async def _database(
     return CheckResult("database", "ok", f"{where}: connected to {reached}; {state}")
 
 
-async def _listener(settings: Settings, found: list[tuple[Route, str]]) -> CheckResult:
+async def _listener(settings: Settings, found: list[tuple[Route, Place]]) -> CheckResult:
     """Where the LISTEN session and the presence lock would go, tried when it is its own."""
     db = settings.database
     if db.listen_url is not None:
@@ -228,14 +223,14 @@ async def _listener(settings: Settings, found: list[tuple[Route, str]]) -> Check
         try:
             await probe_listen_session(
                 db.listen_url.get_secret_value(),
-                db.pooler,
+                db.listen_pooler,
                 db.connect_timeout,
                 database=found[0][1] if found else None,
             )
         except PooledSessionError:
             return CheckResult("listener", "failed", f"{where}: {LISTEN_URL_POOLED}")
         except ListenDatabaseError as exc:
-            return CheckResult("listener", "failed", f"{where}: {exc}: {LISTEN_ELSEWHERE}")
+            return CheckResult("listener", "failed", f"{where}: {exc}")
         except DatabaseUnavailableError as exc:
             return CheckResult("listener", "failed", f"{where}: {exc}")
         return CheckResult("listener", "ok", f"LISTEN on {where}: a session of its own")

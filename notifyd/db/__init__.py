@@ -23,6 +23,7 @@ from notifyd.config import PoolerSetting
 from notifyd.db.connection import Pool, translate_errors, wait_for_database
 from notifyd.db.dashboard import Dashboard, DashboardCounts
 from notifyd.db.lifecycle import Lifecycle
+from notifyd.db.listen import Place, place_of
 from notifyd.db.notifications import Notifications
 from notifyd.db.pooler import Route
 from notifyd.db.queue import Queue
@@ -41,7 +42,6 @@ __all__ = [
     "wait_for_database",
 ]
 
-CURRENT_DATABASE: Final = "SELECT current_database()"
 COUNT_PENDING: Final = "SELECT count(*) FROM notifyd.notifications WHERE status = 'pending'"
 # Per channel: suppressed contacts, and how far away its next sending slot is (a pause a
 # vendor asked for, or a paced backlog), for every instance. A pacing row another
@@ -111,11 +111,10 @@ class Database:
         """Raise `DatabaseUnavailableError` unless the database answers in time."""
         await self.pool.ping(query_timeout)
 
-    async def name(self) -> str:
-        """The database's name, as the server has it."""
-        async with translate_errors():
-            name: str = await self.pool.fetchval(CURRENT_DATABASE)
-        return name
+    async def place(self) -> Place:
+        """Which database this is, for the LISTEN session to be in the same one."""
+        async with self.pool.connection() as connection:
+            return await place_of(connection)
 
     async def count_pending(self, query_timeout: float) -> int:
         """Notifications waiting in the table, for every instance."""

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Final
 from uuid import UUID
 
 import asyncpg
+from asyncpg.pool import PoolConnectionProxy
 
 from notifyd.config import PoolerSetting
 from notifyd.db.connection import CONNECTION_ERRORS, translate_errors
@@ -24,6 +26,17 @@ PRESENCE_LOCK_NAMESPACE: Final = 0x6E6F7469
 
 TAKE_PRESENCE: Final = "SELECT pg_try_advisory_lock($1, notifyd.instance_lock_key($2))"
 CURRENT_DATABASE: Final = "SELECT current_database()"
+IN_RECOVERY: Final = "SELECT pg_is_in_recovery()"
+# Which cluster: initdb's random number, the same on a physical standby, another elsewhere.
+SYSTEM_IDENTIFIER: Final = "SELECT system_identifier FROM pg_control_system()"
+# Why the LISTEN session must be in the pool's database, and on the primary.
+LISTEN_ELSEWHERE: Final = (
+    "NOTIFY and the presence locks are per database, so it must name the same one"
+)
+LISTEN_STANDBY: Final = (
+    "database.listen_url reaches a standby (in recovery), which refuses LISTEN and hears "
+    "no NOTIFY: point it at the primary that database.url reaches"
+)
 IS_LISTENING: Final = "SELECT $1 = ANY(ARRAY(SELECT pg_listening_channels()))"
 
 
@@ -35,21 +48,59 @@ async def _refuse_pooler(connection: asyncpg.Connection, pooler: PoolerSetting) 
         )
 
 
-async def _refuse_other_database(connection: asyncpg.Connection, database: str | None) -> None:
-    """Raise `ListenDatabaseError` unless `connection` is in `database` (None: any)."""
+@dataclass(frozen=True, slots=True)
+class Place:
+    """Which database a session is in: its name, and its server's system identifier."""
+
+    name: str
+    # None where the server does not let this role read it.
+    system_identifier: int | None
+
+
+async def place_of(
+    connection: asyncpg.Connection | PoolConnectionProxy[asyncpg.Record],
+) -> Place:
+    """Where `connection` (a connection or a pooled one) is."""
+    name: str = await connection.fetchval(CURRENT_DATABASE)
+    try:
+        system_identifier: int | None = await connection.fetchval(SYSTEM_IDENTIFIER)
+    except asyncpg.InsufficientPrivilegeError:
+        system_identifier = None
+    return Place(name, system_identifier)
+
+
+async def _refuse_other_database(connection: asyncpg.Connection, database: Place | None) -> None:
+    """Raise `ListenDatabaseError` unless `connection` is on a primary, in `database`.
+
+    `database` None: any database.
+    """
+    in_recovery = await connection.fetchval(IN_RECOVERY)
+    if in_recovery:
+        # A read replica's endpoint given by mistake: LISTEN fails there, and NOTIFY is
+        # sent on the primary only.
+        raise ListenDatabaseError(LISTEN_STANDBY)
     if database is None:
         return
-    found = await connection.fetchval(CURRENT_DATABASE)
-    if found != database:
-        # NOTIFY and the presence locks of peers are per database: wake-ups would never
-        # come, and peers would find no lock of this instance.
+    # NOTIFY and the presence locks of peers are per database: wake-ups would never come,
+    # and peers would find no lock of this instance.
+    found = await place_of(connection)
+    if found.name != database.name:
         raise ListenDatabaseError(
-            f"database.listen_url names database {found!r}, database.url {database!r}"
+            f"database.listen_url names database {found.name!r}, database.url "
+            f"{database.name!r}: {LISTEN_ELSEWHERE}"
+        )
+    if None not in (found.system_identifier, database.system_identifier) and (
+        found.system_identifier != database.system_identifier
+    ):
+        raise ListenDatabaseError(
+            f"database.listen_url reaches another server than database.url (system "
+            f"identifier {found.system_identifier}, not {database.system_identifier}): "
+            f"{LISTEN_ELSEWHERE}"
         )
 
 
 async def probe_listen_session(
-    url: str, pooler: PoolerSetting, connect_timeout: float, database: str | None = None
+    url: str, pooler: PoolerSetting, connect_timeout: float, database: Place | None = None
 ) -> None:
     """Connect to `url` as the listener would, and leave; raise what it would meet.
 
@@ -93,14 +144,15 @@ class ListenConnection:
         connect_timeout: float,
         pooler: PoolerSetting = "auto",
         on_cancel: Callable[[int], None] | None = None,
-        database: str | None = None,
+        database: Place | None = None,
     ) -> ListenConnection:
         """Connect, LISTEN and take the presence lock.
 
         Raises `PooledSessionError` when `url` reaches a pooler (and `pooler` does not say
         it keeps sessions): LISTEN there would end with the transaction, silently, and the
         lock would stay with a server connection others use. Raises `ListenDatabaseError`
-        when it is in another database than `database`.
+        when it is in another database than `database` (or on another server), or on a
+        standby.
         """
         async with translate_errors():
             connection = await asyncpg.connect(

@@ -17,7 +17,7 @@ from typing import Final
 from uuid import UUID
 
 from notifyd.config import PoolerSetting
-from notifyd.db.listen import ListenConnection
+from notifyd.db.listen import ListenConnection, Place
 from notifyd.delivery.timers import wait_for_event
 from notifyd.errors import DatabaseUnavailableError, ListenDatabaseError, PooledSessionError
 from notifyd.logs import get_logger
@@ -31,9 +31,6 @@ POLL_ONLY: Final = "poll-only"
 NO_LISTEN_URL: Final = (
     "database.url is a transaction pooler and database.listen_url is not set: no LISTEN "
     "and no presence lock; new notifications wait for the next poll"
-)
-LISTEN_ELSEWHERE: Final = (
-    "NOTIFY and the presence locks are per database, so it must name the same one"
 )
 LISTEN_URL_POOLED: Final = (
     "database.listen_url reaches a connection pooler, not PostgreSQL: point it at the "
@@ -66,14 +63,16 @@ class Listener:
         pooler: PoolerSetting = "auto",
         poll_only: str | None = None,
         on_cancel: Callable[[int], None] | None = None,
-        database: str | None = None,
+        place: Callable[[], Awaitable[Place]] | None = None,
     ) -> None:
         """`url` None runs poll-only from the start, for the reason `poll_only` gives.
 
-        `database` is the pool's database: the session must be in the same one.
+        `place` tells where the pool is: the session must be in the same database. It is
+        asked at each connect, since where `database.url` leads may change under a
+        running instance (a switchover to another cluster).
         """
         self._url = url
-        self._database = database
+        self._place = place
         self._ping = ping
         self._pooler = pooler
         # Why there is no LISTEN session (None while there is one, or may be).
@@ -121,6 +120,7 @@ class Listener:
         ever_connected = False
         while True:
             try:
+                database = None if self._place is None else await self._place()
                 connection = await ListenConnection.open(
                     self._url,
                     self._owner,
@@ -128,7 +128,7 @@ class Listener:
                     connect_timeout=self._connect_timeout,
                     pooler=self._pooler,
                     on_cancel=self._on_cancel,
-                    database=self._database,
+                    database=database,
                 )
             except PooledSessionError:
                 # Not a passing failure: the configuration is wrong. Say so once, loudly,
@@ -139,7 +139,7 @@ class Listener:
                 return
             except ListenDatabaseError as exc:
                 log.error("listener_wrong_database", error=str(exc))
-                self.poll_only = f"{exc}: {LISTEN_ELSEWHERE}"
+                self.poll_only = str(exc)
                 await self._poll_only()
                 return
             except DatabaseUnavailableError as exc:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
 from typing import Final
 
 from notifyd.channel_settings import channel_settings
 from notifyd.config import DispatcherSettings, Settings
+from notifyd.db.listen import Place
 from notifyd.delivery.actors import ActorContext, ChannelActors
 from notifyd.delivery.dispatcher import Dispatcher
 from notifyd.delivery.inflight import Inbox, InFlight
@@ -64,11 +65,11 @@ class DeliveryService:
         on_failure: Callable[[str], None],
         *,
         poll_only: str | None = None,
-        database: str | None = None,
+        place: Callable[[], Awaitable[Place]] | None = None,
     ) -> None:
         """`listen_url` is where the LISTEN session goes; None: poll-only, for `poll_only`.
 
-        `database` is the pool's database, which the LISTEN session must be in too.
+        `place` tells where the pool is, which the LISTEN session must be in too.
         """
         self.owner = uuid.uuid4()
         self._settings = settings
@@ -124,10 +125,10 @@ class DeliveryService:
             check_interval=dispatcher_settings.listen_check_interval,
             connect_timeout=settings.database.connect_timeout,
             backoff_max=dispatcher_settings.reconnect_backoff_max,
-            pooler=settings.database.pooler,
+            pooler=settings.database.listen_pooler,
             poll_only=poll_only,
             on_cancel=lambda notification_id: self.in_flight.cancel_requested([notification_id]),
-            database=database,
+            place=place,
         )
         self.dispatcher = Dispatcher(
             store,

@@ -162,7 +162,7 @@ def _delivery(database_url: str) -> Callable[[web.Application], AsyncIterator[No
             app[METRICS],
             on_failure=lambda _name: app[FATAL].set(),
             poll_only=poll_only,
-            database=await app[DATABASE].name(),
+            place=app[DATABASE].place,
         )
         app[SERVICE] = service
         try:

@@ -55,6 +55,22 @@ async def test_check_config_fails_a_listen_url_that_reaches_the_pooler(
     assert "reaches a connection pooler, not PostgreSQL" in listener
 
 
+async def test_check_config_fails_a_pooled_listen_url_whatever_database_pooler_says(
+    tmp_path: Path, database_url: str, pgbouncer: PgBouncer
+) -> None:
+    # `database.pooler` says what `database.url` reaches, not what the listen URL does.
+    env = {
+        "DATABASE_URL": database_url,
+        "NOTIFYD_DATABASE__POOLER": "session",
+        "NOTIFYD_DATABASE__LISTEN_URL": pgbouncer.url_for(database_url),
+    }
+    result = await run_notifyd("check-config", env=env, cwd=tmp_path)
+    assert result.code == 1, result
+    listener = result.line("listener")
+    assert listener.split()[1] == "failed"
+    assert "reaches a connection pooler, not PostgreSQL" in listener
+
+
 async def test_check_config_on_a_direct_url_listens_there(
     tmp_path: Path, database_url: str
 ) -> None:

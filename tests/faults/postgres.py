@@ -79,6 +79,13 @@ class StoppablePostgres:
         self._run("pg_ctl", "-D", str(self.data_dir), "-m", mode, "-w", "stop")
         self.running = False
 
+    def make_standby(self) -> None:
+        """From the next start on, a standby of no primary: in recovery, read-only for good."""
+        signal = self.data_dir / "standby.signal"
+        signal.touch()
+        if self._user is not None:
+            shutil.chown(signal, SERVER_USER, SERVER_USER)
+
     def cleanup(self) -> None:
         try:
             if self.running:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import uuid
-
 import asyncpg
 import pytest
+
+from tests.roles import another_role
 
 
 async def notifications_with_attempts(db: asyncpg.Connection, count: int) -> list[int]:
@@ -86,9 +86,7 @@ async def test_a_role_that_may_delete_notifications_needs_no_rights_on_the_attem
 ) -> None:
     # As with the cascade it replaces: another application's role deletes its rows.
     ids = await notifications_with_attempts(db, 2)
-    role = f"notifyd_app_{uuid.uuid4().hex[:12]}"
-    await db.execute(f"CREATE ROLE {role}")
-    try:
+    async with another_role(db) as role:
         await db.execute(f"GRANT USAGE ON SCHEMA notifyd TO {role}")
         await db.execute(f"GRANT SELECT, DELETE ON notifyd.notifications TO {role}")
         await db.execute(f"SET ROLE {role}")
@@ -98,6 +96,3 @@ async def test_a_role_that_may_delete_notifications_needs_no_rights_on_the_attem
             await db.execute("RESET ROLE")
 
         assert await attempts_by_notification(db) == {ids[1]: 3}
-    finally:
-        await db.execute(f"DROP OWNED BY {role}")
-        await db.execute(f"DROP ROLE {role}")

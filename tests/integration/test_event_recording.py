@@ -9,7 +9,6 @@ recording them.
 from __future__ import annotations
 
 import shutil
-import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -22,6 +21,7 @@ from notifyd.db.migrations import migrations_dir
 from notifyd.web.keys import SERVICE
 from tests.conftest import EmptyDatabase
 from tests.fakes.webhook_receiver import WebhookReceiver
+from tests.roles import another_role
 from tests.schema import migrate_database
 from tests.support import Daemon, wait_until
 
@@ -226,9 +226,7 @@ async def test_a_role_granted_before_the_switch_existed_still_finishes_notificat
     notification_id: int = await db.fetchval(
         "SELECT notifyd.enqueue($1, 'hello', '', ARRAY['sms'], '2999-01-01Z')", user_id
     )
-    role = f"notifyd_app_{uuid.uuid4().hex[:12]}"
-    await db.execute(f"CREATE ROLE {role}")
-    try:
+    async with another_role(db) as role:
         await db.execute(f"GRANT USAGE ON SCHEMA notifyd TO {role}")
         await db.execute(f"GRANT SELECT, UPDATE ON notifyd.notifications TO {role}")
         await db.execute(f"GRANT INSERT ON notifyd.webhook_events TO {role}")
@@ -243,9 +241,6 @@ async def test_a_role_granted_before_the_switch_existed_still_finishes_notificat
             await db.execute("RESET ROLE")
         expected = [("notification.failed", notification_id)] if on else []
         assert await events(db) == expected
-    finally:
-        await db.execute(f"DROP OWNED BY {role}")
-        await db.execute(f"DROP ROLE {role}")
 
 
 # The upgrade
@@ -302,31 +297,28 @@ async def test_the_upgrade_needs_no_new_grant_where_functions_are_not_public(
     url = await empty_database()
     await migrate_database(url, migrations_up_to(5, tmp_path))
     connection = await asyncpg.connect(url)
-    role = f"notifyd_app_{uuid.uuid4().hex[:12]}"
     try:
         await connection.execute("ALTER DEFAULT PRIVILEGES REVOKE EXECUTE ON FUNCTIONS FROM PUBLIC")
-        await connection.execute(f"CREATE ROLE {role}")
-        await connection.execute(f"GRANT USAGE ON SCHEMA notifyd TO {role}")
-        await connection.execute(f"GRANT SELECT, UPDATE ON notifyd.notifications TO {role}")
-        await connection.execute(f"GRANT INSERT ON notifyd.webhook_events TO {role}")
-        assert await migrate_database(url) == ["0006_status_event_switch"]
-        user_id = await connection.fetchval(
-            "INSERT INTO notifyd.users (phone) VALUES ('+79001234567') RETURNING id"
-        )
-        notification_id = await connection.fetchval(
-            "SELECT notifyd.enqueue($1, 'hello', '', ARRAY['sms'], '2999-01-01Z')", user_id
-        )
-        await connection.execute(f"SET ROLE {role}")
-        try:
-            status = await connection.fetchval(
-                "UPDATE notifyd.notifications SET status = 'failed', finished_at = now()"
-                " WHERE id = $1 RETURNING status",
-                notification_id,
+        async with another_role(connection) as role:
+            await connection.execute(f"GRANT USAGE ON SCHEMA notifyd TO {role}")
+            await connection.execute(f"GRANT SELECT, UPDATE ON notifyd.notifications TO {role}")
+            await connection.execute(f"GRANT INSERT ON notifyd.webhook_events TO {role}")
+            assert await migrate_database(url) == ["0006_status_event_switch"]
+            user_id = await connection.fetchval(
+                "INSERT INTO notifyd.users (phone) VALUES ('+79001234567') RETURNING id"
             )
-        finally:
-            await connection.execute("RESET ROLE")
-        assert status == "failed"
+            notification_id = await connection.fetchval(
+                "SELECT notifyd.enqueue($1, 'hello', '', ARRAY['sms'], '2999-01-01Z')", user_id
+            )
+            await connection.execute(f"SET ROLE {role}")
+            try:
+                status = await connection.fetchval(
+                    "UPDATE notifyd.notifications SET status = 'failed', finished_at = now()"
+                    " WHERE id = $1 RETURNING status",
+                    notification_id,
+                )
+            finally:
+                await connection.execute("RESET ROLE")
+            assert status == "failed"
     finally:
-        await connection.execute(f"DROP OWNED BY {role}")
-        await connection.execute(f"DROP ROLE {role}")
         await connection.close()

@@ -16,9 +16,9 @@ import pytest
 from structlog.testing import capture_logs
 
 from notifyd.db import Database
+from notifyd.db.listen import LISTEN_ELSEWHERE
 from notifyd.db.migrations import migrate
 from notifyd.delivery.listener import (
-    LISTEN_ELSEWHERE,
     LISTEN_URL_POOLED,
     NO_LISTEN_URL,
     POLL_ONLY,
@@ -275,6 +275,43 @@ async def test_a_listen_url_at_the_pooler_is_named_as_the_mistake_and_it_polls(
     ids = await enqueue_both_ways(daemon, db)
     await wait_sent(db, ids)
     assert await db.fetch(ADVISORY_LOCKS) == []
+
+
+async def test_a_listen_url_at_a_transaction_pooler_is_refused_whatever_database_pooler_says(
+    database_url: str,
+    pgbouncer: PgBouncer,
+    pgbouncer_session_mode: PgBouncer,
+    smtp_server: FakeSmtpServer,
+    telegram_api: FakeTelegramApi,
+    db: asyncpg.Connection,
+) -> None:
+    """`database.pooler` describes `database.url`: a listen_url of its own is looked at.
+
+    Trusting "session" for it too, LISTEN and the presence lock went through the
+    transaction pooler, and the lock stayed with a pooled server connection after the
+    instance was gone, keeping its work from its peers.
+    """
+    url = pgbouncer_session_mode.url_for(database_url)
+    with capture_logs() as logs:
+        daemon = await start_daemon(
+            url,
+            smtp_server,
+            telegram_api,
+            database={"pooler": "session", "listen_url": pgbouncer.url_for(database_url)},
+        )
+        try:
+
+            async def refused() -> bool:
+                return any(entry["event"] == "listener_pooled" for entry in logs)
+
+            await wait_until(refused, deadline=20, what="listener_pooled")
+            body = await wait_ready(daemon)
+            assert body["checks"]["listener"] == f"{POLL_ONLY}: {LISTEN_URL_POOLED}"
+            ids = await enqueue_both_ways(daemon, db)
+            await wait_sent(db, ids)
+            assert await db.fetch(ADVISORY_LOCKS) == []
+        finally:
+            await daemon.close()
 
 
 async def test_a_session_pooler_said_to_keep_sessions_serves_the_listener_too(

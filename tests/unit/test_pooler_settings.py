@@ -98,3 +98,23 @@ def test_what_each_route_keeps(pooler: str, keeps_sessions: bool, described: str
     assert route.keeps_sessions is keeps_sessions
     assert route.describe() == f"{described} (detected)"
     assert Route(pooler, detected=False).describe().endswith("(database.pooler)")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("listen_url", "listen_pooler"),
+    [
+        (None, "session"),  # the session goes to database.url, which the setting describes
+        ("postgresql://notifyd@pgbouncer:6432/notifyd", "session"),  # the same URL
+        ("postgresql://notifyd@db:5432/notifyd", "auto"),  # a URL of its own: looked at
+    ],
+)
+def test_database_pooler_describes_the_url_and_a_listen_url_of_its_own_is_detected(
+    env: Env, listen_url: str | None, listen_pooler: str
+) -> None:
+    env({"NOTIFYD_DATABASE__POOLER": "session"})
+    if listen_url is not None:
+        env({"NOTIFYD_DATABASE__LISTEN_URL": listen_url})
+    settings = load_settings(
+        None, environ={"DATABASE_URL": "postgresql://notifyd@pgbouncer:6432/notifyd"}
+    )
+    assert settings.database.listen_pooler == listen_pooler
