@@ -13,6 +13,7 @@ import uuid
 import asyncpg
 
 from notifyd.db.connection import SERVER_SETTINGS
+from notifyd.db.queue import EXTEND_LEASES, RECORD_ATTEMPTS
 
 CLAIM_FUNCTION = "notifyd.claim(integer, uuid, double precision)"
 
@@ -95,5 +96,49 @@ async def test_claim_function_leases_the_most_urgent_rows_first(
             owner,
         )
         assert leased == 3
+    finally:
+        await connection.close()
+
+
+async def test_attempt_writes_and_lease_renewals_never_walk_the_table(
+    database_url: str,
+) -> None:
+    """Locking the batch's rows first (to skip those another transaction holds) must not
+    turn the write into a walk of the table, analyzed or not."""
+    connection = await stale_backlog(database_url, 20_000)
+    owner = uuid.uuid4()
+    try:
+        await connection.execute("ANALYZE notifyd.notifications")
+        claimed = await connection.fetch("SELECT id FROM notifyd.claim(250, $1, 30)", owner)
+        ids = [row["id"] for row in claimed]
+        now = await connection.fetchval("SELECT now()")
+        half = len(ids) // 2
+        write = [
+            owner,
+            ids,
+            ["sms"] * len(ids),
+            [1] * len(ids),
+            ["success"] * len(ids),
+            [None] * len(ids),
+            [None] * len(ids),
+            [None] * len(ids),
+            [now] * len(ids),
+            [now] * len(ids),
+            ids[:half],
+            [],
+            ids[half:],
+            [1] * len(ids),
+        ]
+        # The write by primary key; the renewal may walk the partial index of rows in
+        # flight (bounded by what the instances hold), never the table.
+        for statement, args, index in (
+            (RECORD_ATTEMPTS, write, "notifications_pkey"),
+            (EXTEND_LEASES, [owner, ids, 30.0, 0.0], "notifications_"),
+        ):
+            async with connection.transaction():
+                rows = await connection.fetch(f"EXPLAIN {statement}", *args)
+            shown = "\n".join(row[0] for row in rows)
+            assert "Seq Scan on notifications " not in shown, shown
+            assert f"Index Scan using {index}" in shown, shown
     finally:
         await connection.close()
