@@ -59,6 +59,8 @@ _PHONE = re.compile(r"^\+[1-9][0-9]{6,14}$")
 _CHAT_ID = re.compile(r"^(-?[0-9]{1,20}|@[A-Za-z0-9_]{5,32})$")
 # The id of the last item of the page before (keyset pagination: items with lower ids).
 _CURSOR = re.compile(r"^[0-9]{1,19}$")
+# A number in a query string: ASCII digits only (no sign, point, exponent or underscore).
+_DIGITS = re.compile(r"[0-9]{1,19}")
 
 
 def _default_channels() -> list[Channel]:
@@ -315,6 +317,14 @@ class NotificationQuery(BaseModel):
     created_before: AwareDatetime | None = None
     limit: Annotated[int, Field(ge=1, le=MAX_PAGE_SIZE)] = DEFAULT_PAGE_SIZE
     cursor: Annotated[str, _documented(pattern=_CURSOR.pattern)] | None = None
+
+    @field_validator("user_id", "limit", mode="before")
+    @classmethod
+    def _decimal(cls, value: object) -> object:
+        # pydantic would also read "5.0", "+5" and "5_0" (as 50); the document says integer.
+        if isinstance(value, str) and not _DIGITS.fullmatch(value):
+            raise ValueError("must be a whole number written in digits, like 50")
+        return value
 
     @field_validator("created_after", "created_before", mode="before")
     @classmethod
