@@ -140,5 +140,7 @@ async def test_attempt_writes_and_lease_renewals_never_walk_the_table(
             shown = "\n".join(row[0] for row in rows)
             assert "Seq Scan on notifications " not in shown, shown
             assert f"Index Scan using {index}" in shown, shown
+            # The rows the lock found are updated where they are, not looked up again.
+            assert "Tid Scan on notifications" in shown, shown
     finally:
         await connection.close()
