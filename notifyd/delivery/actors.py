@@ -384,10 +384,14 @@ class ChannelActors:
         if not contact:
             return
         try:
-            await self._context.store.suppress(recipient.user_id, self.channel, contact, reason)
+            recorded = await self._context.store.suppress(
+                recipient.user_id, self.channel, contact, reason
+            )
         except DatabaseUnavailableError as exc:
             log.warning("suppression_not_recorded", channel=self.channel, error=str(exc))
             return
+        if not recorded:
+            return  # the user changed that contact meanwhile: the new one is not refused
         log.warning(
             "contact_suppressed",
             user_id=recipient.user_id,

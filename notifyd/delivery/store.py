@@ -104,5 +104,8 @@ class DeliveryStore(Protocol):
     async def pause_slot(self, key: str, seconds: float) -> None:
         """Give no slot of `key` for `seconds` (a vendor said "retry after")."""
 
-    async def suppress(self, user_id: int, channel: Channel, contact: str, reason: str) -> None:
-        """Record that `contact` can never be reached on `channel`."""
+    async def suppress(self, user_id: int, channel: Channel, contact: str, reason: str) -> bool:
+        """Record that `contact` can never be reached on `channel`.
+
+        False when the user no longer has that contact: nothing is recorded.
+        """

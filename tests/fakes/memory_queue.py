@@ -299,6 +299,7 @@ class MemoryQueue:
         await self._call("pause_slot")
         self.slots[key] = max(self.slots.get(key, 0.0), time.monotonic() + seconds)
 
-    async def suppress(self, user_id: int, channel: Channel, contact: str, reason: str) -> None:
+    async def suppress(self, user_id: int, channel: Channel, contact: str, reason: str) -> bool:
         await self._call("suppress")
         self.suppressions[(user_id, channel)] = (contact, reason)
+        return True
