@@ -29,9 +29,12 @@ log = get_logger(__name__)
 # A slot at most this far away is waited for in memory; a later one sends the notification
 # back to the queue (it is claimed again when its slot comes).
 HOLD_HORIZON: Final = 10.0
-# The pause after a "slow down" that did not say for how long, and the longest one taken
-# (a vendor asking for more is treated as asking for this: past delivery.max_throttle_wait
-# the notification falls back anyway).
+# The pause after a "slow down" that did not say for how long, and the shortest one taken:
+# one that says "now" (0, or an HTTP date already past, from a vendor's clock behind ours)
+# would have the vendor asked again at once, as fast as it answers, for as long as
+# delivery.max_throttle_wait. Telegram and Twilio give whole seconds anyway. And the
+# longest one taken (a vendor asking for more is treated as asking for this: past
+# delivery.max_throttle_wait the notification falls back anyway).
 DEFAULT_PAUSE: Final = 1.0
 # A delivery at most this late past its slot always goes (see `Pacer.late_after`).
 LATE_FLOOR: Final = 0.025
@@ -154,7 +157,9 @@ class Pacer:
 
 def pause_length(seconds: float | None) -> float:
     """The pause taken for a vendor's "retry after `seconds`" (None: it did not say)."""
-    return DEFAULT_PAUSE if seconds is None else min(max(seconds, 0.0), MAX_PAUSE)
+    if seconds is None or not seconds >= DEFAULT_PAUSE:  # also NaN
+        return DEFAULT_PAUSE
+    return min(seconds, MAX_PAUSE)
 
 
 def telegram_interval(per_chat: float, per_group: float) -> Callable[[str], float]:

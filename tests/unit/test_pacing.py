@@ -7,7 +7,7 @@ import itertools
 import time
 from datetime import timedelta
 
-from notifyd.delivery.pacing import Pacer, pause_length
+from notifyd.delivery.pacing import DEFAULT_PAUSE, Pacer, pause_length
 from notifyd.domain import AttemptStatus, Channel, Recipient, Status
 from notifyd.errors import RecipientUnreachableError, ThrottledError
 from tests.fakes.memory_queue import MemoryQueue
@@ -214,8 +214,17 @@ def test_lateness_and_pause_bounds() -> None:
     assert per_recipient.late_after == float("inf")
     # A vendor's retry time as a pause: none said is the default, nonsense is bounded.
     assert pause_length(None) == 1.0
-    assert pause_length(-5) == 0.0
     assert pause_length(1e12) == 3600.0
+    assert pause_length(2.5) == 2.5
+
+
+def test_a_slow_down_that_says_now_is_a_pause_all_the_same() -> None:
+    # "Retry after 0", a negative time, or an HTTP date already past (a vendor clock
+    # behind ours): taken at its word, the channel would be asked again at once, as fast
+    # as the vendor answers, for all of delivery.max_throttle_wait.
+    assert pause_length(0) == DEFAULT_PAUSE
+    assert pause_length(0.001) == DEFAULT_PAUSE
+    assert pause_length(-5) == DEFAULT_PAUSE
 
 
 async def test_slots_taken_before_a_pause_wait_for_it() -> None:
