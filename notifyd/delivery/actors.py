@@ -199,6 +199,15 @@ class ChannelActors:
         in_flight = self._context.in_flight
         recipient = delivery.notification.recipient
         pacer = self.pacer
+        pacer.note_resumed()
+        paused = pacer.pause_left()
+        if paused > SLOT_SLACK:
+            # The whole channel pauses, and no slot says so (no rate_limit): wait here.
+            if paused <= HOLD_HORIZON:
+                in_flight.wait(delivery, paused)
+            else:
+                await self._send_back(delivery, paused)
+            return False
         if delivery.slot_at is not None and (
             time.monotonic() - delivery.slot_at > pacer.late_after
             or (delivery.slot_taken < pacer.paused_at and delivery.slot_at < pacer.paused_until)
@@ -285,6 +294,15 @@ class ChannelActors:
         record = endings.attempt_record(
             delivery, self.channel, attempt, AttemptStatus.THROTTLED, error, result, started_at
         )
+        recipient = delivery.notification.recipient
+        whole = result.throttled == "channel"
+        # Before the attempt is written: the other actors, which took the vendor slot this
+        # one gave up, must not ask the vendor again meanwhile (this instance knows of the
+        # pause as soon as this call starts; the database, a moment later).
+        try:
+            await self.pacer.pause(recipient, result.retry_after, whole=whole)
+        except DatabaseUnavailableError as exc:
+            log.warning("pause_not_shared", channel=self.channel, error=str(exc))
         written = await context.recorder.write(record, final_status)
         if not written:
             context.in_flight.forget(delivery)
@@ -293,12 +311,6 @@ class ChannelActors:
             context.in_flight.forget(delivery)
             endings.cancelled(self._context.metrics, delivery, self.channel)
             return
-        recipient = delivery.notification.recipient
-        whole = result.throttled == "channel"
-        try:
-            await self.pacer.pause(recipient, result.retry_after, whole=whole)
-        except DatabaseUnavailableError as exc:
-            log.warning("pause_not_shared", channel=self.channel, error=str(exc))
         if final_status is not None:
             context.in_flight.forget(delivery)
             endings.finished(

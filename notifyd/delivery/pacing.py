@@ -113,6 +113,23 @@ class Pacer:
     def paused(self) -> bool:
         return time.monotonic() < self.paused_until
 
+    def pause_left(self) -> float:
+        """Seconds left of a pause of the whole channel that no slot carries (else 0).
+
+        A channel without `rate_limit` takes no channel slot, so a pause of the whole
+        channel is kept here: every actor of this instance waits it out, not only the one
+        that was told. (Other instances learn of it when they are told in turn.)
+        """
+        if self._interval:
+            return 0.0
+        return max(0.0, self.paused_until - time.monotonic())
+
+    def note_resumed(self) -> None:
+        """Log `channel_resumed` once the pause this instance heard of is over."""
+        if self._paused and not self.paused:
+            self._paused = False
+            log.info("channel_resumed", channel=self.channel)
+
     async def reserve(self, recipient: Recipient) -> Slot:
         """Take the next slot for a message to `recipient` (`DatabaseUnavailableError`)."""
         contact = recipient.contact(self.channel)
@@ -126,9 +143,6 @@ class Pacer:
             recipient_interval,
             self._horizon,
         )
-        if self._paused and not self.paused:
-            self._paused = False
-            log.info("channel_resumed", channel=self.channel)
         return Slot(reserved, max(0.0, wait))
 
     async def pause(self, recipient: Recipient, seconds: float | None, *, whole: bool) -> float:
@@ -140,6 +154,7 @@ class Pacer:
         contact = recipient.contact(self.channel)
         if whole or not contact:
             key = self.channel.value
+            self.note_resumed()  # a pause over before anyone looked: its end is told first
             self.paused_at = time.monotonic()
             self.paused_until = max(self.paused_until, self.paused_at + pause)
             if not self._paused:

@@ -245,9 +245,10 @@ async def test_an_smtp_server_that_limits_its_clients_is_waited_for_not_failed(
     assert by_status.get("failed", 0) == 0  # one attempt allowed, and none used up
     assert by_status["throttled"] == smtp_server.refused
     assert by_status["success"] == 20
-    # Each refused delivery waited out its pause (1 s: SMTP gives no time) before asking
-    # again: no more refusals than deliveries times the seconds it took, at most.
-    assert smtp_server.refused <= 20 * 5, smtp_server.refused
+    # Every actor waited out each pause (1 s: SMTP gives no time), not only the one told:
+    # a pause lets through only the attempts already at the server (4 connections), so
+    # fewer refusals than deliveries (each asking on its own would be several times that).
+    assert smtp_server.refused < 20, smtp_server.refused
 
 
 async def test_a_greylisted_address_waits_its_pause_on_a_paced_channel(

@@ -7,6 +7,8 @@ import itertools
 import time
 from datetime import timedelta
 
+from structlog.testing import capture_logs
+
 from notifyd.delivery.pacing import DEFAULT_PAUSE, Pacer, pause_length
 from notifyd.domain import AttemptStatus, Channel, Recipient, Status
 from notifyd.errors import RecipientUnreachableError, ThrottledError
@@ -14,7 +16,7 @@ from tests.fakes.memory_queue import MemoryQueue
 from tests.support import wait_until
 from tests.unit.pipeline import Pipeline, ScriptedProvider
 
-TELEGRAM, SMS = Channel.TELEGRAM, Channel.SMS
+TELEGRAM, SMS, EMAIL = Channel.TELEGRAM, Channel.SMS, Channel.EMAIL
 
 
 def chat(user_id: int, chat_id: str) -> Recipient:
@@ -246,3 +248,40 @@ async def test_slots_taken_before_a_pause_wait_for_it() -> None:
     # Nothing else went to the vendor during the pause it asked for.
     assert all(a.started_at - first.finished_at >= timedelta(seconds=0.45) for a in attempts[1:])
     assert telegram.calls == len(ids) + 1
+
+
+async def test_a_pause_holds_every_actor_of_a_channel_without_slots() -> None:
+    # No rate_limit and no per_recipient_interval (SMTP's default): the pause is not in
+    # any slot, and the other deliveries must still wait it out, not only the one told.
+    throttled = ThrottledError("421 4.7.0 Too many messages", retry_after=0.5)
+    email = ScriptedProvider(EMAIL, [throttled])
+    pipeline = Pipeline({EMAIL: email}, concurrency=1)
+    ids = [pipeline.queue.add([EMAIL], recipient=chat(n, str(n))) for n in range(1, 6)]
+    pipeline.start()
+    await pipeline.claim()
+    await settled(pipeline, len(ids))
+    await pipeline.stop()
+
+    attempts = sorted(
+        (a for n in ids for a in pipeline.queue.attempts_of(n)), key=lambda a: a.started_at
+    )
+    first = attempts[0]
+    assert first.status == AttemptStatus.THROTTLED
+    assert all(a.started_at - first.finished_at >= timedelta(seconds=0.45) for a in attempts[1:])
+    assert email.calls == len(ids) + 1
+
+
+async def test_every_pause_and_resume_of_a_channel_is_logged() -> None:
+    # On a channel without slots too: each pause is told, and so is its end.
+    throttled = ThrottledError("421 4.7.0 Too many messages", retry_after=0.2)
+    email = ScriptedProvider(EMAIL, [throttled, "ok", throttled, "ok"])
+    pipeline = Pipeline({EMAIL: email}, concurrency=1, actors=1)
+    ids = [pipeline.queue.add([EMAIL], recipient=chat(n, str(n))) for n in range(1, 4)]
+    with capture_logs() as logs:
+        pipeline.start()
+        await pipeline.claim()
+        await settled(pipeline, len(ids))
+        await pipeline.stop()
+
+    events = [e["event"] for e in logs if e["event"] in {"channel_paused", "channel_resumed"}]
+    assert events == ["channel_paused", "channel_resumed"] * 2
