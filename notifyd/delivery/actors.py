@@ -30,7 +30,13 @@ from notifyd.delivery.attempt import AttemptResult, attempt_once
 from notifyd.delivery.inflight import Delivery, InFlight
 from notifyd.delivery.pacing import HOLD_HORIZON, Pacer, pause_length
 from notifyd.delivery.recorder import Recorder, Written
-from notifyd.delivery.retry import FallBack, RetryLater, RetryPolicy, decide
+from notifyd.delivery.retry import (
+    FallBack,
+    RetryLater,
+    RetryPolicy,
+    decide,
+    throttled_too_long,
+)
 from notifyd.delivery.slots import VendorSlots
 from notifyd.delivery.store import DeliveryStore
 from notifyd.delivery.timers import Deadlines
@@ -120,7 +126,8 @@ class ChannelActors:
                 if delivery.cancel_requested and await self._stop_cancelled(delivery):
                     continue
                 suppressed = self.channel in delivery.notification.suppressed
-                if not suppressed and not await self._has_slot(delivery):
+                paused = None if suppressed else self._paused_past_budget(delivery)
+                if not suppressed and paused is None and not await self._has_slot(delivery):
                     continue
                 self.busy += 1
                 try:
@@ -129,6 +136,14 @@ class ChannelActors:
                     started = time.perf_counter()
                     if suppressed:
                         result = AttemptResult(ok=False, error=endings.SUPPRESSED, transient=False)
+                    elif paused is not None:
+                        result = AttemptResult(
+                            ok=False,
+                            error=endings.PAUSED,
+                            transient=True,
+                            retry_after=paused,
+                            throttled="channel",
+                        )
                     else:
                         result = await attempt_once(
                             self.provider, delivery, self._deadlines, task, self.channel
@@ -148,7 +163,8 @@ class ChannelActors:
                 in_flight.wait(delivery, LOCAL_SHORTAGE_DELAY * (1 + random.random()))
                 continue
             if result.throttled is not None:
-                await self._throttled(delivery, attempt, result, started_at, elapsed)
+                told = paused is None  # else the pause is one heard before
+                await self._throttled(delivery, attempt, result, started_at, elapsed, told=told)
             else:
                 await self._conclude(delivery, attempt, result, started_at, elapsed)
 
@@ -189,6 +205,14 @@ class ChannelActors:
         if outcome == "cancelled":
             endings.cancelled(self._context.metrics, delivery, self.channel)
         return True
+
+    def _paused_past_budget(self, delivery: Delivery) -> float | None:
+        """Seconds left of the channel's pause when they pass what `max_throttle_wait`
+        leaves `delivery`: it gives up on the channel without asking the vendor, as the
+        one told of the pause did, rather than wait in the queue until the pause ends."""
+        since = delivery.throttled_since
+        waited = 0.0 if since is None else time.monotonic() - since
+        return self.pacer.pause_past(self._context.max_throttle_wait - waited)
 
     async def _has_slot(self, delivery: Delivery) -> bool:
         """True when the channel's pace lets the attempt go now.
@@ -258,6 +282,8 @@ class ChannelActors:
         result: AttemptResult,
         started_at: datetime,
         elapsed: float,
+        *,
+        told: bool = True,
     ) -> None:
         """The vendor asked to slow down: pause, and try again without counting it.
 
@@ -270,22 +296,9 @@ class ChannelActors:
             delivery.throttled_since = now
         waited = now - delivery.throttled_since
         pause = pause_length(result.retry_after)
-        limit = context.max_throttle_wait
-        error = result.error or "throttled"
-        if waited >= limit:
-            give_up = True
-            error += (
-                f" (throttled for {waited:.0f} s, longer than delivery.max_throttle_wait:"
-                " trying the next channel)"
-            )
-        elif waited + pause > limit:
-            give_up = True
-            error += (
-                f" (asked to wait {pause:g} s, which would pass delivery.max_throttle_wait"
-                f" of {limit:g} s: trying the next channel)"
-            )
-        else:
-            give_up = False
+        why = throttled_too_long(waited, pause, context.max_throttle_wait)
+        give_up = why is not None
+        error = (result.error or "throttled") + (f" ({why})" if why else "")
         final_status = Status.FAILED if give_up and delivery.is_last_channel() else None
         self._metrics.attempt_throttled.inc()
         endings.log_attempt(
@@ -300,7 +313,8 @@ class ChannelActors:
         # one gave up, must not ask the vendor again meanwhile (this instance knows of the
         # pause as soon as this call starts; the database, a moment later).
         try:
-            await self.pacer.pause(recipient, result.retry_after, whole=whole)
+            if told:
+                await self.pacer.pause(recipient, result.retry_after, whole=whole)
         except DatabaseUnavailableError as exc:
             log.warning("pause_not_shared", channel=self.channel, error=str(exc))
         written = await context.recorder.write(record, final_status)
@@ -370,7 +384,7 @@ class ChannelActors:
             in_flight.forget(delivery)
             return
         if result.unreachable is not None:
-            await self._suppress(delivery, result.unreachable)
+            await endings.suppress(context.store, delivery, self.channel, result.unreachable)
         if written is Written.CANCELLED:
             in_flight.forget(delivery)
             endings.cancelled(self._context.metrics, delivery, self.channel)
@@ -388,25 +402,3 @@ class ChannelActors:
             in_flight.retry_later(delivery, decision.delay)
         else:
             in_flight.fall_back(delivery)
-
-    async def _suppress(self, delivery: Delivery, reason: str) -> None:
-        """Remember that the user's contact on this channel can never be reached."""
-        recipient = delivery.notification.recipient
-        contact = recipient.contact(self.channel)
-        if not contact:
-            return
-        try:
-            recorded = await self._context.store.suppress(
-                recipient.user_id, self.channel, contact, reason
-            )
-        except DatabaseUnavailableError as exc:
-            log.warning("suppression_not_recorded", channel=self.channel, error=str(exc))
-            return
-        if not recorded:
-            return  # the user changed that contact meanwhile: the new one is not refused
-        log.warning(
-            "contact_suppressed",
-            user_id=recipient.user_id,
-            channel=self.channel,
-            reason=reason,
-        )

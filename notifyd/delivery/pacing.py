@@ -113,6 +113,11 @@ class Pacer:
     def paused(self) -> bool:
         return time.monotonic() < self.paused_until
 
+    def pause_past(self, budget: float) -> float | None:
+        """Seconds left of the channel's pause (as this instance heard it), if over `budget`."""
+        left = self.paused_until - time.monotonic()
+        return left if left > 0 and left > budget else None
+
     def pause_left(self) -> float:
         """Seconds left of a pause of the whole channel that no slot carries (else 0).
 

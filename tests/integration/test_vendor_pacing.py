@@ -278,3 +278,32 @@ async def test_a_greylisted_address_waits_its_pause_on_a_paced_channel(
     assert (first["status"], second["status"]) == ("throttled", "throttled")
     assert (second["started_at"] - first["finished_at"]).total_seconds() >= 0.9
     assert counts == {"sent": 1}
+
+
+async def test_a_pause_past_max_throttle_wait_falls_back_the_others_waiting_too(
+    daemon_factory: DaemonFactory,
+    db: asyncpg.Connection,
+    telegram_api: FakeTelegramApi,
+    smtp_server: FakeSmtpServer,
+) -> None:
+    # A bot told to wait a day (taken as an hour): a notification that comes after it
+    # falls back as the one told did, rather than wait the hour in the queue.
+    await daemon_factory(delivery={"max_throttle_wait": 5})
+    first_user, later_user = await _users(db, [1001, 1002], email=True)
+    telegram_api.rate_limit_next(retry_after=86_400, header=False)
+    [first] = await _enqueue(db, [first_user], ["telegram", "email"])
+    assert await _wait_terminal(db, [first], deadline=10) == {"sent": 1}
+
+    [later] = await _enqueue(db, [later_user], ["telegram", "email"])
+    counts = await _wait_terminal(db, [later], deadline=10)
+
+    assert counts == {"sent": 1}
+    assert len(telegram_api.calls) == 1  # the vendor was not asked again
+    rows = await _attempts(db, later)
+    assert [(r["channel"], r["status"]) for r in rows] == [
+        ("telegram", "throttled"),
+        ("email", "success"),
+    ]
+    assert rows[0]["error"].startswith("not tried: the vendor asked this channel to pause")
+    assert "delivery.max_throttle_wait of 5 s" in rows[0]["error"]
+    assert len(smtp_server.received) == 2

@@ -285,3 +285,34 @@ async def test_every_pause_and_resume_of_a_channel_is_logged() -> None:
 
     events = [e["event"] for e in logs if e["event"] in {"channel_paused", "channel_resumed"}]
     assert events == ["channel_paused", "channel_resumed"] * 2
+
+
+async def test_a_pause_past_the_budget_falls_back_those_not_yet_tried_too() -> None:
+    # The vendor asks the whole channel to wait 30 s, past max_throttle_wait: the
+    # notification told falls back at once, and so does one that was waiting its turn,
+    # instead of sitting out the pause in the queue. Neither asks the vendor again.
+    throttled = ThrottledError("Too Many Requests: retry after 30", retry_after=30)
+    telegram = ScriptedProvider(TELEGRAM, [throttled])
+    sms = ScriptedProvider(SMS)
+    pipeline = Pipeline(
+        {TELEGRAM: telegram, SMS: sms},
+        max_throttle_wait=10,
+        rate_limits={TELEGRAM: 1000.0},
+        concurrency=1,
+    )
+    told = pipeline.queue.add([TELEGRAM, SMS], recipient=chat(1, "41"))
+    waiting = pipeline.queue.add([TELEGRAM, SMS], recipient=chat(2, "42"))
+    pipeline.start()
+    await pipeline.claim()
+    await settled(pipeline, 2)
+    await pipeline.stop()
+
+    assert telegram.calls == 1
+    assert sorted(sms.sent) == sorted([told, waiting])
+    log = pipeline.queue.attempts_of(waiting)
+    assert [(a.channel, a.status) for a in log] == [
+        (TELEGRAM, AttemptStatus.THROTTLED),
+        (SMS, AttemptStatus.SUCCESS),
+    ]
+    assert "not tried" in (log[0].error or "")
+    assert "delivery.max_throttle_wait of 10 s" in (log[0].error or "")
