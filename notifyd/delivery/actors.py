@@ -225,12 +225,14 @@ class ChannelActors:
         pacer = self.pacer
         pacer.note_resumed()
         paused = pacer.pause_left()
-        if paused > SLOT_SLACK:
-            # The whole channel pauses, and no slot says so (no rate_limit): wait here.
-            if paused <= HOLD_HORIZON:
-                in_flight.wait(delivery, paused)
-            else:
-                await self._send_back(delivery, paused)
+        # The whole channel pauses: no slot is taken until it ends (`pause_left`). A long
+        # pause of a channel with slots is left to its slot, which the database keeps
+        # (and an operator may have cleared).
+        if SLOT_SLACK < paused <= HOLD_HORIZON:
+            in_flight.wait(delivery, paused)
+            return False
+        if paused > HOLD_HORIZON and not pacer.rated:
+            await self._send_back(delivery, paused)
             return False
         if delivery.slot_at is not None and (
             time.monotonic() - delivery.slot_at > pacer.late_after

@@ -110,6 +110,11 @@ class Pacer:
         return max(self._interval, LATE_FLOOR) if self._interval else float("inf")
 
     @property
+    def rated(self) -> bool:
+        """Whether the channel has a rate_limit: a slot of its own, in the database."""
+        return bool(self._interval)
+
+    @property
     def paused(self) -> bool:
         return time.monotonic() < self.paused_until
 
@@ -119,14 +124,13 @@ class Pacer:
         return left if left > 0 and left > budget else None
 
     def pause_left(self) -> float:
-        """Seconds left of a pause of the whole channel that no slot carries (else 0).
+        """Seconds left of a pause of the whole channel that this instance heard of.
 
-        A channel without `rate_limit` takes no channel slot, so a pause of the whole
-        channel is kept here: every actor of this instance waits it out, not only the one
-        that was told. (Other instances learn of it when they are told in turn.)
+        Every delivery of this instance waits it out before it takes a slot: on a channel
+        without `rate_limit` no slot would hold it back (other instances learn of it when
+        they are told in turn); on one with, slots taken during the pause would go in the
+        order deliveries came, and when it ends the most urgent must go first.
         """
-        if self._interval:
-            return 0.0
         return max(0.0, self.paused_until - time.monotonic())
 
     def note_resumed(self) -> None:

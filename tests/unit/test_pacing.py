@@ -9,7 +9,8 @@ from datetime import timedelta
 
 from structlog.testing import capture_logs
 
-from notifyd.delivery.pacing import DEFAULT_PAUSE, Pacer, pause_length
+from notifyd.channel_settings import ChannelsSettings
+from notifyd.delivery.pacing import DEFAULT_PAUSE, Pacer, pacer_for, pause_length
 from notifyd.domain import AttemptStatus, Channel, Recipient, Status
 from notifyd.errors import RecipientUnreachableError, ThrottledError
 from tests.fakes.memory_queue import MemoryQueue
@@ -316,3 +317,47 @@ async def test_a_pause_past_the_budget_falls_back_those_not_yet_tried_too() -> N
     ]
     assert "not tried" in (log[0].error or "")
     assert "delivery.max_throttle_wait of 10 s" in (log[0].error or "")
+
+
+async def test_while_a_channel_is_paused_higher_priority_goes_first_when_it_ends() -> None:
+    # The lower ones were there first, but none takes a slot during the pause: when it
+    # ends, the most urgent goes first, even one that came in the meantime.
+    throttled = ThrottledError("Too Many Requests: retry after 1", retry_after=1.0)
+    telegram = ScriptedProvider(TELEGRAM, [throttled])
+    pipeline = Pipeline({TELEGRAM: telegram}, rate_limits={TELEGRAM: 1000.0}, concurrency=1)
+    pipeline.queue.add([TELEGRAM], recipient=chat(1, "1"))
+    low = [pipeline.queue.add([TELEGRAM], priority=-100, recipient=chat(n, str(n))) for n in (2, 3)]
+    pipeline.start()
+    await pipeline.claim()
+
+    async def paused() -> bool:
+        return pipeline.actors[TELEGRAM].pacer.paused
+
+    await wait_until(paused, deadline=5, what="the pause")
+    urgent = pipeline.queue.add([TELEGRAM], priority=100, recipient=chat(4, "4"))
+    await pipeline.claim()
+    await settled(pipeline, 4)
+    await pipeline.stop()
+
+    assert telegram.sent[0] == urgent
+    assert telegram.sent[-2:] == low
+
+
+async def test_telegram_spaces_groups_further_apart_than_private_chats() -> None:
+    # Telegram takes about one message a second in a private chat, 20 a minute in a
+    # group (a negative id) or a channel (an @username); 30 a second from the bot.
+    queue = MemoryQueue()
+    pacer = pacer_for(TELEGRAM, ChannelsSettings(), queue)
+    for chat_id in ("1001", "-1001234", "@news"):
+        for _ in range(2):
+            assert (await pacer.reserve(chat(1, chat_id))).reserved
+
+    def spacing(key: str) -> float:
+        first, second = [slot for _, recipient, slot in queue.reserved if recipient == key]
+        return round(second - first, 3)
+
+    assert spacing("telegram:1001") == 1.0
+    assert spacing("telegram:-1001234") == 3.0
+    assert spacing("telegram:@news") == 3.0
+    channel = [slot for key, _, slot in queue.reserved if key == "telegram"]
+    assert all(round(b - a, 3) >= round(1 / 30, 3) for a, b in itertools.pairwise(channel))
