@@ -14,6 +14,7 @@ import asyncpg
 
 from tests.fakes.smtp import FakeSmtpServer
 from tests.fakes.telegram import FakeTelegramApi, FloodControl
+from tests.fakes.twilio import FakeTwilioApi
 from tests.support import Daemon, wait_until
 
 DaemonFactory = Callable[..., Awaitable[Daemon]]
@@ -307,3 +308,22 @@ async def test_a_pause_past_max_throttle_wait_falls_back_the_others_waiting_too(
     assert rows[0]["error"].startswith("not tried: the vendor asked this channel to pause")
     assert "delivery.max_throttle_wait of 5 s" in rows[0]["error"]
     assert len(smtp_server.received) == 2
+
+
+async def test_sms_through_twilio_goes_at_the_configured_pace(
+    daemon_factory: DaemonFactory, db: asyncpg.Connection, twilio_api: FakeTwilioApi
+) -> None:
+    # The account takes 5 a second (beyond: 429, error 20429); notifyd is told 4.
+    twilio_api.rate_limit = 5
+    await daemon_factory(channels={"sms": twilio_api.settings(rate_limit=4, concurrency=4)})
+    rows = await db.fetch(
+        "INSERT INTO notifyd.users (phone) SELECT '+1415555' || lpad(n::text, 4, '0')"
+        " FROM generate_series(1, 12) AS n RETURNING id"
+    )
+
+    ids = await _enqueue(db, [row["id"] for row in rows], ["sms"])
+    counts = await _wait_terminal(db, ids, deadline=30)
+
+    assert counts == {"sent": 12}
+    assert len(twilio_api.messages) == 12
+    assert twilio_api.refused == 0
