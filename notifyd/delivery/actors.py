@@ -21,7 +21,7 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any, Final
 from uuid import UUID
 
@@ -263,9 +263,8 @@ class ChannelActors:
     async def _send_back(self, delivery: Delivery, wait: float) -> None:
         """Hand a delivery back to the queue, claimable `wait` seconds from now."""
         context = self._context
-        due = datetime.now(UTC) + timedelta(seconds=wait)
         try:
-            await context.store.release(context.owner, [(delivery.id, due)])
+            await context.store.defer(context.owner, delivery.id, wait)
         except DatabaseUnavailableError:
             context.in_flight.wait(delivery, min(wait, 1.0))
             return

@@ -8,10 +8,13 @@ fake took when it accepted each message, never on how long the test took.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime, timedelta, tzinfo
 from typing import Any
 
 import asyncpg
+import pytest
 
+from notifyd.delivery import actors
 from tests.fakes.smtp import FakeSmtpServer
 from tests.fakes.telegram import FakeTelegramApi, FloodControl
 from tests.fakes.twilio import FakeTwilioApi
@@ -327,3 +330,41 @@ async def test_sms_through_twilio_goes_at_the_configured_pace(
     assert counts == {"sent": 12}
     assert len(twilio_api.messages) == 12
     assert twilio_api.refused == 0
+
+
+class _ClockBehind(datetime):
+    """This host's clock, a minute behind the database's."""
+
+    @classmethod
+    def now(cls, tz: tzinfo | None = None) -> _ClockBehind:
+        return cls.fromtimestamp((datetime.now(tz) - timedelta(minutes=1)).timestamp(), tz)
+
+
+async def test_a_far_slot_is_waited_for_by_the_database_s_clock(
+    daemon_factory: DaemonFactory,
+    db: asyncpg.Connection,
+    telegram_api: FakeTelegramApi,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The channel's next slot is 30 s away (another instance was told to pause). Counted
+    # on a clock a minute behind, "30 s from now" would be already past for the queue:
+    # the notification would be claimed and sent back again and again until its slot.
+    monkeypatch.setattr(actors, "datetime", _ClockBehind)
+    await daemon_factory()
+    [user] = await _users(db, [1001])
+    await db.execute("SELECT notifyd.pause_slot('telegram', 30)")
+
+    [notification_id] = await _enqueue(db, [user], ["telegram"])
+
+    async def deferred() -> asyncpg.Record | None:
+        row = await db.fetchrow(
+            "SELECT status, claims, extract(epoch FROM run_after - now()) AS wait"
+            " FROM notifyd.notifications WHERE id = $1",
+            notification_id,
+        )
+        return row if row["status"] == "pending" and row["claims"] >= 1 else None
+
+    row = await wait_until(deferred, deadline=10, what="the notification to be sent back")
+    assert 20 < row["wait"] <= 30
+    assert row["claims"] == 1
+    assert telegram_api.calls == []
