@@ -137,13 +137,7 @@ class ChannelActors:
                     if suppressed:
                         result = AttemptResult(ok=False, error=endings.SUPPRESSED, transient=False)
                     elif paused is not None:
-                        result = AttemptResult(
-                            ok=False,
-                            error=endings.PAUSED,
-                            transient=True,
-                            retry_after=paused,
-                            throttled="channel",
-                        )
+                        result = endings.not_tried(*paused)
                     else:
                         result = await attempt_once(
                             self.provider, delivery, self._deadlines, task, self.channel
@@ -206,13 +200,15 @@ class ChannelActors:
             endings.cancelled(self._context.metrics, delivery, self.channel)
         return True
 
-    def _paused_past_budget(self, delivery: Delivery) -> float | None:
-        """Seconds left of the channel's pause when they pass what `max_throttle_wait`
-        leaves `delivery`: it gives up on the channel without asking the vendor, as the
-        one told of the pause did, rather than wait in the queue until the pause ends."""
+    def _paused_past_budget(self, delivery: Delivery) -> tuple[float, bool] | None:
+        """Seconds left of a pause of the channel or the recipient (and whether it is the
+        channel's) when they pass what `max_throttle_wait` leaves `delivery`: it gives up
+        on the channel without asking the vendor, as the one told of the pause did, rather
+        than wait in the queue until the pause ends."""
         since = delivery.throttled_since
         waited = 0.0 if since is None else time.monotonic() - since
-        return self.pacer.pause_past(self._context.max_throttle_wait - waited)
+        budget = self._context.max_throttle_wait - waited
+        return self.pacer.pause_past(budget, delivery.notification.recipient)
 
     async def _has_slot(self, delivery: Delivery) -> bool:
         """True when the channel's pace lets the attempt go now.

@@ -24,9 +24,22 @@ SUPPRESSED: Final = (
     "suppressed: the vendor said earlier that this contact cannot be reached; change the"
     " contact or lift the suppression to try it again"
 )
-# The error of an attempt not made because the vendor paused the channel past what
-# delivery.max_throttle_wait leaves the notification (`_throttled` says how long).
+# The error of an attempt not made because the vendor paused the channel (or the
+# recipient) past what delivery.max_throttle_wait leaves the notification (the actor adds
+# how long).
 PAUSED: Final = "not tried: the vendor asked this channel to pause"
+RECIPIENT_PAUSED: Final = "not tried: the vendor asked this recipient to pause"
+
+
+def not_tried(left: float, whole: bool) -> AttemptResult:
+    """The result of an attempt given up on, unmade, because of a pause `left` s long."""
+    return AttemptResult(
+        ok=False,
+        error=PAUSED if whole else RECIPIENT_PAUSED,
+        transient=True,
+        retry_after=left,
+        throttled="channel" if whole else "recipient",
+    )
 
 
 def attempt_record(

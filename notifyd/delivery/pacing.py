@@ -76,6 +76,9 @@ class Pacer:
         # Monotonic time this instance last heard the channel must pause.
         self.paused_at = 0.0
         self._paused = False
+        # Recipients (contact: until when) this instance heard must pause; those over are
+        # dropped whenever one is added.
+        self._recipient_pauses: dict[str, float] = {}
 
     def paces(self, recipient: Recipient) -> bool:
         """Whether an attempt to `recipient` needs a slot at all."""
@@ -118,10 +121,15 @@ class Pacer:
     def paused(self) -> bool:
         return time.monotonic() < self.paused_until
 
-    def pause_past(self, budget: float) -> float | None:
-        """Seconds left of the channel's pause (as this instance heard it), if over `budget`."""
-        left = self.paused_until - time.monotonic()
-        return left if left > 0 and left > budget else None
+    def pause_past(self, budget: float, recipient: Recipient) -> tuple[float, bool] | None:
+        """Seconds left of a pause this instance heard of, for the channel or for
+        `recipient`, if over `budget`; and whether it is the channel's."""
+        now = time.monotonic()
+        left, whole = self.paused_until - now, True
+        contact = recipient.contact(self.channel)
+        if contact and (alone := self._recipient_pauses.get(contact, 0.0) - now) > left:
+            left, whole = alone, False
+        return (left, whole) if left > 0 and left > budget else None
 
     def pause_left(self) -> float:
         """Seconds left of a pause of the whole channel that this instance heard of.
@@ -171,6 +179,10 @@ class Pacer:
                 log.warning("channel_paused", channel=self.channel, seconds=pause)
         else:
             key = self._recipient_key(contact)
+            now = time.monotonic()
+            pauses = {c: end for c, end in self._recipient_pauses.items() if end > now}
+            pauses[contact] = max(pauses.get(contact, 0.0), now + pause)
+            self._recipient_pauses = pauses
             log.info("recipient_paused", channel=self.channel, seconds=pause)
         await self._store.pause_slot(key, pause)
         return pause

@@ -361,3 +361,32 @@ async def test_telegram_spaces_groups_further_apart_than_private_chats() -> None
     assert spacing("telegram:@news") == 3.0
     channel = [slot for key, _, slot in queue.reserved if key == "telegram"]
     assert all(round(b - a, 3) >= round(1 / 30, 3) for a, b in itertools.pairwise(channel))
+
+
+async def test_a_group_paused_past_the_budget_falls_back_its_other_messages_only() -> None:
+    # Telegram asks one group to wait 30 s, past max_throttle_wait: the other message to
+    # that group falls back without asking, and a private chat's goes on as usual.
+    throttled = ThrottledError("Too Many Requests", scope="recipient", retry_after=30)
+    telegram = ScriptedProvider(TELEGRAM, [throttled])
+    sms = ScriptedProvider(SMS)
+    pipeline = Pipeline(
+        {TELEGRAM: telegram, SMS: sms},
+        max_throttle_wait=10,
+        rate_limits={TELEGRAM: 1000.0},
+        intervals={TELEGRAM: 0.01},
+        concurrency=1,
+    )
+    told = pipeline.queue.add([TELEGRAM, SMS], recipient=chat(1, "-100"))
+    same_group = pipeline.queue.add([TELEGRAM, SMS], recipient=chat(2, "-100"))
+    private = pipeline.queue.add([TELEGRAM, SMS], recipient=chat(3, "3"))
+    pipeline.start()
+    await pipeline.claim()
+    await settled(pipeline, 3)
+    await pipeline.stop()
+
+    assert telegram.calls == 2
+    assert telegram.sent == [private]
+    assert sorted(sms.sent) == sorted([told, same_group])
+    [skipped, _] = pipeline.queue.attempts_of(same_group)
+    assert skipped.status == AttemptStatus.THROTTLED
+    assert (skipped.error or "").startswith("not tried: the vendor asked this recipient to pause")
