@@ -164,6 +164,16 @@ RELEASE: Final = """
     FROM unnest($2::bigint[], $3::timestamptz[]) AS r (id, run_after)
     WHERE n.id = r.id AND n.locked_by = $1 AND n.status = 'processing'
 """
+# Back to the queue until a sending slot `$3` seconds away, counted on the database's clock
+# as the slot was (this host's may be behind it: counted here, the notification would be
+# claimed again before its slot, and sent back again, over and over).
+DEFER: Final = """
+    UPDATE notifyd.notifications
+    SET status = 'pending', locked_by = NULL, lease_expires_at = NULL,
+        run_after = greatest(run_after, clock_timestamp() + make_interval(secs => $3)),
+        updated_at = now()
+    WHERE id = $2 AND locked_by = $1 AND status = 'processing'
+"""
 REQUEUE_EXPIRED: Final = """
     UPDATE notifyd.notifications
     SET status = 'pending', locked_by = NULL, lease_expires_at = NULL, updated_at = now()
@@ -342,6 +352,11 @@ class Queue(SlotQueries):
         times = [run_after for _, run_after in unfinished]
         async with translate_errors():
             await self._pool.execute(RELEASE, owner, ids, times)
+
+    async def defer(self, owner: UUID, notification_id: int, seconds: float) -> None:
+        """Hand a leased notification back to the queue, claimable `seconds` from now."""
+        async with translate_errors():
+            await self._pool.execute(DEFER, owner, notification_id, seconds)
 
     async def requeue_expired(self, limit: int = 1000) -> int:
         """Make notifications whose lease ran out claimable again; wake the dispatchers."""

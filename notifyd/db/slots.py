@@ -14,10 +14,19 @@ from notifyd.domain import Channel
 
 RESERVE_SLOT: Final = "SELECT reserved, wait FROM notifyd.reserve_slot($1, $2, $3, $4, $5)"
 PAUSE_SLOT: Final = "SELECT notifyd.pause_slot($1, $2)"
-# The reason and the time are the latest vendor answer's.
+# The reason and the time are the latest vendor answer's. Only while the user still has
+# that contact: one changed while the vendor was answering is a new chance (the trigger
+# that lifts suppressions on a change ran before this row existed). FOR SHARE waits for a
+# change under way and then reads the contact it left.
 SUPPRESS: Final = """
     INSERT INTO notifyd.suppressions (user_id, channel, contact, reason)
-    VALUES ($1, $2, $3, $4)
+    SELECT u.id, $2, $3, $4
+    FROM notifyd.users AS u
+    WHERE u.id = $1
+      AND $3 = CASE $2 WHEN 'email' THEN u.email
+                       WHEN 'sms' THEN u.phone
+                       WHEN 'telegram' THEN u.telegram_chat_id END
+    FOR SHARE OF u
     ON CONFLICT (user_id, channel) DO UPDATE
         SET contact = EXCLUDED.contact, reason = EXCLUDED.reason, since = now()
 """
@@ -54,7 +63,11 @@ class SlotQueries:
         async with translate_errors():
             await self._pool.execute(PAUSE_SLOT, key, seconds)
 
-    async def suppress(self, user_id: int, channel: Channel, contact: str, reason: str) -> None:
-        """Record that `contact` can never be reached on `channel`."""
+    async def suppress(self, user_id: int, channel: Channel, contact: str, reason: str) -> bool:
+        """Record that `contact` can never be reached on `channel`.
+
+        False when the user no longer has that contact: nothing is recorded.
+        """
         async with translate_errors():
-            await self._pool.execute(SUPPRESS, user_id, channel, contact, reason)
+            status = await self._pool.execute(SUPPRESS, user_id, channel, contact, reason)
+        return status != "INSERT 0 0"

@@ -21,7 +21,7 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any, Final
 from uuid import UUID
 
@@ -30,7 +30,13 @@ from notifyd.delivery.attempt import AttemptResult, attempt_once
 from notifyd.delivery.inflight import Delivery, InFlight
 from notifyd.delivery.pacing import HOLD_HORIZON, Pacer, pause_length
 from notifyd.delivery.recorder import Recorder, Written
-from notifyd.delivery.retry import FallBack, RetryLater, RetryPolicy, decide
+from notifyd.delivery.retry import (
+    FallBack,
+    RetryLater,
+    RetryPolicy,
+    decide,
+    throttled_too_long,
+)
 from notifyd.delivery.slots import VendorSlots
 from notifyd.delivery.store import DeliveryStore
 from notifyd.delivery.timers import Deadlines
@@ -120,7 +126,8 @@ class ChannelActors:
                 if delivery.cancel_requested and await self._stop_cancelled(delivery):
                     continue
                 suppressed = self.channel in delivery.notification.suppressed
-                if not suppressed and not await self._has_slot(delivery):
+                paused = None if suppressed else self._paused_past_budget(delivery)
+                if not suppressed and paused is None and not await self._has_slot(delivery):
                     continue
                 self.busy += 1
                 try:
@@ -129,6 +136,8 @@ class ChannelActors:
                     started = time.perf_counter()
                     if suppressed:
                         result = AttemptResult(ok=False, error=endings.SUPPRESSED, transient=False)
+                    elif paused is not None:
+                        result = endings.not_tried(*paused)
                     else:
                         result = await attempt_once(
                             self.provider, delivery, self._deadlines, task, self.channel
@@ -148,7 +157,8 @@ class ChannelActors:
                 in_flight.wait(delivery, LOCAL_SHORTAGE_DELAY * (1 + random.random()))
                 continue
             if result.throttled is not None:
-                await self._throttled(delivery, attempt, result, started_at, elapsed)
+                told = paused is None  # else the pause is one heard before
+                await self._throttled(delivery, attempt, result, started_at, elapsed, told=told)
             else:
                 await self._conclude(delivery, attempt, result, started_at, elapsed)
 
@@ -190,6 +200,16 @@ class ChannelActors:
             endings.cancelled(self._context.metrics, delivery, self.channel)
         return True
 
+    def _paused_past_budget(self, delivery: Delivery) -> tuple[float, bool] | None:
+        """Seconds left of a pause of the channel or the recipient (and whether it is the
+        channel's) when they pass what `max_throttle_wait` leaves `delivery`: it gives up
+        on the channel without asking the vendor, as the one told of the pause did, rather
+        than wait in the queue until the pause ends."""
+        since = delivery.throttled_since
+        waited = 0.0 if since is None else time.monotonic() - since
+        budget = self._context.max_throttle_wait - waited
+        return self.pacer.pause_past(budget, delivery.notification.recipient)
+
     async def _has_slot(self, delivery: Delivery) -> bool:
         """True when the channel's pace lets the attempt go now.
 
@@ -199,6 +219,17 @@ class ChannelActors:
         in_flight = self._context.in_flight
         recipient = delivery.notification.recipient
         pacer = self.pacer
+        pacer.note_resumed()
+        paused = pacer.pause_left()
+        # The whole channel pauses: no slot is taken until it ends (`pause_left`). A long
+        # pause of a channel with slots is left to its slot, which the database keeps
+        # (and an operator may have cleared).
+        if SLOT_SLACK < paused <= HOLD_HORIZON:
+            in_flight.wait(delivery, paused)
+            return False
+        if paused > HOLD_HORIZON and not pacer.rated:
+            await self._send_back(delivery, paused)
+            return False
         if delivery.slot_at is not None and (
             time.monotonic() - delivery.slot_at > pacer.late_after
             or (delivery.slot_taken < pacer.paused_at and delivery.slot_at < pacer.paused_until)
@@ -228,9 +259,8 @@ class ChannelActors:
     async def _send_back(self, delivery: Delivery, wait: float) -> None:
         """Hand a delivery back to the queue, claimable `wait` seconds from now."""
         context = self._context
-        due = datetime.now(UTC) + timedelta(seconds=wait)
         try:
-            await context.store.release(context.owner, [(delivery.id, due)])
+            await context.store.defer(context.owner, delivery.id, wait)
         except DatabaseUnavailableError:
             context.in_flight.wait(delivery, min(wait, 1.0))
             return
@@ -249,6 +279,8 @@ class ChannelActors:
         result: AttemptResult,
         started_at: datetime,
         elapsed: float,
+        *,
+        told: bool = True,
     ) -> None:
         """The vendor asked to slow down: pause, and try again without counting it.
 
@@ -261,22 +293,9 @@ class ChannelActors:
             delivery.throttled_since = now
         waited = now - delivery.throttled_since
         pause = pause_length(result.retry_after)
-        limit = context.max_throttle_wait
-        error = result.error or "throttled"
-        if waited >= limit:
-            give_up = True
-            error += (
-                f" (throttled for {waited:.0f} s, longer than delivery.max_throttle_wait:"
-                " trying the next channel)"
-            )
-        elif waited + pause > limit:
-            give_up = True
-            error += (
-                f" (asked to wait {pause:g} s, which would pass delivery.max_throttle_wait"
-                f" of {limit:g} s: trying the next channel)"
-            )
-        else:
-            give_up = False
+        why = throttled_too_long(waited, pause, context.max_throttle_wait)
+        give_up = why is not None
+        error = (result.error or "throttled") + (f" ({why})" if why else "")
         final_status = Status.FAILED if give_up and delivery.is_last_channel() else None
         self._metrics.attempt_throttled.inc()
         endings.log_attempt(
@@ -285,6 +304,16 @@ class ChannelActors:
         record = endings.attempt_record(
             delivery, self.channel, attempt, AttemptStatus.THROTTLED, error, result, started_at
         )
+        recipient = delivery.notification.recipient
+        whole = result.throttled == "channel"
+        # Before the attempt is written: the other actors, which took the vendor slot this
+        # one gave up, must not ask the vendor again meanwhile (this instance knows of the
+        # pause as soon as this call starts; the database, a moment later).
+        try:
+            if told:
+                await self.pacer.pause(recipient, result.retry_after, whole=whole)
+        except DatabaseUnavailableError as exc:
+            log.warning("pause_not_shared", channel=self.channel, error=str(exc))
         written = await context.recorder.write(record, final_status)
         if not written:
             context.in_flight.forget(delivery)
@@ -293,12 +322,6 @@ class ChannelActors:
             context.in_flight.forget(delivery)
             endings.cancelled(self._context.metrics, delivery, self.channel)
             return
-        recipient = delivery.notification.recipient
-        whole = result.throttled == "channel"
-        try:
-            await self.pacer.pause(recipient, result.retry_after, whole=whole)
-        except DatabaseUnavailableError as exc:
-            log.warning("pause_not_shared", channel=self.channel, error=str(exc))
         if final_status is not None:
             context.in_flight.forget(delivery)
             endings.finished(
@@ -358,7 +381,7 @@ class ChannelActors:
             in_flight.forget(delivery)
             return
         if result.unreachable is not None:
-            await self._suppress(delivery, result.unreachable)
+            await endings.suppress(context.store, delivery, self.channel, result.unreachable)
         if written is Written.CANCELLED:
             in_flight.forget(delivery)
             endings.cancelled(self._context.metrics, delivery, self.channel)
@@ -376,21 +399,3 @@ class ChannelActors:
             in_flight.retry_later(delivery, decision.delay)
         else:
             in_flight.fall_back(delivery)
-
-    async def _suppress(self, delivery: Delivery, reason: str) -> None:
-        """Remember that the user's contact on this channel can never be reached."""
-        recipient = delivery.notification.recipient
-        contact = recipient.contact(self.channel)
-        if not contact:
-            return
-        try:
-            await self._context.store.suppress(recipient.user_id, self.channel, contact, reason)
-        except DatabaseUnavailableError as exc:
-            log.warning("suppression_not_recorded", channel=self.channel, error=str(exc))
-            return
-        log.warning(
-            "contact_suppressed",
-            user_id=recipient.user_id,
-            channel=self.channel,
-            reason=reason,
-        )

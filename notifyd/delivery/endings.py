@@ -11,7 +11,9 @@ from typing import Final
 
 from notifyd.delivery.attempt import AttemptResult
 from notifyd.delivery.inflight import Delivery
+from notifyd.delivery.store import DeliveryStore
 from notifyd.domain import AttemptRecord, AttemptStatus, Channel, Status, timestamp_in_range
+from notifyd.errors import DatabaseUnavailableError
 from notifyd.logs import get_logger, info_enabled
 from notifyd.metrics import Metrics
 
@@ -22,6 +24,22 @@ SUPPRESSED: Final = (
     "suppressed: the vendor said earlier that this contact cannot be reached; change the"
     " contact or lift the suppression to try it again"
 )
+# The error of an attempt not made because the vendor paused the channel (or the
+# recipient) past what delivery.max_throttle_wait leaves the notification (the actor adds
+# how long).
+PAUSED: Final = "not tried: the vendor asked this channel to pause"
+RECIPIENT_PAUSED: Final = "not tried: the vendor asked this recipient to pause"
+
+
+def not_tried(left: float, whole: bool) -> AttemptResult:
+    """The result of an attempt given up on, unmade, because of a pause `left` s long."""
+    return AttemptResult(
+        ok=False,
+        error=PAUSED if whole else RECIPIENT_PAUSED,
+        transient=True,
+        retry_after=left,
+        throttled="channel" if whole else "recipient",
+    )
 
 
 def attempt_record(
@@ -103,3 +121,19 @@ def cancelled(metrics: Metrics, delivery: Delivery, channel: Channel) -> None:
     """Count and log a notification that ended `cancelled` while this instance held it."""
     metrics.finished_cancelled.inc()
     log.info("notification_cancelled", notification_id=delivery.id, channel=channel)
+
+
+async def suppress(store: DeliveryStore, delivery: Delivery, channel: Channel, reason: str) -> None:
+    """Remember that the user's contact on `channel` can never be reached."""
+    recipient = delivery.notification.recipient
+    contact = recipient.contact(channel)
+    if not contact:
+        return
+    try:
+        recorded = await store.suppress(recipient.user_id, channel, contact, reason)
+    except DatabaseUnavailableError as exc:
+        log.warning("suppression_not_recorded", channel=channel, error=str(exc))
+        return
+    if not recorded:
+        return  # the user changed that contact meanwhile: the new one is not refused
+    log.warning("contact_suppressed", user_id=recipient.user_id, channel=channel, reason=reason)

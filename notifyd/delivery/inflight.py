@@ -82,15 +82,19 @@ class Delivery:
 
 
 class Inbox:
-    """A channel's deliveries waiting for an actor: the most urgent first, then in order.
+    """A channel's deliveries waiting for an actor: the most urgent first, then the oldest.
 
     Ahead of all of them, those that hold a sending slot already: their slot has come, and
     one sent late would go out together with the slots after it, in a burst the vendor
     refuses. (Slots were taken in order of priority, so priority still decides.)
+
+    Oldest by notification id, not by arrival here: deliveries that waited out a pause
+    come back together, in whatever order their timers fire, and two messages to one chat
+    must still go in the order they were sent.
     """
 
     def __init__(self) -> None:
-        self._queue: asyncio.PriorityQueue[tuple[bool, int, int, Delivery]] = (
+        self._queue: asyncio.PriorityQueue[tuple[bool, int, int, int, Delivery]] = (
             asyncio.PriorityQueue()
         )
         self._order = itertools.count()
@@ -100,6 +104,7 @@ class Inbox:
             (
                 delivery.slot_at is None,
                 -delivery.notification.priority,
+                delivery.id,
                 next(self._order),
                 delivery,
             )
@@ -108,11 +113,11 @@ class Inbox:
     async def get(self) -> Delivery:
         queue = self._queue
         if queue.empty():
-            return (await queue.get())[3]
-        return queue.get_nowait()[3]  # without a coroutine of the queue's: once per attempt
+            return (await queue.get())[4]
+        return queue.get_nowait()[4]  # without a coroutine of the queue's: once per attempt
 
     def get_nowait(self) -> Delivery:
-        return self._queue.get_nowait()[3]
+        return self._queue.get_nowait()[4]
 
     def qsize(self) -> int:
         return self._queue.qsize()

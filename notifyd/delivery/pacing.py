@@ -29,9 +29,12 @@ log = get_logger(__name__)
 # A slot at most this far away is waited for in memory; a later one sends the notification
 # back to the queue (it is claimed again when its slot comes).
 HOLD_HORIZON: Final = 10.0
-# The pause after a "slow down" that did not say for how long, and the longest one taken
-# (a vendor asking for more is treated as asking for this: past delivery.max_throttle_wait
-# the notification falls back anyway).
+# The pause after a "slow down" that did not say for how long, and the shortest one taken:
+# one that says "now" (0, or an HTTP date already past, from a vendor's clock behind ours)
+# would have the vendor asked again at once, as fast as it answers, for as long as
+# delivery.max_throttle_wait. Telegram and Twilio give whole seconds anyway. And the
+# longest one taken (a vendor asking for more is treated as asking for this: past
+# delivery.max_throttle_wait the notification falls back anyway).
 DEFAULT_PAUSE: Final = 1.0
 # A delivery at most this late past its slot always goes (see `Pacer.late_after`).
 LATE_FLOOR: Final = 0.025
@@ -73,6 +76,9 @@ class Pacer:
         # Monotonic time this instance last heard the channel must pause.
         self.paused_at = 0.0
         self._paused = False
+        # Recipients (contact: until when) this instance heard must pause; those over are
+        # dropped whenever one is added.
+        self._recipient_pauses: dict[str, float] = {}
 
     def paces(self, recipient: Recipient) -> bool:
         """Whether an attempt to `recipient` needs a slot at all."""
@@ -107,8 +113,39 @@ class Pacer:
         return max(self._interval, LATE_FLOOR) if self._interval else float("inf")
 
     @property
+    def rated(self) -> bool:
+        """Whether the channel has a rate_limit: a slot of its own, in the database."""
+        return bool(self._interval)
+
+    @property
     def paused(self) -> bool:
         return time.monotonic() < self.paused_until
+
+    def pause_past(self, budget: float, recipient: Recipient) -> tuple[float, bool] | None:
+        """Seconds left of a pause this instance heard of, for the channel or for
+        `recipient`, if over `budget`; and whether it is the channel's."""
+        now = time.monotonic()
+        left, whole = self.paused_until - now, True
+        contact = recipient.contact(self.channel)
+        if contact and (alone := self._recipient_pauses.get(contact, 0.0) - now) > left:
+            left, whole = alone, False
+        return (left, whole) if left > 0 and left > budget else None
+
+    def pause_left(self) -> float:
+        """Seconds left of a pause of the whole channel that this instance heard of.
+
+        Every delivery of this instance waits it out before it takes a slot: on a channel
+        without `rate_limit` no slot would hold it back (other instances learn of it when
+        they are told in turn); on one with, slots taken during the pause would go in the
+        order deliveries came, and when it ends the most urgent must go first.
+        """
+        return max(0.0, self.paused_until - time.monotonic())
+
+    def note_resumed(self) -> None:
+        """Log `channel_resumed` once the pause this instance heard of is over."""
+        if self._paused and not self.paused:
+            self._paused = False
+            log.info("channel_resumed", channel=self.channel)
 
     async def reserve(self, recipient: Recipient) -> Slot:
         """Take the next slot for a message to `recipient` (`DatabaseUnavailableError`)."""
@@ -123,9 +160,6 @@ class Pacer:
             recipient_interval,
             self._horizon,
         )
-        if self._paused and not self.paused:
-            self._paused = False
-            log.info("channel_resumed", channel=self.channel)
         return Slot(reserved, max(0.0, wait))
 
     async def pause(self, recipient: Recipient, seconds: float | None, *, whole: bool) -> float:
@@ -137,6 +171,7 @@ class Pacer:
         contact = recipient.contact(self.channel)
         if whole or not contact:
             key = self.channel.value
+            self.note_resumed()  # a pause over before anyone looked: its end is told first
             self.paused_at = time.monotonic()
             self.paused_until = max(self.paused_until, self.paused_at + pause)
             if not self._paused:
@@ -144,6 +179,10 @@ class Pacer:
                 log.warning("channel_paused", channel=self.channel, seconds=pause)
         else:
             key = self._recipient_key(contact)
+            now = time.monotonic()
+            pauses = {c: end for c, end in self._recipient_pauses.items() if end > now}
+            pauses[contact] = max(pauses.get(contact, 0.0), now + pause)
+            self._recipient_pauses = pauses
             log.info("recipient_paused", channel=self.channel, seconds=pause)
         await self._store.pause_slot(key, pause)
         return pause
@@ -154,7 +193,9 @@ class Pacer:
 
 def pause_length(seconds: float | None) -> float:
     """The pause taken for a vendor's "retry after `seconds`" (None: it did not say)."""
-    return DEFAULT_PAUSE if seconds is None else min(max(seconds, 0.0), MAX_PAUSE)
+    if seconds is None or not seconds >= DEFAULT_PAUSE:  # also NaN
+        return DEFAULT_PAUSE
+    return min(seconds, MAX_PAUSE)
 
 
 def telegram_interval(per_chat: float, per_group: float) -> Callable[[str], float]:

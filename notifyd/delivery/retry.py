@@ -72,6 +72,22 @@ def decide(
     return RetryLater(delay)
 
 
+def throttled_too_long(waited: float, pause: float, limit: float) -> str | None:
+    """Why a notification throttled for `waited` s, asked to pause `pause` s more, falls
+    back (`limit`: delivery.max_throttle_wait); None while it may wait."""
+    if waited >= limit:
+        return (
+            f"throttled for {waited:.0f} s, longer than delivery.max_throttle_wait:"
+            " trying the next channel"
+        )
+    if waited + pause > limit:
+        return (
+            f"asked to wait {pause:g} s, which would pass delivery.max_throttle_wait"
+            f" of {limit:g} s: trying the next channel"
+        )
+    return None
+
+
 @dataclass(frozen=True, slots=True)
 class ResumePoint:
     """Where a delivery resumes after its lease expired: a channel, or nothing left."""

@@ -70,6 +70,10 @@ class DeliveryStore(Protocol):
     async def release(self, owner: UUID, unfinished: Sequence[tuple[int, datetime]]) -> None:
         """Hand leased notifications back to the queue: (id, claimable from) pairs."""
 
+    async def defer(self, owner: UUID, notification_id: int, seconds: float) -> None:
+        """Hand a leased notification back to the queue, claimable `seconds` from now
+        (by the database's clock)."""
+
     async def requeue_expired(self, limit: int = 1000) -> int:
         """Make notifications whose lease ran out claimable again."""
 
@@ -104,5 +108,8 @@ class DeliveryStore(Protocol):
     async def pause_slot(self, key: str, seconds: float) -> None:
         """Give no slot of `key` for `seconds` (a vendor said "retry after")."""
 
-    async def suppress(self, user_id: int, channel: Channel, contact: str, reason: str) -> None:
-        """Record that `contact` can never be reached on `channel`."""
+    async def suppress(self, user_id: int, channel: Channel, contact: str, reason: str) -> bool:
+        """Record that `contact` can never be reached on `channel`.
+
+        False when the user no longer has that contact: nothing is recorded.
+        """

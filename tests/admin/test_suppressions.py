@@ -100,3 +100,22 @@ async def test_an_unknown_lifted_value_in_the_url_shows_nothing(
     doc = await page(await daemon.client.get(f"/admin/users/{user_id}?lifted=<script>"))
 
     assert not doc.has_id("lifted")
+
+
+async def test_a_new_contact_saved_from_the_form_lifts_its_suppression(
+    daemon: Daemon, db: asyncpg.Connection
+) -> None:
+    user_id = await insert_user(db, email="ivan@example.com", telegram_chat_id="4003")
+    await _suppress(db, user_id, "telegram", "blocked")
+    await _suppress(db, user_id, "email", "no such mailbox")
+
+    response = await daemon.client.post(
+        f"/admin/users/{user_id}",
+        data={"email": "ivan@example.com", "phone": "", "telegram_chat_id": "1001"},
+        headers=origin(daemon),
+        allow_redirects=False,
+    )
+
+    assert response.status == 303
+    left = await db.fetch("SELECT channel FROM notifyd.suppressions WHERE user_id = $1", user_id)
+    assert [r["channel"] for r in left] == ["email"]  # that address was saved unchanged

@@ -234,6 +234,13 @@ class MemoryQueue:
                 row.status, row.locked_by, row.lease_expires_at = Status.PENDING, None, None
                 row.run_after = max(row.run_after, run_after)
 
+    async def defer(self, owner: UUID, notification_id: int, seconds: float) -> None:
+        await self._call("defer")
+        row = self.rows.get(notification_id)
+        if row is not None and row.locked_by == owner and row.status == Status.PROCESSING:
+            row.status, row.locked_by, row.lease_expires_at = Status.PENDING, None, None
+            row.run_after = max(row.run_after, datetime.now(UTC) + timedelta(seconds=seconds))
+
     async def requeue_expired(self, limit: int = 1000) -> int:
         await self._call("requeue_expired")
         now = datetime.now(UTC)
@@ -299,6 +306,7 @@ class MemoryQueue:
         await self._call("pause_slot")
         self.slots[key] = max(self.slots.get(key, 0.0), time.monotonic() + seconds)
 
-    async def suppress(self, user_id: int, channel: Channel, contact: str, reason: str) -> None:
+    async def suppress(self, user_id: int, channel: Channel, contact: str, reason: str) -> bool:
         await self._call("suppress")
         self.suppressions[(user_id, channel)] = (contact, reason)
+        return True

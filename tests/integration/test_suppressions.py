@@ -180,3 +180,25 @@ async def test_an_answer_for_no_chat_suppresses_nothing(
 
     assert trail(finished) == [("telegram", "failed"), ("email", "success")]
     assert await db.fetchval("SELECT count(*) FROM notifyd.suppressions") == 0
+
+
+async def test_a_refusal_of_a_contact_changed_meanwhile_suppresses_nothing(
+    daemon: Daemon, telegram_api: FakeTelegramApi, db: asyncpg.Connection
+) -> None:
+    # The user gives a new chat while the vendor is still answering about the old one:
+    # its "blocked" is about a contact the user no longer has, and must not hold back
+    # the new one.
+    user_id = await _blocked_user(daemon)
+    telegram_api.delay = 1.0  # below the channel's timeout: the 403 still comes
+    answer = await daemon.notify(user_id=user_id, message="hello", channels=["telegram"])
+    await telegram_api.wait_for_calls(1)
+
+    response = await daemon.client.patch(f"/api/users/{user_id}", json={"telegram_chat_id": 1001})
+    assert response.status == 200
+    finished = await daemon.wait_finished(answer["id"])
+    telegram_api.delay = 0.0
+
+    assert trail(finished) == [("telegram", "failed")]
+    assert await db.fetchval("SELECT count(*) FROM notifyd.suppressions") == 0
+    again = await _send(daemon, user_id)
+    assert trail(again) == [("telegram", "success")]

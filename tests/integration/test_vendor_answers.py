@@ -7,6 +7,7 @@ a vendor (or something in between) may send.
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -483,6 +484,47 @@ async def test_smtp_rate_limited_server_counts_what_it_refused(
 
     assert outcomes == ["sent", "sent", "channel"]  # refused at MAIL: the server's limit
     assert smtp_server.refused == 1
+
+
+@pytest.mark.parametrize(
+    ("greeting", "throttled"),
+    [
+        (b"421 4.7.0 Too many connections from your host\r\n", True),
+        (b"421 Service not available\r\n", True),
+        (b"450 4.7.1 Try again later\r\n", True),
+        (b"554 5.7.1 Go away\r\n", False),
+    ],
+)
+async def test_smtp_a_refusal_at_the_greeting_pauses_the_channel(
+    greeting: bytes, throttled: bool
+) -> None:
+    # A server that will not take another connection says so before any command, in its
+    # greeting: the whole channel pauses (nothing about a recipient was said yet).
+    async def greet(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(greeting)
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(greet, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    provider = EmailProvider(
+        EmailSettings(host="127.0.0.1", port=port, from_address="n@example.com", timeout=5.0)
+    )
+    try:
+        error = await _error(provider, _message(email="ivan@example.org"))
+    finally:
+        server.close()
+        await server.wait_closed()
+
+    assert isinstance(error, ThrottledError) is throttled
+    if isinstance(error, ThrottledError):
+        assert error.scope == "channel"
+    else:
+        assert isinstance(error, PermanentProviderError)
+    assert error.response == {
+        "smtp_code": int(greeting[:3]),
+        "smtp_message": greeting[4:].decode().strip(),
+    }
 
 
 @pytest.mark.parametrize("stage", ["rcpt", "data"])

@@ -8,12 +8,16 @@ fake took when it accepted each message, never on how long the test took.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime, timedelta, tzinfo
 from typing import Any
 
 import asyncpg
+import pytest
 
+from notifyd.delivery import actors
 from tests.fakes.smtp import FakeSmtpServer
 from tests.fakes.telegram import FakeTelegramApi, FloodControl
+from tests.fakes.twilio import FakeTwilioApi
 from tests.support import Daemon, wait_until
 
 DaemonFactory = Callable[..., Awaitable[Daemon]]
@@ -245,9 +249,10 @@ async def test_an_smtp_server_that_limits_its_clients_is_waited_for_not_failed(
     assert by_status.get("failed", 0) == 0  # one attempt allowed, and none used up
     assert by_status["throttled"] == smtp_server.refused
     assert by_status["success"] == 20
-    # Each refused delivery waited out its pause (1 s: SMTP gives no time) before asking
-    # again: no more refusals than deliveries times the seconds it took, at most.
-    assert smtp_server.refused <= 20 * 5, smtp_server.refused
+    # Every actor waited out each pause (1 s: SMTP gives no time), not only the one told:
+    # a pause lets through only the attempts already at the server (4 connections), so
+    # fewer refusals than deliveries (each asking on its own would be several times that).
+    assert smtp_server.refused < 20, smtp_server.refused
 
 
 async def test_a_greylisted_address_waits_its_pause_on_a_paced_channel(
@@ -277,3 +282,89 @@ async def test_a_greylisted_address_waits_its_pause_on_a_paced_channel(
     assert (first["status"], second["status"]) == ("throttled", "throttled")
     assert (second["started_at"] - first["finished_at"]).total_seconds() >= 0.9
     assert counts == {"sent": 1}
+
+
+async def test_a_pause_past_max_throttle_wait_falls_back_the_others_waiting_too(
+    daemon_factory: DaemonFactory,
+    db: asyncpg.Connection,
+    telegram_api: FakeTelegramApi,
+    smtp_server: FakeSmtpServer,
+) -> None:
+    # A bot told to wait a day (taken as an hour): a notification that comes after it
+    # falls back as the one told did, rather than wait the hour in the queue.
+    await daemon_factory(delivery={"max_throttle_wait": 5})
+    first_user, later_user = await _users(db, [1001, 1002], email=True)
+    telegram_api.rate_limit_next(retry_after=86_400, header=False)
+    [first] = await _enqueue(db, [first_user], ["telegram", "email"])
+    assert await _wait_terminal(db, [first], deadline=10) == {"sent": 1}
+
+    [later] = await _enqueue(db, [later_user], ["telegram", "email"])
+    counts = await _wait_terminal(db, [later], deadline=10)
+
+    assert counts == {"sent": 1}
+    assert len(telegram_api.calls) == 1  # the vendor was not asked again
+    rows = await _attempts(db, later)
+    assert [(r["channel"], r["status"]) for r in rows] == [
+        ("telegram", "throttled"),
+        ("email", "success"),
+    ]
+    assert rows[0]["error"].startswith("not tried: the vendor asked this channel to pause")
+    assert "delivery.max_throttle_wait of 5 s" in rows[0]["error"]
+    assert len(smtp_server.received) == 2
+
+
+async def test_sms_through_twilio_goes_at_the_configured_pace(
+    daemon_factory: DaemonFactory, db: asyncpg.Connection, twilio_api: FakeTwilioApi
+) -> None:
+    # The account takes 5 a second (beyond: 429, error 20429); notifyd is told 4.
+    twilio_api.rate_limit = 5
+    await daemon_factory(channels={"sms": twilio_api.settings(rate_limit=4, concurrency=4)})
+    rows = await db.fetch(
+        "INSERT INTO notifyd.users (phone) SELECT '+1415555' || lpad(n::text, 4, '0')"
+        " FROM generate_series(1, 12) AS n RETURNING id"
+    )
+
+    ids = await _enqueue(db, [row["id"] for row in rows], ["sms"])
+    counts = await _wait_terminal(db, ids, deadline=30)
+
+    assert counts == {"sent": 12}
+    assert len(twilio_api.messages) == 12
+    assert twilio_api.refused == 0
+
+
+class _ClockBehind(datetime):
+    """This host's clock, a minute behind the database's."""
+
+    @classmethod
+    def now(cls, tz: tzinfo | None = None) -> _ClockBehind:
+        return cls.fromtimestamp((datetime.now(tz) - timedelta(minutes=1)).timestamp(), tz)
+
+
+async def test_a_far_slot_is_waited_for_by_the_database_s_clock(
+    daemon_factory: DaemonFactory,
+    db: asyncpg.Connection,
+    telegram_api: FakeTelegramApi,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The channel's next slot is 30 s away (another instance was told to pause). Counted
+    # on a clock a minute behind, "30 s from now" would be already past for the queue:
+    # the notification would be claimed and sent back again and again until its slot.
+    monkeypatch.setattr(actors, "datetime", _ClockBehind)
+    await daemon_factory()
+    [user] = await _users(db, [1001])
+    await db.execute("SELECT notifyd.pause_slot('telegram', 30)")
+
+    [notification_id] = await _enqueue(db, [user], ["telegram"])
+
+    async def deferred() -> asyncpg.Record | None:
+        row = await db.fetchrow(
+            "SELECT status, claims, extract(epoch FROM run_after - now()) AS wait"
+            " FROM notifyd.notifications WHERE id = $1",
+            notification_id,
+        )
+        return row if row["status"] == "pending" and row["claims"] >= 1 else None
+
+    row = await wait_until(deferred, deadline=10, what="the notification to be sent back")
+    assert 20 < row["wait"] <= 30
+    assert row["claims"] == 1
+    assert telegram_api.calls == []

@@ -7,14 +7,17 @@ import itertools
 import time
 from datetime import timedelta
 
-from notifyd.delivery.pacing import Pacer, pause_length
+from structlog.testing import capture_logs
+
+from notifyd.channel_settings import ChannelsSettings
+from notifyd.delivery.pacing import DEFAULT_PAUSE, Pacer, pacer_for, pause_length
 from notifyd.domain import AttemptStatus, Channel, Recipient, Status
 from notifyd.errors import RecipientUnreachableError, ThrottledError
 from tests.fakes.memory_queue import MemoryQueue
 from tests.support import wait_until
 from tests.unit.pipeline import Pipeline, ScriptedProvider
 
-TELEGRAM, SMS = Channel.TELEGRAM, Channel.SMS
+TELEGRAM, SMS, EMAIL = Channel.TELEGRAM, Channel.SMS, Channel.EMAIL
 
 
 def chat(user_id: int, chat_id: str) -> Recipient:
@@ -214,8 +217,17 @@ def test_lateness_and_pause_bounds() -> None:
     assert per_recipient.late_after == float("inf")
     # A vendor's retry time as a pause: none said is the default, nonsense is bounded.
     assert pause_length(None) == 1.0
-    assert pause_length(-5) == 0.0
     assert pause_length(1e12) == 3600.0
+    assert pause_length(2.5) == 2.5
+
+
+def test_a_slow_down_that_says_now_is_a_pause_all_the_same() -> None:
+    # "Retry after 0", a negative time, or an HTTP date already past (a vendor clock
+    # behind ours): taken at its word, the channel would be asked again at once, as fast
+    # as the vendor answers, for all of delivery.max_throttle_wait.
+    assert pause_length(0) == DEFAULT_PAUSE
+    assert pause_length(0.001) == DEFAULT_PAUSE
+    assert pause_length(-5) == DEFAULT_PAUSE
 
 
 async def test_slots_taken_before_a_pause_wait_for_it() -> None:
@@ -237,3 +249,144 @@ async def test_slots_taken_before_a_pause_wait_for_it() -> None:
     # Nothing else went to the vendor during the pause it asked for.
     assert all(a.started_at - first.finished_at >= timedelta(seconds=0.45) for a in attempts[1:])
     assert telegram.calls == len(ids) + 1
+
+
+async def test_a_pause_holds_every_actor_of_a_channel_without_slots() -> None:
+    # No rate_limit and no per_recipient_interval (SMTP's default): the pause is not in
+    # any slot, and the other deliveries must still wait it out, not only the one told.
+    throttled = ThrottledError("421 4.7.0 Too many messages", retry_after=0.5)
+    email = ScriptedProvider(EMAIL, [throttled])
+    pipeline = Pipeline({EMAIL: email}, concurrency=1)
+    ids = [pipeline.queue.add([EMAIL], recipient=chat(n, str(n))) for n in range(1, 6)]
+    pipeline.start()
+    await pipeline.claim()
+    await settled(pipeline, len(ids))
+    await pipeline.stop()
+
+    attempts = sorted(
+        (a for n in ids for a in pipeline.queue.attempts_of(n)), key=lambda a: a.started_at
+    )
+    first = attempts[0]
+    assert first.status == AttemptStatus.THROTTLED
+    assert all(a.started_at - first.finished_at >= timedelta(seconds=0.45) for a in attempts[1:])
+    assert email.calls == len(ids) + 1
+
+
+async def test_every_pause_and_resume_of_a_channel_is_logged() -> None:
+    # On a channel without slots too: each pause is told, and so is its end.
+    throttled = ThrottledError("421 4.7.0 Too many messages", retry_after=0.2)
+    email = ScriptedProvider(EMAIL, [throttled, "ok", throttled, "ok"])
+    pipeline = Pipeline({EMAIL: email}, concurrency=1, actors=1)
+    ids = [pipeline.queue.add([EMAIL], recipient=chat(n, str(n))) for n in range(1, 4)]
+    with capture_logs() as logs:
+        pipeline.start()
+        await pipeline.claim()
+        await settled(pipeline, len(ids))
+        await pipeline.stop()
+
+    events = [e["event"] for e in logs if e["event"] in {"channel_paused", "channel_resumed"}]
+    assert events == ["channel_paused", "channel_resumed"] * 2
+
+
+async def test_a_pause_past_the_budget_falls_back_those_not_yet_tried_too() -> None:
+    # The vendor asks the whole channel to wait 30 s, past max_throttle_wait: the
+    # notification told falls back at once, and so does one that was waiting its turn,
+    # instead of sitting out the pause in the queue. Neither asks the vendor again.
+    throttled = ThrottledError("Too Many Requests: retry after 30", retry_after=30)
+    telegram = ScriptedProvider(TELEGRAM, [throttled])
+    sms = ScriptedProvider(SMS)
+    pipeline = Pipeline(
+        {TELEGRAM: telegram, SMS: sms},
+        max_throttle_wait=10,
+        rate_limits={TELEGRAM: 1000.0},
+        concurrency=1,
+    )
+    told = pipeline.queue.add([TELEGRAM, SMS], recipient=chat(1, "41"))
+    waiting = pipeline.queue.add([TELEGRAM, SMS], recipient=chat(2, "42"))
+    pipeline.start()
+    await pipeline.claim()
+    await settled(pipeline, 2)
+    await pipeline.stop()
+
+    assert telegram.calls == 1
+    assert sorted(sms.sent) == sorted([told, waiting])
+    log = pipeline.queue.attempts_of(waiting)
+    assert [(a.channel, a.status) for a in log] == [
+        (TELEGRAM, AttemptStatus.THROTTLED),
+        (SMS, AttemptStatus.SUCCESS),
+    ]
+    assert "not tried" in (log[0].error or "")
+    assert "delivery.max_throttle_wait of 10 s" in (log[0].error or "")
+
+
+async def test_while_a_channel_is_paused_higher_priority_goes_first_when_it_ends() -> None:
+    # The lower ones were there first, but none takes a slot during the pause: when it
+    # ends, the most urgent goes first, even one that came in the meantime.
+    throttled = ThrottledError("Too Many Requests: retry after 1", retry_after=1.0)
+    telegram = ScriptedProvider(TELEGRAM, [throttled])
+    pipeline = Pipeline({TELEGRAM: telegram}, rate_limits={TELEGRAM: 1000.0}, concurrency=1)
+    pipeline.queue.add([TELEGRAM], recipient=chat(1, "1"))
+    low = [pipeline.queue.add([TELEGRAM], priority=-100, recipient=chat(n, str(n))) for n in (2, 3)]
+    pipeline.start()
+    await pipeline.claim()
+
+    async def paused() -> bool:
+        return pipeline.actors[TELEGRAM].pacer.paused
+
+    await wait_until(paused, deadline=5, what="the pause")
+    urgent = pipeline.queue.add([TELEGRAM], priority=100, recipient=chat(4, "4"))
+    await pipeline.claim()
+    await settled(pipeline, 4)
+    await pipeline.stop()
+
+    assert telegram.sent[0] == urgent
+    assert telegram.sent[-2:] == low
+
+
+async def test_telegram_spaces_groups_further_apart_than_private_chats() -> None:
+    # Telegram takes about one message a second in a private chat, 20 a minute in a
+    # group (a negative id) or a channel (an @username); 30 a second from the bot.
+    queue = MemoryQueue()
+    pacer = pacer_for(TELEGRAM, ChannelsSettings(), queue)
+    for chat_id in ("1001", "-1001234", "@news"):
+        for _ in range(2):
+            assert (await pacer.reserve(chat(1, chat_id))).reserved
+
+    def spacing(key: str) -> float:
+        first, second = [slot for _, recipient, slot in queue.reserved if recipient == key]
+        return round(second - first, 3)
+
+    assert spacing("telegram:1001") == 1.0
+    assert spacing("telegram:-1001234") == 3.0
+    assert spacing("telegram:@news") == 3.0
+    channel = [slot for key, _, slot in queue.reserved if key == "telegram"]
+    assert all(round(b - a, 3) >= round(1 / 30, 3) for a, b in itertools.pairwise(channel))
+
+
+async def test_a_group_paused_past_the_budget_falls_back_its_other_messages_only() -> None:
+    # Telegram asks one group to wait 30 s, past max_throttle_wait: the other message to
+    # that group falls back without asking, and a private chat's goes on as usual.
+    throttled = ThrottledError("Too Many Requests", scope="recipient", retry_after=30)
+    telegram = ScriptedProvider(TELEGRAM, [throttled])
+    sms = ScriptedProvider(SMS)
+    pipeline = Pipeline(
+        {TELEGRAM: telegram, SMS: sms},
+        max_throttle_wait=10,
+        rate_limits={TELEGRAM: 1000.0},
+        intervals={TELEGRAM: 0.01},
+        concurrency=1,
+    )
+    told = pipeline.queue.add([TELEGRAM, SMS], recipient=chat(1, "-100"))
+    same_group = pipeline.queue.add([TELEGRAM, SMS], recipient=chat(2, "-100"))
+    private = pipeline.queue.add([TELEGRAM, SMS], recipient=chat(3, "3"))
+    pipeline.start()
+    await pipeline.claim()
+    await settled(pipeline, 3)
+    await pipeline.stop()
+
+    assert telegram.calls == 2
+    assert telegram.sent == [private]
+    assert sorted(sms.sent) == sorted([told, same_group])
+    [skipped, _] = pipeline.queue.attempts_of(same_group)
+    assert skipped.status == AttemptStatus.THROTTLED
+    assert (skipped.error or "").startswith("not tried: the vendor asked this recipient to pause")

@@ -15,6 +15,7 @@ from notifyd.delivery.retry import (
     backoff_delay,
     decide,
     resume_point,
+    throttled_too_long,
 )
 from notifyd.domain import Attempt
 
@@ -239,3 +240,14 @@ def test_a_vendor_asking_to_wait_too_long_makes_the_channel_fall_back() -> None:
     decision = decide(policy, 1, transient=True, retry_after=3600)
     assert isinstance(decision, FallBack)
     assert "3600s" in decision.reason
+
+
+def test_throttled_too_long() -> None:
+    assert throttled_too_long(0.0, 30.0, 600.0) is None
+    assert throttled_too_long(590.0, 30.0, 600.0) == (
+        "asked to wait 30 s, which would pass delivery.max_throttle_wait of 600 s:"
+        " trying the next channel"
+    )
+    assert throttled_too_long(601.0, 1.0, 600.0) == (
+        "throttled for 601 s, longer than delivery.max_throttle_wait: trying the next channel"
+    )

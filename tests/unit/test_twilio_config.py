@@ -224,3 +224,21 @@ def test_retry_after_seconds(header: str | None, seconds: float | None) -> None:
     now = datetime(2026, 10, 21, 7, 28, 0, tzinfo=UTC)
 
     assert retry_after_seconds(header, now) == seconds
+
+
+@pytest.mark.parametrize(
+    ("sender", "rate"),
+    [
+        ({"provider": "stub"}, 0.0),  # no vendor
+        ({"from_number": FROM_NUMBER}, 1.0),  # a long code: one segment a second
+        ({"from_number": "+18885550123"}, 3.0),  # US toll-free: three a second
+        ({"from_number": "+18005550123"}, 3.0),
+        ({"from_number": "+18995550123"}, 1.0),  # 899 is not a toll-free code
+        ({"messaging_service_sid": SERVICE_SID}, 0.0),  # the service queues itself
+        ({"from_number": FROM_NUMBER, "rate_limit": 10.0}, 10.0),  # set: taken as is
+        ({"from_number": FROM_NUMBER, "rate_limit": 0.0}, 0.0),
+    ],
+)
+def test_the_default_rate_limit_follows_the_sender(sender: dict[str, object], rate: float) -> None:
+    settings = {"provider": "twilio", "account_sid": ACCOUNT_SID, "auth_token": AUTH_TOKEN}
+    assert SmsSettings.model_validate({**settings, **sender}).effective_rate_limit() == rate
