@@ -146,16 +146,27 @@ CANCEL_REQUESTED: Final = """
 # Rows claimed or renewed less than a heartbeat ago are skipped: renewing them would only
 # rewrite rows (a new version each) that a fast drain finishes within seconds anyway. So
 # are rows another transaction holds locked: renewed at the next heartbeat, not waited for.
+# Answers the ids whose lease holds for a heartbeat's renewal: renewed now, or recently.
 EXTEND_LEASES: Final = """
-    UPDATE notifyd.notifications
-    SET lease_expires_at = now() + make_interval(secs => $3), updated_at = now()
-    WHERE ctid = ANY(ARRAY(
-        SELECT ctid FROM notifyd.notifications
+    WITH due AS MATERIALIZED (
+        SELECT ctid AS row_id FROM notifyd.notifications
         WHERE id = ANY($2::bigint[]) AND locked_by = $1 AND status = 'processing'
           AND updated_at < now() - make_interval(secs => $4)
         FOR NO KEY UPDATE SKIP LOCKED
-    ))
-      AND locked_by = $1
+    ),
+    renewed AS (
+        UPDATE notifyd.notifications
+        SET lease_expires_at = now() + make_interval(secs => $3), updated_at = now()
+        WHERE ctid = ANY(ARRAY(SELECT row_id FROM due)) AND locked_by = $1
+        RETURNING id
+    )
+    SELECT ARRAY(
+        SELECT id FROM renewed
+        UNION ALL
+        SELECT id FROM notifyd.notifications
+        WHERE id = ANY($2::bigint[]) AND locked_by = $1 AND status = 'processing'
+          AND updated_at >= now() - make_interval(secs => $4)
+    )
 """
 RELEASE: Final = """
     UPDATE notifyd.notifications AS n
@@ -339,12 +350,17 @@ class Queue(SlotQueries):
         notification_ids: Sequence[int],
         lease_seconds: float,
         renewed_within: float = 0.0,
-    ) -> None:
-        """Renew `owner`'s leases, except those claimed or renewed in `renewed_within` s."""
+    ) -> set[int]:
+        """Renew `owner`'s leases, except those claimed or renewed in `renewed_within` s.
+
+        Answers the ids whose lease now runs at least `lease_seconds - renewed_within` from
+        the call: not those another transaction held locked, or no longer `owner`'s.
+        """
         async with translate_errors():
-            await self._pool.execute(
+            held = await self._pool.fetchval(
                 EXTEND_LEASES, owner, list(notification_ids), lease_seconds, renewed_within
             )
+        return set(held)
 
     async def release(self, owner: UUID, unfinished: Sequence[tuple[int, datetime]]) -> None:
         """Hand leased notifications back to the queue: (id, claimable from) pairs."""

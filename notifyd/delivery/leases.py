@@ -76,13 +76,14 @@ class LeaseKeeper:
             if held:
                 renewed_within = self.interval / 2
                 sent = time.monotonic()
-                await self._store.extend_leases(
+                renewed = await self._store.extend_leases(
                     self._owner, held, self._lease_seconds, renewed_within=renewed_within
                 )
                 # Rows claimed or renewed within `renewed_within` were left as they were:
-                # their lease ends no earlier than this.
+                # their lease ends no earlier than this. A row another transaction held
+                # locked was not renewed, and its lease in memory runs on to its end.
                 self._in_flight.leases_renewed(
-                    held, until=sent - renewed_within + self._lease_seconds
+                    sorted(renewed), until=sent - renewed_within + self._lease_seconds
                 )
                 # A cancel's NOTIFY may have been missed (the LISTEN session was away).
                 cancelled = await self._store.cancel_requested(self._owner, held)

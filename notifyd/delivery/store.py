@@ -64,8 +64,10 @@ class DeliveryStore(Protocol):
         notification_ids: Sequence[int],
         lease_seconds: float,
         renewed_within: float = 0.0,
-    ) -> None:
-        """Renew `owner`'s leases, except those claimed or renewed in `renewed_within` s."""
+    ) -> set[int]:
+        """Renew `owner`'s leases, except those claimed or renewed in `renewed_within` s;
+        answer the ids whose lease holds that long (not those another transaction held
+        locked, or no longer `owner`'s)."""
 
     async def release(self, owner: UUID, unfinished: Sequence[tuple[int, datetime]]) -> None:
         """Hand leased notifications back to the queue: (id, claimable from) pairs."""

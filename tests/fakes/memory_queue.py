@@ -218,13 +218,16 @@ class MemoryQueue:
         notification_ids: Sequence[int],
         lease_seconds: float,
         renewed_within: float = 0.0,
-    ) -> None:
+    ) -> set[int]:
         await self._call("extend_leases")
         until = datetime.now(UTC) + timedelta(seconds=lease_seconds)
+        renewed = set()
         for notification_id in notification_ids:
             row = self.rows.get(notification_id)
             if row is not None and row.locked_by == owner and row.status == Status.PROCESSING:
                 row.lease_expires_at = until
+                renewed.add(notification_id)
+        return renewed
 
     async def release(self, owner: UUID, unfinished: Sequence[tuple[int, datetime]]) -> None:
         await self._call("release")

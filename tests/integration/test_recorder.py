@@ -9,6 +9,8 @@ from datetime import UTC, datetime
 import asyncpg
 
 from notifyd.db import Database
+from notifyd.delivery.inflight import InFlight
+from notifyd.delivery.leases import LeaseKeeper
 from notifyd.delivery.recorder import Recorder
 from notifyd.domain import AttemptRecord, AttemptStatus, Channel, ClaimedNotification, Status
 from tests.support import statements_and_rows, wait_until
@@ -298,7 +300,7 @@ async def test_a_locked_row_keeps_the_others_leases_renewed(
         "SELECT lease_expires_at FROM notifyd.notifications WHERE id = $1", free.id
     )
     try:
-        await asyncio.wait_for(
+        renewed = await asyncio.wait_for(
             database.queue.extend_leases(owner, [locked.id, free.id], 300), timeout=5
         )
     finally:
@@ -308,3 +310,42 @@ async def test_a_locked_row_keeps_the_others_leases_renewed(
         "SELECT lease_expires_at FROM notifyd.notifications WHERE id = $1", free.id
     )
     assert after > before
+    # Only what was renewed is said to be: the locked row's lease runs on to its end.
+    assert renewed == {free.id}
+
+
+async def test_the_heartbeat_does_not_count_a_locked_row_as_renewed(
+    database_url: str, db: asyncpg.Connection, database: Database
+) -> None:
+    """A lease that could not be renewed must run out in memory too: past it, the actor
+    starts no attempt that another instance might be making as well."""
+    owner = uuid.uuid4()
+    locked, free = await claimed(db, database, owner, 2)
+    # Both claimed long enough ago to be due for renewal.
+    await db.execute("UPDATE notifyd.notifications SET updated_at = now() - interval '1 minute'")
+    in_flight = InFlight(capacity=10, refill_threshold=1, on_room=lambda: None, inboxes={})
+    held_locked = in_flight.hold(locked, lease_until=0.0)
+    held_free = in_flight.hold(free, lease_until=0.0)
+    present = asyncio.Event()
+    present.set()
+    keeper = LeaseKeeper(
+        database.queue,
+        owner,
+        in_flight,
+        lease_seconds=30,
+        present=present,
+        peers_settled=lambda: False,
+    )
+    other_application = await asyncpg.connect(database_url)
+    transaction = other_application.transaction()
+    await transaction.start()
+    await other_application.execute(
+        "SELECT 1 FROM notifyd.notifications WHERE id = $1 FOR UPDATE", locked.id
+    )
+    try:
+        await asyncio.wait_for(keeper.tick(), timeout=5)
+    finally:
+        await transaction.rollback()
+        await other_application.close()
+    assert held_free.lease_until > 0.0
+    assert held_locked.lease_until == 0.0
