@@ -64,7 +64,9 @@ async def place_of(
     name: str = await connection.fetchval(CURRENT_DATABASE)
     try:
         system_identifier: int | None = await connection.fetchval(SYSTEM_IDENTIFIER)
-    except asyncpg.InsufficientPrivilegeError:
+    except asyncpg.PostgresError:
+        # Not for this role, or not on this server (a hosted PostgreSQL may lack or refuse
+        # pg_control_system()): the database's name alone is compared.
         system_identifier = None
     return Place(name, system_identifier)
 

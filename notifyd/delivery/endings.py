@@ -13,7 +13,6 @@ from notifyd.delivery.attempt import AttemptResult
 from notifyd.delivery.inflight import Delivery
 from notifyd.delivery.store import DeliveryStore
 from notifyd.domain import AttemptRecord, AttemptStatus, Channel, Status, timestamp_in_range
-from notifyd.errors import DatabaseUnavailableError
 from notifyd.logs import get_logger, info_enabled
 from notifyd.metrics import Metrics
 
@@ -131,8 +130,16 @@ async def suppress(store: DeliveryStore, delivery: Delivery, channel: Channel, r
         return
     try:
         recorded = await store.suppress(recipient.user_id, channel, contact, reason)
-    except DatabaseUnavailableError as exc:
-        log.warning("suppression_not_recorded", channel=channel, error=str(exc))
+    except Exception as exc:
+        # An outage, or a statement refused (a deadlock with another application's
+        # transaction on the user's row): the vendor refuses again next time, and this
+        # notification goes on to its next channel either way.
+        log.warning(
+            "suppression_not_recorded",
+            channel=channel,
+            error_type=type(exc).__name__,
+            error=str(exc)[:500],
+        )
         return
     if not recorded:
         return  # the user changed that contact meanwhile: the new one is not refused

@@ -55,6 +55,8 @@ class _Entry:
     written: asyncio.Future[Written]
     # Monotonic time after which writing it is pointless: the lease has lapsed.
     give_up_at: float
+    # Whether its row has been found locked by another transaction (logged once).
+    deferred: bool = False
 
 
 class Recorder:
@@ -300,11 +302,9 @@ class Recorder:
         if entry.give_up_at <= time.monotonic():
             self._give_up(entry, "its row stayed locked by another transaction")
             return
-        log.info(
-            "attempt_write_deferred",
-            notification_id=entry.record.notification_id,
-            reason="row locked by another transaction",
-        )
+        if not entry.deferred:  # once: it is tried every BUSY_RETRY_DELAY until then
+            entry.deferred = True
+            log.info("attempt_write_deferred", notification_id=entry.record.notification_id)
         self._busy.append(entry)
         if self._busy_retry is None:
             loop = asyncio.get_running_loop()
@@ -313,7 +313,9 @@ class Recorder:
     def _retry_busy(self) -> None:
         self._busy_retry = None
         busy, self._busy = self._busy, []
-        self._waiting.extend(entry for entry in busy if not entry.written.done())
+        # Back at the front: `watch` gives up the oldest first, and these came before
+        # anything that joined the queue meanwhile.
+        self._waiting.extendleft(reversed([e for e in busy if not e.written.done()]))
         if self._waiting:
             self._has_work.set()
         self._update_room()
