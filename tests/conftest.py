@@ -194,7 +194,16 @@ async def database_url(pg_server_url: str, template_database: str) -> AsyncItera
     name = f"notifyd_test_{uuid.uuid4().hex[:12]}"
     admin = await asyncpg.connect(pg_server_url)
     try:
-        await admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_database}"')
+        for attempt in range(10):
+            try:
+                await admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_database}"')
+                break
+            except asyncpg.ObjectInUseError:
+                # "source database is being accessed by other users": a server process
+                # (autovacuum) was in the template for a moment; it leaves on its own.
+                if attempt == 9:
+                    raise
+                await asyncio.sleep(0.5)
     finally:
         await admin.close()
     yield database_url_for(pg_server_url, name)
