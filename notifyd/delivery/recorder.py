@@ -254,9 +254,7 @@ class Recorder:
                     self._give_up(entry, str(exc))
                 else:
                     retry.append(entry)
-            self._waiting.extendleft(reversed(retry))
-            if retry:
-                self._has_work.set()
+            self._put_back(retry)
             return True
         except Exception as exc:
             # The database took the statement and refused it: a value it cannot hold (a
@@ -313,13 +311,16 @@ class Recorder:
     def _retry_busy(self) -> None:
         self._busy_retry = None
         busy, self._busy = self._busy, []
-        # Back at the front: `watch` gives up the oldest first, and these came before
-        # anything that joined the queue meanwhile.
-        self._waiting.extendleft(reversed([e for e in busy if not e.written.done()]))
-        if self._waiting:
-            self._has_work.set()
+        self._put_back([entry for entry in busy if not entry.written.done()])
         self._update_room()
         self._update_idle()
+
+    def _put_back(self, entries: list[_Entry]) -> None:
+        """Queue `entries` to be written again, at the front: `watch` gives up the oldest
+        first, and these came before anything that joined the queue meanwhile."""
+        self._waiting.extendleft(reversed(entries))
+        if entries:
+            self._has_work.set()
 
     async def _refused(self, entry: _Entry, exc: Exception) -> None:
         """The database refused this attempt: write it without the vendor's answer.
