@@ -17,7 +17,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
@@ -26,6 +25,7 @@ from notifyd.config import LEGACY_EMAIL_SECURITY, LEGACY_ENV
 from notifyd.db import Database
 from notifyd.db.embedded import quiet_pgserver_import
 from notifyd.db.migrations import migrate
+from tests.databases import create_database, database_url_for, drop_database
 from tests.fakes.smtp import FakeSmtpServer
 from tests.fakes.telegram import FakeTelegramApi
 from tests.fakes.twilio import FakeTwilioApi
@@ -33,12 +33,6 @@ from tests.pgbouncer import PgBouncer, PoolMode, pgbouncer_missing
 from tests.support import Daemon, start_daemon
 
 TEST_DATABASE_URL_ENV = "NOTIFYD_TEST_DATABASE_URL"
-
-
-def database_url_for(server_url: str, name: str) -> str:
-    """`server_url` pointed at database `name` (keeps host, socket dir and options)."""
-    parts = urlsplit(server_url)
-    return urlunsplit(parts._replace(path=f"/{name}"))
 
 
 @pytest.fixture(scope="session")
@@ -183,7 +177,7 @@ def template_database(pg_server_url: str) -> Iterator[str]:
 async def _drop_database(server_url: str, name: str) -> None:
     admin = await asyncpg.connect(server_url)
     try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await drop_database(admin, name)
     finally:
         await admin.close()
 
@@ -194,16 +188,7 @@ async def database_url(pg_server_url: str, template_database: str) -> AsyncItera
     name = f"notifyd_test_{uuid.uuid4().hex[:12]}"
     admin = await asyncpg.connect(pg_server_url)
     try:
-        for attempt in range(10):
-            try:
-                await admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_database}"')
-                break
-            except asyncpg.ObjectInUseError:
-                # "source database is being accessed by other users": a server process
-                # (autovacuum) was in the template for a moment; it leaves on its own.
-                if attempt == 9:
-                    raise
-                await asyncio.sleep(0.5)
+        await create_database(admin, name, template=template_database)
     finally:
         await admin.close()
     yield database_url_for(pg_server_url, name)

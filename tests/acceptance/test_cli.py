@@ -398,7 +398,7 @@ async def test_the_notifyd_entry_point_runs_the_same_commands(
 async def test_a_database_without_the_schema_is_refused_with_advice(
     tmp_path: Path, pg_server_url: str
 ) -> None:
-    from tests.conftest import database_url_for
+    from tests.databases import database_url_for, drop_database
 
     name = f"notifyd_empty_{os.getpid()}_{id(tmp_path) % 100000}"
     admin = await asyncpg.connect(pg_server_url)
@@ -407,7 +407,7 @@ async def test_a_database_without_the_schema_is_refused_with_advice(
         env = {"DATABASE_URL": database_url_for(pg_server_url, name)}
         result = await run_notifyd("users", "list", env=env, cwd=tmp_path)
     finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await drop_database(admin, name)
         await admin.close()
 
     assert result.code == 1

@@ -139,7 +139,7 @@ async def test_serve_without_a_database_starts_an_embedded_one_that_keeps_its_da
 
 async def test_migrate_command_applies_the_schema(launch: Launcher, pg_server_url: str) -> None:
     from notifyd.db.migrations import load_migrations
-    from tests.conftest import database_url_for
+    from tests.databases import database_url_for, drop_database
 
     name = "notifyd_migrate_" + str(free_port())
     admin = await asyncpg.connect(pg_server_url)
@@ -167,7 +167,7 @@ async def test_migrate_command_applies_the_schema(launch: Launcher, pg_server_ur
         assert await again.wait() == 0
         assert (await again.wait_for_event("migrations_done"))["applied"] == []
     finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await drop_database(admin, name)
         await admin.close()
 
 

@@ -21,7 +21,8 @@ import asyncpg
 import pytest
 
 from notifyd.db.migrations import migrations_dir
-from tests.conftest import EmptyDatabase, database_url_for
+from tests.conftest import EmptyDatabase
+from tests.databases import database_url_for, drop_database
 from tests.schema import LEGACY_MIGRATIONS, dump_schema, migrate_database
 
 BASELINE = migrations_dir() / "0001_schema.sql"
@@ -40,7 +41,7 @@ def chain_schema(pg_server_url: str) -> str:
             await migrate_database(url, LEGACY_MIGRATIONS)
             return await dump_schema(url)
         finally:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            await drop_database(admin, name)
             await admin.close()
 
     return asyncio.run(build())
