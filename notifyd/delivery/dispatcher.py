@@ -12,7 +12,7 @@ from notifyd.delivery.inflight import Delivery, InFlight
 from notifyd.delivery.retry import resume_point
 from notifyd.delivery.store import DeliveryStore
 from notifyd.delivery.timers import wait_for_event
-from notifyd.domain import Attempt, Status
+from notifyd.domain import Attempt, ClaimedNotification, Status
 from notifyd.errors import DatabaseUnavailableError
 from notifyd.logs import get_logger
 
@@ -26,6 +26,13 @@ class Dispatcher:
     notification would have missed. It claims only while `may_claim()`: the instance holds
     its presence lock, since other instances take over leases held without one; or it runs
     poll-only, where its lease heartbeats alone keep others off its work.
+
+    Claims run in up to `claimers` lanes at once (SKIP LOCKED keeps them apart). A wake
+    while a claim is under way opens another lane rather than waiting for it: a row that
+    committed just after a claim's snapshot would otherwise wait for that claim to end and
+    then for its own, the tail of the time from insert to delivery. A wake while every lane
+    is busy is kept, and the first lane to find the table dry claims once more for it: each
+    wake is followed by a claim that started after it.
     """
 
     def __init__(
@@ -48,18 +55,18 @@ class Dispatcher:
         self._poll_interval = poll_interval
         self._batch_size = batch_size
         self._claimers = claimers
-        # Room promised to claims still running, and whether one found the table dry.
+        # Room promised to claims still running.
         self._reserved = 0
-        self._exhausted = False
-        self._claims_this_round = 0
-        self._lanes: list[asyncio.Task[int]] = []
+        self._lanes: set[asyncio.Task[None]] = set()
+        # A wake came after the last claim started: one more claim is owed.
+        self._owed = False
+        self._claimed = 0
         self._lease_seconds = lease_seconds
         self._max_attempts = max_attempts
         self._wake = asyncio.Event()
         self._stopping = False
-        self._claiming = False
         self._failing_since: float | None = None
-        # Set once a claim round has been made: the instance has started to work.
+        # Set once a claim has been made: the instance has started to work.
         self.started = asyncio.Event()
 
     def wake(self) -> None:
@@ -70,105 +77,113 @@ class Dispatcher:
         self._wake.set()
 
     async def run(self) -> None:
-        while not self._stopping:
-            await wait_for_event(self._wake, self._poll_interval)
-            self._wake.clear()
-            if self._stopping:
-                return
-            self._claiming = True
-            try:
-                await self.claim_available()
-            finally:
-                self._claiming = False
-                self.started.set()
-
-    async def claim_available(self) -> int:
-        """Claim until the table has nothing ready or there is no room; return the count.
-
-        One claim at a time while the table has less than a batch ready; once a claim
-        comes back full (a backlog), up to `claimers` run at once (SKIP LOCKED keeps them
-        apart). A claim spends most of its time in the database, and one after the other
-        they held a drain back while the rest of the pipeline waited.
-        """
-        if not self._may_claim():
-            return 0
-        self._exhausted = False
-        self._claims_this_round = 0
+        """Open a claim lane at each wake or poll until told to stop; claims under way end."""
         try:
             async with asyncio.TaskGroup() as lanes:  # a lane that fails cancels the others
-                self._lanes = [lanes.create_task(self._claim_lane(lanes))]
+                while not self._stopping:
+                    await wait_for_event(self._wake, self._poll_interval)
+                    self._wake.clear()
+                    if not self._stopping:
+                        self._open_lane(lanes)
         except BaseExceptionGroup as group:
             # One lane's bug: raised as itself, so the supervisor's log names it.
             if len(group.exceptions) == 1:
                 raise group.exceptions[0] from None
             raise
-        return sum(lane.result() for lane in self._lanes)
 
-    async def _claim_lane(self, lanes: asyncio.TaskGroup) -> int:
-        """Claim batch after batch until the table runs dry, room runs out, or claims fail.
+    async def claim_available(self) -> int:
+        """Claim until the table has nothing ready or there is no room; return the count."""
+        before = self._claimed
+        async with asyncio.TaskGroup() as lanes:
+            self._open_lane(lanes)
+        return self._claimed - before
 
-        A full batch opens another lane in `lanes`, up to `claimers`.
+    def _open_lane(self, lanes: asyncio.TaskGroup, *, backlog: bool = False) -> None:
+        """A lane for a wake, or (`backlog`) beside one whose claim came back full."""
+        if not self._may_claim():
+            return
+        if not backlog:
+            self._owed = True
+        if len(self._lanes) >= self._claimers:
+            return  # a lane under way claims again before it ends
+        self._lanes.add(lanes.create_task(self._claim_lane(lanes, backlog=backlog)))
+
+    async def _claim_lane(self, lanes: asyncio.TaskGroup, *, backlog: bool) -> None:
+        """Claim batch after batch while claims come back full, or a claim is owed.
+
+        Ends when the table runs dry, room runs out, or a claim fails. A full batch opens
+        another lane in `lanes`, up to `claimers`.
         """
-        total = 0
-        while not self._stopping and not self._exhausted:
-            limit = min(self._batch_size, self._in_flight.free() - self._reserved)
-            if limit <= 0 or (self._claims_this_round and limit < self._in_flight.refill_threshold):
-                # Behind a full claim (a backlog), a claim for the few slots freed since
-                # costs the database nearly what a full one does; in-flight wakes the
-                # dispatcher again once a batch's worth of room is free.
-                break
-            self._claims_this_round += 1
-            self._reserved += limit
-            started = time.perf_counter()
-            # The lease runs from the moment the claim is sent, as far as this side knows.
-            lease_until = time.monotonic() + self._lease_seconds
-            try:
-                claimed = await self._store.claim(limit, self._owner, self._lease_seconds)
-            except DatabaseUnavailableError as exc:
-                self._exhausted = True
-                # Once per outage, not once per poll.
-                if self._failing_since is None:
-                    self._failing_since = time.monotonic()
-                    log.warning("claim_failed", error=str(exc))
-                break
-            except Exception as exc:
-                # The claim itself failed (a row it could not read, a bug): the daemon stays
-                # up for everything else and tries again at the next poll, loudly.
-                self._exhausted = True
-                log.error(
-                    "claim_crashed",
-                    error_type=type(exc).__name__,
-                    error=str(exc)[:500],
-                    exc_info=exc,
-                )
-                break
-            finally:
-                self._reserved -= limit
-            if self._failing_since is not None:
-                log.info(
-                    "claim_recovered",
-                    outage_s=round(time.monotonic() - self._failing_since, 3),
-                )
-                self._failing_since = None
-            full = len(claimed) == limit
-            if not full:
-                self._exhausted = True
-            elif len(self._lanes) < self._claimers:
-                self._lanes.append(lanes.create_task(self._claim_lane(lanes)))
-            # Whichever lane ends last, a table found dry is not a backlog.
-            self._in_flight.backlog = not self._exhausted
-            if claimed:
-                log.debug(
-                    "claimed",
-                    count=len(claimed),
-                    duration_ms=round((time.perf_counter() - started) * 1000, 3),
-                )
-            # A notification still held here whose lease lapsed (an outage) and that came
-            # back: the delivery in memory goes on; a second one would send it twice.
-            claimed = [n for n in claimed if n.id not in self._in_flight]
-            await self._admit([self._in_flight.hold(n, lease_until) for n in claimed])
-            total += len(claimed)
-        return total
+        first = not backlog
+        try:
+            while not self._stopping and (self._owed or not first):
+                limit = min(self._batch_size, self._in_flight.free() - self._reserved)
+                if limit <= 0:
+                    # What woke us waits for room; in-flight wakes the dispatcher once a
+                    # batch's worth is free.
+                    self._in_flight.backlog = True
+                    return
+                if not first and limit < self._in_flight.refill_threshold:
+                    # Behind a full claim (a backlog), a claim for the few slots freed since
+                    # costs the database nearly what a full one does; in-flight wakes the
+                    # dispatcher again once a batch's worth of room is free.
+                    return
+                first = False
+                # This claim sees everything committed before it starts: the wakes so far.
+                self._owed = False
+                lease_until = time.monotonic() + self._lease_seconds
+                claimed = await self._claim(limit)
+                if claimed is None:
+                    return
+                full = len(claimed) == limit
+                if full and len(self._lanes) < self._claimers:
+                    self._open_lane(lanes, backlog=True)
+                # The last claim to end says whether the table had more than it took.
+                self._in_flight.backlog = full
+                # A notification still held here whose lease lapsed (an outage) and that
+                # came back: the delivery in memory goes on; a second would send it twice.
+                claimed = [n for n in claimed if n.id not in self._in_flight]
+                self._claimed += len(claimed)
+                await self._admit([self._in_flight.hold(n, lease_until) for n in claimed])
+                if not full:
+                    first = True  # dry: only a wake since this claim began claims again
+        finally:
+            # Here, not in a done callback: that runs a loop turn later, and a wake in
+            # between would find every lane busy and be left to the next poll.
+            self._lanes.discard(asyncio.current_task())
+            self.started.set()
+
+    async def _claim(self, limit: int) -> list[ClaimedNotification] | None:
+        """Up to `limit` notifications leased to this instance; None if the claim failed."""
+        self._reserved += limit
+        started = time.perf_counter()
+        try:
+            claimed = await self._store.claim(limit, self._owner, self._lease_seconds)
+        except DatabaseUnavailableError as exc:
+            # Once per outage, not once per poll.
+            if self._failing_since is None:
+                self._failing_since = time.monotonic()
+                log.warning("claim_failed", error=str(exc))
+            return None
+        except Exception as exc:
+            # The claim itself failed (a row it could not read, a bug): the daemon stays
+            # up for everything else and tries again at the next poll, loudly.
+            log.error(
+                "claim_crashed", error_type=type(exc).__name__, error=str(exc)[:500], exc_info=exc
+            )
+            return None
+        finally:
+            self._reserved -= limit
+        if self._failing_since is not None:
+            log.info("claim_recovered", outage_s=round(time.monotonic() - self._failing_since, 3))
+            self._failing_since = None
+        if claimed:
+            log.debug(
+                "claimed",
+                count=len(claimed),
+                duration_ms=round((time.perf_counter() - started) * 1000, 3),
+            )
+        return claimed
 
     async def _admit(self, deliveries: list[Delivery]) -> None:
         in_flight = self._in_flight

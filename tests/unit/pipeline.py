@@ -80,6 +80,7 @@ class Pipeline:
         intervals: dict[Channel, float] | None = None,
         horizon: float = 10.0,
         backoff: float = 0.0,
+        claimers: int = 1,
     ) -> None:
         self.queue = MemoryQueue()
         self.owner = uuid.uuid4()
@@ -130,7 +131,7 @@ class Pipeline:
             may_claim=lambda: True,
             poll_interval=60.0,
             batch_size=50,
-            claimers=1,
+            claimers=claimers,
             lease_seconds=lease_seconds,
             max_attempts=max_attempts,
         )

@@ -3,9 +3,12 @@ never holds one notification twice."""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
 from notifyd.domain import Attempt, AttemptStatus, Channel, Status
+from tests.support import wait_until
 from tests.unit.pipeline import Pipeline, ScriptedProvider
 
 SMS, EMAIL = Channel.SMS, Channel.EMAIL
@@ -27,8 +30,26 @@ def logged(notification_id: int, channel: Channel, attempt: int, *, transient: b
     )
 
 
-def pipeline() -> Pipeline:
-    return Pipeline({SMS: ScriptedProvider(SMS), EMAIL: ScriptedProvider(EMAIL)}, capacity=3)
+def pipeline(*, capacity: int = 3, claimers: int = 1) -> Pipeline:
+    return Pipeline(
+        {SMS: ScriptedProvider(SMS), EMAIL: ScriptedProvider(EMAIL)},
+        capacity=capacity,
+        claimers=claimers,
+    )
+
+
+def claims_made(p: Pipeline, count: int) -> Callable[[], Awaitable[bool]]:
+    async def check() -> bool:
+        return p.queue.calls.get("claim", 0) == count
+
+    return check
+
+
+def held(p: Pipeline, count: int) -> Callable[[], Awaitable[bool]]:
+    async def check() -> bool:
+        return len(p.in_flight) == count
+
+    return check
 
 
 async def test_claims_the_most_urgent_first_and_never_more_than_the_room() -> None:
@@ -93,3 +114,41 @@ async def test_an_outage_during_a_claim_takes_nothing_in() -> None:
 
     assert await p.claim() == 0
     assert len(p.in_flight) == 0
+
+
+async def test_a_wake_during_a_claim_opens_another_lane_at_once() -> None:
+    # A row committed just after a claim's snapshot must not wait for that claim to end
+    # before its own claim starts: that wait was the tail of the time to delivery.
+    p = pipeline(capacity=100, claimers=2)  # room for two claims of 50
+    running = asyncio.create_task(p.dispatcher.run())
+    p.queue.hang()
+    p.queue.add([SMS])
+    p.dispatcher.wake()
+    await wait_until(claims_made(p, 1), what="the first claim")
+    p.queue.add([SMS])
+    p.dispatcher.wake()
+
+    await wait_until(claims_made(p, 2), what="a second claim while the first is unanswered")
+
+    p.queue.answer()
+    await wait_until(held(p, 2), what="both notifications taken in")
+    p.dispatcher.stop_claiming()
+    await running
+
+
+async def test_a_wake_while_every_lane_is_busy_is_followed_by_a_claim() -> None:
+    p = pipeline(capacity=100, claimers=1)
+    running = asyncio.create_task(p.dispatcher.run())
+    p.queue.hang()
+    p.dispatcher.wake()
+    await wait_until(claims_made(p, 1), what="the first claim")
+    p.queue.add([SMS])
+    p.dispatcher.wake()  # the one lane is busy: the wake is kept, not dropped
+
+    p.queue.answer()
+
+    # No wake comes after the first claim ends; the lane claims again for the one it kept.
+    await wait_until(claims_made(p, 2), what="the claim owed to the kept wake")
+    await wait_until(held(p, 1), what="the notification taken in")
+    p.dispatcher.stop_claiming()
+    await running
