@@ -58,6 +58,8 @@ class Params:
     api_warmup: float
     api_connections: int
     latency_duration: float
+    # Rounds of each latency load, the order of notifyd and its references alternating.
+    latency_rounds: int
     idle_interval: float
     users: int
     log_level: str
@@ -75,6 +77,7 @@ class Params:
             api_warmup=2.0,
             api_connections=50,
             latency_duration=10.0,
+            latency_rounds=3,
             idle_interval=0.02,
             users=5_000,
             log_level="warning",
@@ -93,6 +96,7 @@ class Params:
             api_duration=5.0,
             api_warmup=1.0,
             latency_duration=4.0,
+            latency_rounds=1,
             history_rows=100_000,
         )
 
@@ -201,6 +205,7 @@ class Bench:
         params = self.params
         for attempt in range(1, params.start_attempts + 1):
             name, url = await self.pg.create_database(label.replace("-", "_"))
+            await self.pg.checkpoint()
             children: list[Child] = []
             try:
                 for make in makers(url):

@@ -132,6 +132,7 @@ async def _run(
         profile=args.profile,
     )
     report.RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    await pg.settle_wal()
     info: dict[str, Any] = {
         "started_at": datetime.now(UTC).isoformat(),
         "mode": "quick" if args.quick else "full",

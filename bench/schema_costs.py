@@ -269,6 +269,7 @@ async def _run(pg: BenchPostgres, args: argparse.Namespace) -> dict[str, Any]:
         await admin.execute("SELECT pg_reload_conf()")
     finally:
         await admin.close()
+    await pg.settle_wal()
     _log("creating the template database (notifyd migrate, users, minimal schema)")
     await pg.create_template(USERS, attempts=1, wait=0, log=_log)
     shuffler = random.Random(args.seed)
