@@ -17,7 +17,7 @@ from bench.procs import REPO
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
 # How a figure is judged against its target: its ratio to the reference, or its own value.
-TargetKind = Literal["ratio_at_least", "at_least", "at_most"]
+TargetKind = Literal["ratio_at_least", "ratio_at_most", "at_least", "at_most"]
 
 
 @dataclass
@@ -45,9 +45,15 @@ class Figure:
     def met(self) -> bool | None:
         if self.target_kind is None or self.target is None or self.value is None:
             return None
-        if self.target_kind == "ratio_at_least":
+        if self.target_kind in ("ratio_at_least", "ratio_at_most"):
             ratio = self.ratio
-            return None if ratio is None else ratio >= self.target
+            if ratio is None:
+                return None
+            return (
+                ratio >= self.target
+                if self.target_kind == "ratio_at_least"
+                else ratio <= self.target
+            )
         if self.target_kind == "at_least":
             return self.value >= self.target
         return self.value <= self.target
@@ -57,6 +63,8 @@ class Figure:
             return ""
         if self.target_kind == "ratio_at_least":
             return f"≥ {self.target:g} x ref"
+        if self.target_kind == "ratio_at_most":
+            return f"≤ {self.target:g} x ref"
         sign = "≥" if self.target_kind == "at_least" else "≤"
         return f"{sign} {_number(self.target)} {self.unit}"
 
