@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from uuid import UUID
 
@@ -78,24 +79,23 @@ class Dispatcher:
 
     async def run(self) -> None:
         """Open a claim lane at each wake or poll until told to stop; claims under way end."""
-        try:
+        with _one_lanes_bug_as_itself():
             async with asyncio.TaskGroup() as lanes:  # a lane that fails cancels the others
                 while not self._stopping:
                     await wait_for_event(self._wake, self._poll_interval)
                     self._wake.clear()
                     if not self._stopping:
                         self._open_lane(lanes)
-        except BaseExceptionGroup as group:
-            # One lane's bug: raised as itself, so the supervisor's log names it.
-            if len(group.exceptions) == 1:
-                raise group.exceptions[0] from None
-            raise
 
     async def claim_available(self) -> int:
-        """Claim until the table has nothing ready or there is no room; return the count."""
+        """Claim until the table has nothing ready or there is no room; return the count.
+
+        For tests, on a dispatcher whose `run()` is not running.
+        """
         before = self._claimed
-        async with asyncio.TaskGroup() as lanes:
-            self._open_lane(lanes)
+        with _one_lanes_bug_as_itself():
+            async with asyncio.TaskGroup() as lanes:
+                self._open_lane(lanes)
         return self._claimed - before
 
     def _open_lane(self, lanes: asyncio.TaskGroup, *, backlog: bool = False) -> None:
@@ -123,10 +123,11 @@ class Dispatcher:
                     # batch's worth is free.
                     self._in_flight.backlog = True
                     return
-                if not first and limit < self._in_flight.refill_threshold:
+                if not first and not self._owed and limit < self._in_flight.refill_threshold:
                     # Behind a full claim (a backlog), a claim for the few slots freed since
                     # costs the database nearly what a full one does; in-flight wakes the
-                    # dispatcher again once a batch's worth of room is free.
+                    # dispatcher again once a batch's worth of room is free. A wake owed
+                    # is claimed for all the same: in-flight would not call again for it.
                     return
                 first = False
                 # This claim sees everything committed before it starts: the wakes so far.
@@ -134,6 +135,10 @@ class Dispatcher:
                 lease_until = time.monotonic() + self._lease_seconds
                 claimed = await self._claim(limit)
                 if claimed is None:
+                    if self._owed:
+                        # A wake came during the failed claim: one more try for it now,
+                        # not at the next poll. Without more wakes, no more tries.
+                        self._wake.set()
                     return
                 full = len(claimed) == limit
                 if full and len(self._lanes) < self._claimers:
@@ -151,7 +156,6 @@ class Dispatcher:
             # Here, not in a done callback: that runs a loop turn later, and a wake in
             # between would find every lane busy and be left to the next poll.
             self._lanes.discard(asyncio.current_task())
-            self.started.set()
 
     async def _claim(self, limit: int) -> list[ClaimedNotification] | None:
         """Up to `limit` notifications leased to this instance; None if the claim failed."""
@@ -174,6 +178,8 @@ class Dispatcher:
             return None
         finally:
             self._reserved -= limit
+            # Started once a claim has been tried: under steady wakes a lane never ends.
+            self.started.set()
         if self._failing_since is not None:
             log.info("claim_recovered", outage_s=round(time.monotonic() - self._failing_since, 3))
             self._failing_since = None
@@ -229,3 +235,14 @@ class Dispatcher:
         except DatabaseUnavailableError as exc:
             log.warning("finish_failed", notification_id=notification.id, error=str(exc))
         self._in_flight.forget(delivery)
+
+
+@contextlib.contextmanager
+def _one_lanes_bug_as_itself() -> Iterator[None]:
+    """A lane's bug raised as itself, so the supervisor's log names it."""
+    try:
+        yield
+    except BaseExceptionGroup as group:
+        if len(group.exceptions) == 1:
+            raise group.exceptions[0] from None
+        raise

@@ -4,10 +4,16 @@ never holds one notification twice."""
 from __future__ import annotations
 
 import asyncio
+import itertools
+import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from typing import Any
 
+from notifyd.delivery.dispatcher import Dispatcher
+from notifyd.delivery.inflight import Inbox, InFlight
 from notifyd.domain import Attempt, AttemptStatus, Channel, Status
+from tests.fakes.memory_queue import MemoryQueue
 from tests.support import wait_until
 from tests.unit.pipeline import Pipeline, ScriptedProvider
 
@@ -152,3 +158,91 @@ async def test_a_wake_while_every_lane_is_busy_is_followed_by_a_claim() -> None:
     await wait_until(held(p, 1), what="the notification taken in")
     p.dispatcher.stop_claiming()
     await running
+
+
+def dispatcher_over(
+    queue: MemoryQueue, *, capacity: int, refill_threshold: int, claimers: int
+) -> tuple[Dispatcher, InFlight]:
+    """A dispatcher on `queue` whose in-flight wakes it when room frees, as the service's."""
+    in_flight = InFlight(
+        capacity,
+        refill_threshold=refill_threshold,
+        on_room=lambda: dispatcher.wake(),
+        inboxes={SMS: Inbox()},
+    )
+    dispatcher = Dispatcher(
+        queue,
+        uuid.uuid4(),
+        in_flight,
+        may_claim=lambda: True,
+        poll_interval=60.0,
+        batch_size=50,
+        claimers=claimers,
+        lease_seconds=30.0,
+        max_attempts=3,
+    )
+    return dispatcher, in_flight
+
+
+async def test_a_wake_during_a_full_claim_is_claimed_even_with_less_than_a_batch_free() -> None:
+    # Behind a full claim the dispatcher waits for a batch's worth of room, which in-flight
+    # announces. A row whose NOTIFY came during that claim must not wait for it (or for
+    # the poll, a minute here): in-flight does not call for rows it never heard of.
+    queue = MemoryQueue()
+    dispatcher, in_flight = dispatcher_over(queue, capacity=100, refill_threshold=50, claimers=1)
+    elsewhere = MemoryQueue()
+    elsewhere._ids = itertools.count(1000)  # ids apart from `queue`'s
+    for _ in range(90):
+        elsewhere.add([SMS])
+    held = [in_flight.hold(n, float("inf")) for n in await elsewhere.claim(90, uuid.uuid4(), 30)]
+    for _ in range(10):
+        queue.add([SMS])
+    running = asyncio.create_task(dispatcher.run())
+    queue.hang()
+    dispatcher.wake()
+    await wait_until(queue_claims(queue, 1), what="the first claim")
+    for delivery in held[:5]:
+        in_flight.forget(delivery)  # 5 slots free: less than a batch
+    late = queue.add([SMS])
+    dispatcher.wake()  # its NOTIFY, while the claim (of all 10 free slots) is under way
+
+    queue.answer()
+
+    async def late_claimed() -> bool:
+        return queue.rows[late].status == Status.PROCESSING
+
+    await wait_until(late_claimed, what="the row whose wake came during the full claim")
+    dispatcher.stop_claiming()
+    await running
+
+
+async def test_an_instance_under_steady_wakes_counts_as_started() -> None:
+    # With a NOTIFY during every claim, a lane never ends; the health check's "started"
+    # must not wait for it to.
+    queue = MemoryQueue()
+    dispatcher, _ = dispatcher_over(queue, capacity=10**6, refill_threshold=1, claimers=1)
+    claim = queue.claim
+
+    async def claim_while_more_arrive(limit: int, owner: uuid.UUID, lease: float) -> Any:
+        queue.add([SMS])
+        dispatcher.wake()
+        await asyncio.sleep(0)
+        return await claim(limit, owner, lease)
+
+    queue.claim = claim_while_more_arrive  # type: ignore[method-assign]
+    queue.add([SMS])
+    running = asyncio.create_task(dispatcher.run())
+    dispatcher.wake()
+
+    await asyncio.wait_for(dispatcher.started.wait(), timeout=10)
+
+    assert queue.calls.get("claim", 0) >= 1
+    dispatcher.stop_claiming()
+    await running
+
+
+def queue_claims(queue: MemoryQueue, count: int) -> Callable[[], Awaitable[bool]]:
+    async def check() -> bool:
+        return queue.calls.get("claim", 0) == count
+
+    return check
