@@ -61,6 +61,8 @@ class Dispatcher:
         self._lanes: set[asyncio.Task[None]] = set()
         # A wake came after the last claim started: one more claim is owed.
         self._owed = False
+        # `wake()` was called since the run loop last looked (not only `room()`).
+        self._rows_may_wait = False
         self._claimed = 0
         self._lease_seconds = lease_seconds
         self._max_attempts = max_attempts
@@ -71,6 +73,16 @@ class Dispatcher:
         self.started = asyncio.Event()
 
     def wake(self) -> None:
+        """Rows may be due (a NOTIFY, a requeue): a claim that starts after now is owed."""
+        self._rows_may_wait = True
+        self._wake.set()
+
+    def room(self) -> None:
+        """In-flight has a batch's worth of room again behind a backlog.
+
+        Not a wake for rows: a lane under way claims for it if it still finds a backlog, and
+        a new lane does only if the room left beside the claims under way is worth a claim.
+        """
         self._wake.set()
 
     def stop_claiming(self) -> None:
@@ -82,10 +94,12 @@ class Dispatcher:
         with _one_lanes_bug_as_itself():
             async with asyncio.TaskGroup() as lanes:  # a lane that fails cancels the others
                 while not self._stopping:
-                    await wait_for_event(self._wake, self._poll_interval)
+                    woken = await wait_for_event(self._wake, self._poll_interval)
                     self._wake.clear()
+                    for_rows = self._rows_may_wait or not woken  # a poll is for rows too
+                    self._rows_may_wait = False
                     if not self._stopping:
-                        self._open_lane(lanes)
+                        self._open_lane(lanes, backlog=not for_rows)
 
     async def claim_available(self) -> int:
         """Claim until the table has nothing ready or there is no room; return the count.
@@ -99,7 +113,7 @@ class Dispatcher:
         return self._claimed - before
 
     def _open_lane(self, lanes: asyncio.TaskGroup, *, backlog: bool = False) -> None:
-        """A lane for a wake, or (`backlog`) beside one whose claim came back full."""
+        """A lane for a wake, or (`backlog`) for room behind a claim that came back full."""
         if not self._may_claim():
             return
         if not backlog:

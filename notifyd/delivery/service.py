@@ -79,7 +79,7 @@ class DeliveryService:
         self.in_flight = InFlight(
             dispatcher_settings.max_in_flight,
             refill_threshold=dispatcher_settings.batch_size,
-            on_room=self._wake_dispatcher,
+            on_room=self._room_for_dispatcher,
             inboxes={channel: Inbox() for channel in providers},
         )
         self.recorder = Recorder(
@@ -241,6 +241,9 @@ class DeliveryService:
 
     def _wake_dispatcher(self) -> None:
         self.dispatcher.wake()
+
+    def _room_for_dispatcher(self) -> None:
+        self.dispatcher.room()
 
     def start(self) -> None:
         for channel_actors in self.actors.values():

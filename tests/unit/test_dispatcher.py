@@ -167,7 +167,7 @@ def dispatcher_over(
     in_flight = InFlight(
         capacity,
         refill_threshold=refill_threshold,
-        on_room=lambda: dispatcher.wake(),
+        on_room=lambda: dispatcher.room(),
         inboxes={SMS: Inbox()},
     )
     dispatcher = Dispatcher(
@@ -244,5 +244,40 @@ async def test_an_instance_under_steady_wakes_counts_as_started() -> None:
 def queue_claims(queue: MemoryQueue, count: int) -> Callable[[], Awaitable[bool]]:
     async def check() -> bool:
         return queue.calls.get("claim", 0) == count
+
+    return check
+
+
+async def test_room_freed_during_a_claim_makes_no_claim_for_less_than_a_batch() -> None:
+    # Behind a backlog, in-flight calls for room without counting the claims under way.
+    # Such a call is not a wake for rows: it opens a claim only for a batch's worth of
+    # room beside those claims (a claim of a few rows costs nearly what a full one does).
+    queue = MemoryQueue()
+    dispatcher, in_flight = dispatcher_over(queue, capacity=100, refill_threshold=50, claimers=2)
+    for _ in range(200):
+        queue.add([SMS])
+    running = asyncio.create_task(dispatcher.run())
+    dispatcher.wake()
+    await wait_until(queue_claims(queue, 2), what="two full claims")
+    await wait_until(holding(in_flight, 100), what="the room filled")
+    held = [in_flight.inboxes[SMS].get_nowait() for _ in range(100)]
+    queue.hang()
+    for delivery in held[:50]:
+        in_flight.forget(delivery)  # a batch's worth: a third claim
+    await wait_until(queue_claims(queue, 3), what="the claim for the freed room")
+    for delivery in held[50:70]:
+        in_flight.forget(delivery)  # 70 free by count, but 50 of it is being claimed
+
+    queue.answer()
+    await wait_until(holding(in_flight, 80), what="the third claim taken in")
+
+    assert queue.calls["claim"] == 3
+    dispatcher.stop_claiming()
+    await running
+
+
+def holding(in_flight: InFlight, count: int) -> Callable[[], Awaitable[bool]]:
+    async def check() -> bool:
+        return len(in_flight) == count
 
     return check
