@@ -188,7 +188,7 @@ async def database_url(pg_server_url: str, template_database: str) -> AsyncItera
     name = f"notifyd_test_{uuid.uuid4().hex[:12]}"
     admin = await asyncpg.connect(pg_server_url)
     try:
-        await create_database(admin, name, template=template_database)
+        await create_database(admin, name, template_database)
     finally:
         await admin.close()
     yield database_url_for(pg_server_url, name)

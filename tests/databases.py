@@ -25,15 +25,17 @@ def database_url_for(server_url: str, name: str) -> str:
     return urlunsplit(parts._replace(path=f"/{name}"))
 
 
-async def create_database(
-    admin: asyncpg.Connection, name: str, template: str | None = None
-) -> None:
-    """CREATE DATABASE `name`, cloned from `template` if given, once the template is free."""
-    statement = f'CREATE DATABASE "{name}"'
-    if template is not None:
-        statement += f' TEMPLATE "{template}"'
-    # "source database is being accessed by other users"
-    await _while_a_server_process_is_in_the_way(admin, statement, asyncpg.ObjectInUseError)
+async def create_database(admin: asyncpg.Connection, name: str, template: str) -> None:
+    """CREATE DATABASE `name` cloned from `template`, once no server process is in it."""
+    give_up = time.monotonic() + GIVE_UP_AFTER
+    while True:
+        try:
+            await admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+            return
+        except asyncpg.ObjectInUseError:  # "source database is being accessed by other users"
+            if time.monotonic() > give_up:
+                raise
+            await asyncio.sleep(0.2)
 
 
 async def drop_database(admin: asyncpg.Connection, name: str) -> None:
@@ -50,17 +52,3 @@ async def drop_database(admin: asyncpg.Connection, name: str) -> None:
             name,
         )
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
-
-
-async def _while_a_server_process_is_in_the_way(
-    admin: asyncpg.Connection, statement: str, answer: type[asyncpg.PostgresError]
-) -> None:
-    give_up = time.monotonic() + GIVE_UP_AFTER
-    while True:
-        try:
-            await admin.execute(statement)
-            return
-        except answer:
-            if time.monotonic() > give_up:
-                raise
-            await asyncio.sleep(0.2)
