@@ -120,7 +120,24 @@ class Dispatcher:
             self._owed = True
         if len(self._lanes) >= self._claimers:
             return  # a lane under way claims again before it ends
+        if backlog and self._not_worth_a_claim(self._room_left()):
+            # The lane would end at once. In a drain, in-flight calls for room at every
+            # delivery that ends once a batch's worth is free: no task for each.
+            return
         self._lanes.add(lanes.create_task(self._claim_lane(lanes, backlog=backlog)))
+
+    def _room_left(self) -> int:
+        """Rows a claim may take now: beside what is held and what claims under way hold."""
+        return min(self._batch_size, self._in_flight.free() - self._reserved)
+
+    def _not_worth_a_claim(self, limit: int) -> bool:
+        """Behind a full claim (a backlog): too little room for a claim of its own.
+
+        A claim for the few slots freed since costs the database nearly what a full one
+        does; in-flight calls for room again once a batch's worth is free. A wake owed is
+        claimed for all the same: in-flight would not call again for it.
+        """
+        return not self._owed and limit < self._in_flight.refill_threshold
 
     async def _claim_lane(self, lanes: asyncio.TaskGroup, *, backlog: bool) -> None:
         """Claim batch after batch while claims come back full, or a claim is owed.
@@ -131,17 +148,13 @@ class Dispatcher:
         first = not backlog
         try:
             while not self._stopping and (self._owed or not first):
-                limit = min(self._batch_size, self._in_flight.free() - self._reserved)
+                limit = self._room_left()
                 if limit <= 0:
                     # What woke us waits for room; in-flight wakes the dispatcher once a
                     # batch's worth is free.
                     self._in_flight.backlog = True
                     return
-                if not first and not self._owed and limit < self._in_flight.refill_threshold:
-                    # Behind a full claim (a backlog), a claim for the few slots freed since
-                    # costs the database nearly what a full one does; in-flight wakes the
-                    # dispatcher again once a batch's worth of room is free. A wake owed
-                    # is claimed for all the same: in-flight would not call again for it.
+                if not first and self._not_worth_a_claim(limit):
                     return
                 first = False
                 # This claim sees everything committed before it starts: the wakes so far.
