@@ -45,6 +45,7 @@ class WebhookReceiver:
         self.running = 0
         self.most_at_once = 0
         self._changed = asyncio.Event()
+        self._idle = asyncio.Event()
         self._runner: web.AppRunner | None = None
         self.url = ""
 
@@ -52,6 +53,17 @@ class WebhookReceiver:
         self.mode = mode
         self._changed.set()
         self._changed = asyncio.Event()
+
+    async def set_mode_when_idle(self, mode: Mode, *, deadline: float = 30) -> None:
+        """Switch once no request is held. A held request answered at the moment its
+        client gives up is heard by the receiver and not by the client, which rightly
+        sends it again: leaving "hang" while a request is held makes the count of
+        deliveries depend on that race."""
+        async with asyncio.timeout(deadline):
+            while self.running:
+                await self._idle.wait()
+                self._idle = asyncio.Event()
+        self.set_mode(mode)
 
     async def start(self) -> None:
         app = web.Application()
@@ -114,6 +126,8 @@ class WebhookReceiver:
             return web.Response(status=answered)
         finally:
             self.running -= 1
+            if not self.running:
+                self._idle.set()
 
 
 def _gone(request: web.Request) -> bool:

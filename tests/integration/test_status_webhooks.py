@@ -148,7 +148,7 @@ async def test_a_receiver_that_hangs_costs_timeouts_not_delivery(
     # asked again for every new event.
     assert receiver.most_at_once <= 2
     assert receiver.requests < 20
-    receiver.set_mode("ok")
+    await receiver.set_mode_when_idle("ok")
     await delivered(receiver, 20, deadline=30)
     assert set(receiver.delivered().values()) == {1}
 
