@@ -83,6 +83,15 @@ def timestamp_in_range(value: datetime) -> bool:
     return EARLIEST_TIMESTAMP <= value < TIMESTAMP_LIMIT
 
 
+_EARLIEST_SECONDS: Final = EARLIEST_TIMESTAMP.timestamp()
+_LIMIT_SECONDS: Final = TIMESTAMP_LIMIT.timestamp()
+
+
+def epoch_in_range(seconds: float) -> bool:
+    """`timestamp_in_range` for an instant in seconds since the epoch (False for NaN)."""
+    return _EARLIEST_SECONDS <= seconds < _LIMIT_SECONDS
+
+
 # Characters that show nothing: C0 and C1 controls, every Unicode whitespace (and what
 # Python's str.isspace() adds), the Default_Ignorable_Code_Point characters (zero-width
 # spaces and joiners, the byte order mark, bidirectional marks, variation selectors, Hangul
@@ -285,7 +294,9 @@ class ClaimedNotification:
     subject: str
     message: str
     channels: tuple[Channel, ...]
-    created_at: datetime
+    # When it was created, in seconds since the epoch, as stored: any number a row written
+    # by another application holds (see `epoch_in_range`), infinities included.
+    created: float
     # Above 1 when an earlier lease expired: delivery resumes from the attempt log.
     claims: int
     # Higher goes first, in the claim and in the channels' inboxes.

@@ -102,6 +102,14 @@ def attempt(row: asyncpg.Record) -> Attempt:
     )
 
 
+_NONE_SUPPRESSED: Final[frozenset[Channel]] = frozenset()
+
+
+def _suppressed(names: list[str] | None) -> frozenset[Channel]:
+    # Nearly every user has none: one shared empty set, not a new one per claimed row.
+    return frozenset(map(_CHANNELS.__getitem__, names)) if names else _NONE_SUPPRESSED
+
+
 def claimed(row: asyncpg.Record) -> ClaimedNotification:
     return ClaimedNotification(
         id=row["id"],
@@ -114,9 +122,9 @@ def claimed(row: asyncpg.Record) -> ClaimedNotification:
         subject=row["subject"],
         message=row["message"],
         channels=channel_list(row["channels"]),
-        created_at=row["created_at"],
+        created=row["created"],
         claims=row["claims"],
         priority=row["priority"],
-        suppressed=frozenset(map(_CHANNELS.__getitem__, row["suppressed"] or ())),
+        suppressed=_suppressed(row["suppressed"]),
         round=row["round"],
     )

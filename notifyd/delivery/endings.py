@@ -12,7 +12,7 @@ from typing import Final
 from notifyd.delivery.attempt import AttemptResult
 from notifyd.delivery.inflight import Delivery
 from notifyd.delivery.store import DeliveryStore
-from notifyd.domain import AttemptRecord, AttemptStatus, Channel, Status, timestamp_in_range
+from notifyd.domain import AttemptRecord, AttemptStatus, Channel, Status, epoch_in_range
 from notifyd.logs import get_logger, info_enabled
 from notifyd.metrics import Metrics
 
@@ -97,8 +97,8 @@ def finished(
     """Count and log a notification that ended `sent` or `failed`."""
     notification = delivery.notification
     (metrics.finished_sent if status == Status.SENT else metrics.finished_failed).inc()
-    if timestamp_in_range(notification.created_at):  # not a stored value made readable
-        metrics.latency.observe((finished_at - notification.created_at).total_seconds())
+    if epoch_in_range(notification.created):  # not a stray value another application wrote
+        metrics.latency.observe(finished_at.timestamp() - notification.created)
     if status == Status.SENT:
         if not info_enabled():
             return

@@ -133,7 +133,7 @@ class MemoryQueue:
                 subject=row.subject,
                 message=row.message,
                 channels=row.channels,
-                created_at=row.created_at,
+                created=row.created_at.timestamp(),
                 claims=row.claims,
                 priority=row.priority,
                 suppressed=frozenset(self.suppressed_of(row.recipient.user_id)),

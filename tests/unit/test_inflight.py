@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -26,7 +27,7 @@ def claimed(
         subject="",
         message="hello",
         channels=channels,
-        created_at=datetime.now(UTC),
+        created=time.time(),
         claims=1,
     )
 
