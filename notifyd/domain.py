@@ -250,8 +250,10 @@ class AttemptRecord:
     error: str | None
     transient: bool | None
     provider_response: dict[str, Any] | None
-    started_at: datetime
-    finished_at: datetime
+    # Seconds since the epoch (`time.time()`): one clock call per instant, written as a
+    # number the driver encodes in C, and turned into a timestamp by the server.
+    started_at: float
+    finished_at: float
     round: int = 1
 
 

@@ -47,7 +47,8 @@ CLAIM: Final = """
 # (`= ANY`, never a join with an unnested array or a walk of every leased row), and the
 # batch is filtered by two hashed sets (IN under OR is never turned into a join). It answers
 # with the ids it did not write, almost always none: one empty array to decode, not a row
-# per attempt. Provider answers come as JSON text: asyncpg's jsonb codec would call back
+# per attempt. Provider answers come as JSON text and instants as seconds since the epoch:
+# asyncpg's codecs for jsonb and timestamptz (notifyd's, see codecs.py) would call back
 # into Python for each one.
 # `lease_expires_at IS NOT NULL` stands for status 'processing' (the lease_consistent check
 # makes them equal while locked_by is set), so the partial index of leased rows, which
@@ -88,9 +89,10 @@ RECORD_ATTEMPTS: Final = """
             (notification_id, channel, attempt, status, error, transient, provider_response,
              started_at, finished_at, round)
         SELECT b.notification_id, b.channel, b.attempt, b.status, b.error, b.transient,
-               b.provider_response::jsonb, b.started_at, b.finished_at, b.round
+               b.provider_response::jsonb, to_timestamp(b.started_at),
+               to_timestamp(b.finished_at), b.round
         FROM unnest($2::bigint[], $3::text[], $4::integer[], $5::text[], $6::text[],
-                    $7::boolean[], $8::text[], $9::timestamptz[], $10::timestamptz[],
+                    $7::boolean[], $8::text[], $9::float8[], $10::float8[],
                     $14::integer[])
                 AS b (notification_id, channel, attempt, status, error, transient,
                       provider_response, started_at, finished_at, round)

@@ -132,7 +132,7 @@ class ChannelActors:
                 self.busy += 1
                 try:
                     attempt = delivery.attempts_on_channel + 1
-                    started_at = datetime.now(UTC)
+                    started_at = time.time()
                     started = time.perf_counter()
                     if suppressed:
                         result = AttemptResult(ok=False, error=endings.SUPPRESSED, transient=False)
@@ -277,7 +277,7 @@ class ChannelActors:
         delivery: Delivery,
         attempt: int,
         result: AttemptResult,
-        started_at: datetime,
+        started_at: float,
         elapsed: float,
         *,
         told: bool = True,
@@ -348,7 +348,7 @@ class ChannelActors:
         delivery: Delivery,
         attempt: int,
         result: AttemptResult,
-        started_at: datetime,
+        started_at: float,
         elapsed: float,
     ) -> None:
         """Have the attempt written, then finish, retry later or fall back."""

@@ -6,7 +6,7 @@ every channel.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import time
 from typing import Final
 
 from notifyd.delivery.attempt import AttemptResult
@@ -48,9 +48,10 @@ def attempt_record(
     status: AttemptStatus,
     error: str | None,
     result: AttemptResult,
-    started_at: datetime,
+    started_at: float,
 ) -> AttemptRecord:
     """The attempt as the attempt log keeps it."""
+    finished_at = time.time()
     return AttemptRecord(
         notification_id=delivery.id,
         channel=channel,
@@ -60,7 +61,8 @@ def attempt_record(
         transient=result.transient,
         provider_response=result.response,
         started_at=started_at,
-        finished_at=max(datetime.now(UTC), started_at),
+        # Never before its start, should the clock be set back meanwhile.
+        finished_at=finished_at if finished_at > started_at else started_at,
         round=delivery.notification.round,
     )
 
@@ -92,13 +94,13 @@ def finished(
     channel: Channel,
     status: Status,
     attempt: int,
-    finished_at: datetime,
+    finished_at: float,
 ) -> None:
     """Count and log a notification that ended `sent` or `failed`."""
     notification = delivery.notification
     (metrics.finished_sent if status == Status.SENT else metrics.finished_failed).inc()
     if epoch_in_range(notification.created):  # not a stray value another application wrote
-        metrics.latency.observe(finished_at.timestamp() - notification.created)
+        metrics.latency.observe(finished_at - notification.created)
     if status == Status.SENT:
         if not info_enabled():
             return

@@ -167,8 +167,8 @@ class MemoryQueue:
                     error=record.error,
                     transient=record.transient,
                     provider_response=record.provider_response,
-                    started_at=record.started_at,
-                    finished_at=record.finished_at,
+                    started_at=datetime.fromtimestamp(record.started_at, UTC),
+                    finished_at=datetime.fromtimestamp(record.finished_at, UTC),
                     round=record.round,
                 )
             )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from datetime import UTC, datetime
 
@@ -33,7 +34,7 @@ async def claimed(
 
 
 def attempt(notification_id: int, status: AttemptStatus = AttemptStatus.SUCCESS) -> AttemptRecord:
-    now = datetime.now(UTC)
+    now = time.time()
     ok = status == AttemptStatus.SUCCESS
     return AttemptRecord(
         notification_id=notification_id,
@@ -223,7 +224,7 @@ async def test_an_attempt_the_database_refuses_fails_alone_and_the_writer_goes_o
     recorder = Recorder(database.queue, owner, give_up_after=30)
     refused = attempt(bad.id)
     # A clock far off: the attempt log refuses timestamps outside its range.
-    refused.finished_at = refused.finished_at.replace(year=3100)
+    refused.finished_at = datetime(3100, 1, 1, tzinfo=UTC).timestamp()
     outcomes = Outcomes(recorder)
     outcomes.write(attempt(good.id), Status.SENT)
     outcomes.write(refused, Status.SENT)
