@@ -126,9 +126,11 @@ class ChannelActors:
                 if delivery.cancel_requested and await self._stop_cancelled(delivery):
                     continue
                 suppressed = self.channel in delivery.notification.suppressed
-                paused = None if suppressed else self._paused_past_budget(delivery)
-                if not suppressed and paused is None and not await self._has_slot(delivery):
-                    continue
+                paused = None
+                if not suppressed and not self._unhindered(delivery):
+                    paused = self._paused_past_budget(delivery)
+                    if paused is None and not await self._has_slot(delivery):
+                        continue
                 self.busy += 1
                 try:
                     attempt = delivery.attempts_on_channel + 1
@@ -199,6 +201,10 @@ class ChannelActors:
         if outcome == "cancelled":
             endings.cancelled(self._context.metrics, delivery, self.channel)
         return True
+
+    def _unhindered(self, delivery: Delivery) -> bool:
+        """True when neither a pause nor a sending slot can hold `delivery` back."""
+        return delivery.slot_at is None and self.pacer.holds_nothing_back()
 
     def _paused_past_budget(self, delivery: Delivery) -> tuple[float, bool] | None:
         """Seconds left of a pause of the channel or the recipient (and whether it is the

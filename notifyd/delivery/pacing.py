@@ -79,6 +79,14 @@ class Pacer:
         # Recipients (contact: until when) this instance heard must pause; those over are
         # dropped whenever one is added.
         self._recipient_pauses: dict[str, float] = {}
+        # Monotonic time when every pause this instance heard of is over.
+        self._pauses_over_at = 0.0
+
+    def holds_nothing_back(self) -> bool:
+        """True when no attempt on this channel has anything to wait for: it takes no
+        slots, and every pause this instance heard of is over and said to be (the actors'
+        check per attempt, in one call, for the common case)."""
+        return self._unpaced and not self._paused and time.monotonic() >= self._pauses_over_at
 
     def paces(self, recipient: Recipient) -> bool:
         """Whether an attempt to `recipient` needs a slot at all."""
@@ -174,6 +182,7 @@ class Pacer:
             self.note_resumed()  # a pause over before anyone looked: its end is told first
             self.paused_at = time.monotonic()
             self.paused_until = max(self.paused_until, self.paused_at + pause)
+            self._pauses_over_at = max(self._pauses_over_at, self.paused_until)
             if not self._paused:
                 self._paused = True
                 log.warning("channel_paused", channel=self.channel, seconds=pause)
@@ -183,6 +192,7 @@ class Pacer:
             pauses = {c: end for c, end in self._recipient_pauses.items() if end > now}
             pauses[contact] = max(pauses.get(contact, 0.0), now + pause)
             self._recipient_pauses = pauses
+            self._pauses_over_at = max(self._pauses_over_at, pauses[contact])
             log.info("recipient_paused", channel=self.channel, seconds=pause)
         await self._store.pause_slot(key, pause)
         return pause

@@ -10,7 +10,7 @@ from datetime import timedelta
 from structlog.testing import capture_logs
 
 from notifyd.channel_settings import ChannelsSettings
-from notifyd.delivery.pacing import DEFAULT_PAUSE, Pacer, pacer_for, pause_length
+from notifyd.delivery.pacing import DEFAULT_PAUSE, Pacer, fixed_interval, pacer_for, pause_length
 from notifyd.domain import AttemptStatus, Channel, Recipient, Status
 from notifyd.errors import RecipientUnreachableError, ThrottledError
 from tests.fakes.memory_queue import MemoryQueue
@@ -219,6 +219,40 @@ def test_lateness_and_pause_bounds() -> None:
     assert pause_length(None) == 1.0
     assert pause_length(1e12) == 3600.0
     assert pause_length(2.5) == 2.5
+
+
+async def test_only_a_channel_without_slots_or_pauses_lets_attempts_go_unchecked() -> None:
+    queue = MemoryQueue()
+    recipient = chat(1, "42")
+    assert not Pacer(SMS, queue, rate_limit=5.0, recipient_interval=None).holds_nothing_back()
+    per_recipient = Pacer(SMS, queue, rate_limit=0.0, recipient_interval=fixed_interval(1.0))
+    assert not per_recipient.holds_nothing_back()
+    free = Pacer(SMS, queue, rate_limit=0.0, recipient_interval=None)
+    assert free.holds_nothing_back()
+
+    # A recipient's pause holds the channel's check until the pause is over.
+    await free.pause(recipient, None, whole=False)
+    assert not free.holds_nothing_back()
+
+    async def recipient_free() -> bool:
+        return free.pause_past(0.0, recipient) is None
+
+    await wait_until(recipient_free, deadline=5, what="the recipient's pause to end")
+    assert free.holds_nothing_back()
+
+    # The channel's pause: until it is over and its end logged, every attempt checks.
+    await free.pause(recipient, None, whole=True)
+    assert not free.holds_nothing_back()
+
+    async def channel_free() -> bool:
+        return not free.paused
+
+    await wait_until(channel_free, deadline=5, what="the channel's pause to end")
+    assert not free.holds_nothing_back()
+    with capture_logs() as logs:
+        free.note_resumed()
+    assert [entry["event"] for entry in logs] == ["channel_resumed"]
+    assert free.holds_nothing_back()
 
 
 def test_a_slow_down_that_says_now_is_a_pause_all_the_same() -> None:
