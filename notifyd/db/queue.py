@@ -47,9 +47,11 @@ CLAIM: Final = """
 # (`= ANY`, never a join with an unnested array or a walk of every leased row), and the
 # batch is filtered by two hashed sets (IN under OR is never turned into a join). It answers
 # with the ids it did not write, almost always none: one empty array to decode, not a row
-# per attempt. Provider answers come as JSON text and instants as seconds since the epoch:
-# asyncpg's codecs for jsonb and timestamptz (notifyd's, see codecs.py) would call back
-# into Python for each one.
+# per attempt. The attempts come as one array of `notifyd.new_attempt` rows (sql/0007),
+# which the driver encodes with four checks per attempt where parallel arrays took one or
+# two per value (sql/0007 says why). In them, provider answers are JSON text and instants
+# seconds since the epoch: asyncpg's codecs for jsonb and timestamptz (notifyd's, see
+# codecs.py) would call back into Python for each one.
 # `lease_expires_at IS NOT NULL` stands for status 'processing' (the lease_consistent check
 # makes them equal while locked_by is set), so the partial index of leased rows, which
 # holds every row in flight, is not a candidate.
@@ -57,23 +59,25 @@ CLAIM: Final = """
 # written later, not waited for with every actor behind them), then updated by the tuple
 # ids the lock found (a TID scan: no second index walk, and no `= ANY` over a computed
 # array, which is a linear search for every row).
+# $1 owner, $2 the attempts' notification ids (in the attempts' order), $3 the attempts,
+# $4 the ids that end with this attempt, $5 those of them that end `failed`, $6 the others.
 RECORD_ATTEMPTS: Final = """
     WITH mine AS MATERIALIZED (
-        SELECT id, ctid AS row_id, id = ANY($11::bigint[]) AS final
+        SELECT id, ctid AS row_id, id = ANY($4::bigint[]) AS final
         FROM notifyd.notifications
         WHERE id = ANY($2::bigint[]) AND locked_by = $1 AND lease_expires_at IS NOT NULL
         FOR NO KEY UPDATE SKIP LOCKED
     ),
     finished AS (
         UPDATE notifyd.notifications AS n
-        SET status = CASE WHEN n.id = ANY($12::bigint[]) THEN 'failed' ELSE 'sent' END,
+        SET status = CASE WHEN n.id = ANY($5::bigint[]) THEN 'failed' ELSE 'sent' END,
             locked_by = NULL, lease_expires_at = NULL, finished_at = now(), updated_at = now()
         WHERE n.ctid = ANY(ARRAY(SELECT row_id FROM mine WHERE final))
           AND n.locked_by = $1 AND n.lease_expires_at IS NOT NULL
         RETURNING n.id, n.status
     ),
     held AS (
-        SELECT id FROM mine WHERE NOT final AND id = ANY($13::bigint[])
+        SELECT id FROM mine WHERE NOT final AND id = ANY($6::bigint[])
     ),
     stopped AS (
         UPDATE notifyd.notifications AS n
@@ -91,11 +95,7 @@ RECORD_ATTEMPTS: Final = """
         SELECT b.notification_id, b.channel, b.attempt, b.status, b.error, b.transient,
                b.provider_response::jsonb, to_timestamp(b.started_at),
                to_timestamp(b.finished_at), b.round
-        FROM unnest($2::bigint[], $3::text[], $4::integer[], $5::text[], $6::text[],
-                    $7::boolean[], $8::text[], $9::float8[], $10::float8[],
-                    $14::integer[])
-                AS b (notification_id, channel, attempt, status, error, transient,
-                      provider_response, started_at, finished_at, round)
+        FROM unnest($3::notifyd.new_attempt[]) AS b
         WHERE b.notification_id IN (SELECT id FROM finished)
            OR b.notification_id IN (SELECT id FROM held)
         RETURNING notification_id
@@ -309,21 +309,24 @@ class Queue(SlotQueries):
                 RECORD_ATTEMPTS,
                 owner,
                 [r.notification_id for r in records],
-                [r.channel for r in records],
-                [r.attempt for r in records],
-                [r.status for r in records],
-                [r.error for r in records],
-                [r.transient for r in records],
                 [
-                    None if r.provider_response is None else json_text(r.provider_response)
+                    (
+                        r.notification_id,
+                        r.channel,
+                        r.attempt,
+                        r.status,
+                        r.error,
+                        r.transient,
+                        None if r.provider_response is None else json_text(r.provider_response),
+                        r.started_at,
+                        r.finished_at,
+                        r.round,
+                    )
                     for r in records
                 ],
-                [r.started_at for r in records],
-                [r.finished_at for r in records],
                 finals,
                 failed,
                 others,
-                [r.round for r in records],
             )
         found = rows.returned(row)
         return Recorded(set(found["not_written"]), set(found["cancelled"]), set(found["busy"]))

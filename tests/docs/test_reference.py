@@ -305,9 +305,10 @@ def created_in_migrations(kind: str) -> set[str]:
     return {name for path in sources for name in pattern.findall(path.read_text("utf-8"))}
 
 
-def documented_in_schema() -> tuple[set[str], set[str]]:
-    """(tables, functions) named by the items of docs/schema.md's list, one an item."""
-    tables, functions = set(), set()
+def documented_in_schema() -> tuple[set[str], set[str], set[str]]:
+    """(tables, functions, types) named by the items of docs/schema.md's list, one an
+    item; a type's item says it is "a composite type"."""
+    tables, functions, types = set(), set(), set()
     # An item's lines joined: a code span may be wrapped.
     items = " ".join(section(SCHEMA, "Tables and functions").split("\n  ")).splitlines()
     for item in items:
@@ -316,22 +317,31 @@ def documented_in_schema() -> tuple[set[str], set[str]]:
         name = first_code(item).removeprefix("notifyd.")
         if "(" in name:
             functions.add(name.split("(")[0])
+        elif "a composite type" in item:
+            types.add(name)
         else:
             tables.add(name)
-    return tables, functions
+    return tables, functions, types
 
 
 def test_every_table_is_documented_and_nothing_else() -> None:
     created = created_in_migrations("TABLE")
-    tables, _ = documented_in_schema()
+    tables, _, _ = documented_in_schema()
     assert len(created) >= 8
 
     assert sorted(created - tables) == [], "tables missing in docs/schema.md"
     assert sorted(tables - created) == [], "docs/schema.md names tables that do not exist"
 
 
+def test_every_type_is_documented_and_nothing_else() -> None:
+    created = created_in_migrations("TYPE")
+    _, _, types = documented_in_schema()
+    assert "new_attempt" in created
+    assert types == created
+
+
 def test_every_documented_function_exists() -> None:
-    _, functions = documented_in_schema()
+    _, functions, _ = documented_in_schema()
     assert {"enqueue", "cancel", "retry", "claim"} <= functions
     gone = sorted(functions - created_in_migrations("FUNCTION"))
     assert not gone, f"docs/schema.md names functions that do not exist: {gone}"

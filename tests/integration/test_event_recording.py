@@ -272,7 +272,9 @@ async def test_the_upgrade_keeps_recording_where_events_were_recorded(
             await connection.execute("SELECT notifyd.cancel($1)", notification_id)
         assert len(await events(connection)) == int(had_events)
 
-        assert await migrate_database(url) == ["0006_status_event_switch"]
+        assert await migrate_database(url, migrations_up_to(6, tmp_path)) == [
+            "0006_status_event_switch"
+        ]
 
         found = await recording(connection)
         assert len(found) == int(had_events)
@@ -303,7 +305,9 @@ async def test_the_upgrade_needs_no_new_grant_where_functions_are_not_public(
             await connection.execute(f"GRANT USAGE ON SCHEMA notifyd TO {role}")
             await connection.execute(f"GRANT SELECT, UPDATE ON notifyd.notifications TO {role}")
             await connection.execute(f"GRANT INSERT ON notifyd.webhook_events TO {role}")
-            assert await migrate_database(url) == ["0006_status_event_switch"]
+            assert await migrate_database(url, migrations_up_to(6, tmp_path)) == [
+                "0006_status_event_switch"
+            ]
             user_id = await connection.fetchval(
                 "INSERT INTO notifyd.users (phone) VALUES ('+79001234567') RETURNING id"
             )

@@ -116,18 +116,10 @@ async def test_attempt_writes_and_lease_renewals_never_walk_the_table(
         write = [
             owner,
             ids,
-            ["sms"] * len(ids),
-            [1] * len(ids),
-            ["success"] * len(ids),
-            [None] * len(ids),
-            [None] * len(ids),
-            [None] * len(ids),
-            [now] * len(ids),
-            [now] * len(ids),
+            [(i, "sms", 1, "success", None, None, None, now, now, 1) for i in ids],
             ids[:half],
             [],
             ids[half:],
-            [1] * len(ids),
         ]
         # The write by primary key; the renewal may walk the partial index of rows in
         # flight (bounded by what the instances hold), never the table.
