@@ -15,12 +15,9 @@ from email.utils import format_datetime
 from functools import lru_cache
 
 from notifyd.addresses import deliverable_address
-from notifyd.domain import OutgoingMessage
+from notifyd.domain import LINE_BREAKS, OutgoingMessage
 from notifyd.errors import PermanentProviderError
 from notifyd.providers import mime
-
-# Everything str.splitlines() breaks on: a header generator might fold or split there.
-_LINE_BREAKS = frozenset("\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029")
 
 
 def build(
@@ -62,7 +59,7 @@ def refuse_line_breaks(subject: str) -> None:
 
     (It is written as encoded words, so it cannot add a header field either way.)
     """
-    if _LINE_BREAKS.intersection(subject):
+    if LINE_BREAKS.intersection(subject):
         raise PermanentProviderError("subject contains a line break (header injection)")
 
 

@@ -28,6 +28,7 @@ from notifyd.domain import (
     DEFAULT_CHANNELS,
     EARLIEST_TIMESTAMP,
     INVISIBLE_RANGES,
+    LINE_BREAKS,
     MAX_MESSAGE_LENGTH,
     MAX_PRIORITY,
     MAX_SUBJECT_LENGTH,
@@ -49,6 +50,10 @@ VISIBLE_CHARACTER_PATTERN = (
     "^[^\\u0000]*[^"
     + "".join(f"\\u{first:04x}-\\u{last:04x}" for first, last in INVISIBLE_RANGES if last <= 0xFFFF)
     + "][^\\u0000]*$"
+)
+# A subject's rule (no line break, no NUL) as the OpenAPI document states it, escaped.
+SINGLE_LINE_PATTERN = (
+    "^[^" + "".join(f"\\u{ord(c):04x}" for c in sorted(LINE_BREAKS | {"\x00"})) + "]*$"
 )
 DEFAULT_PAGE_SIZE = 50
 # The last instant a timestamp may be stored at is this much before TIMESTAMP_LIMIT.
@@ -132,7 +137,7 @@ class NotifyRequest(_Body):
         Field(
             max_length=MAX_SUBJECT_LENGTH,
             description=f"One line, at most {MAX_SUBJECT_LENGTH} bytes in UTF-8.",
-            json_schema_extra={"pattern": r"^[^\r\n\x00]*$"},
+            json_schema_extra={"pattern": SINGLE_LINE_PATTERN},
         ),
     ] = ""
     channels: Annotated[
@@ -209,8 +214,13 @@ class NotifyRequest(_Body):
     @classmethod
     def _subject(cls, value: str, info: ValidationInfo) -> str:
         storable_text(value)
-        if "\r" in value or "\n" in value:
-            raise ValueError("must be a single line (no CR or LF)")
+        if LINE_BREAKS.intersection(value):
+            # Not only CR and LF: the e-mail channel refuses every line break, and would
+            # fail the notification's e-mail for good after it had been accepted.
+            raise ValueError(
+                "must be a single line (no CR, LF or other line break: VT, FF, NEL, U+001C"
+                " to U+001E, U+2028, U+2029)"
+            )
         limit = _limits(info).max_subject_bytes
         if len(value.encode("utf-8")) > limit:
             raise ValueError(f"must be at most {limit} bytes in UTF-8")

@@ -127,6 +127,9 @@ INVALID_BODIES: list[tuple[str, dict[str, Any], str]] = [
     ("message too long", {"user_id": "USER", "message": "x" * 65537}, "message"),
     ("subject with LF", {"user_id": "USER", "message": "hi", "subject": "a\nb"}, "subject"),
     ("subject with CR", {"user_id": "USER", "message": "hi", "subject": "a\rb"}, "subject"),
+    # The e-mail channel would refuse it for good after it had been accepted.
+    ("subject with U+2028", {"user_id": "USER", "message": "hi", "subject": "a\u2028b"}, "subject"),
+    ("subject with VT", {"user_id": "USER", "message": "hi", "subject": "a\vb"}, "subject"),
     ("subject too long", {"user_id": "USER", "message": "hi", "subject": "я" * 500}, "subject"),
     ("subject not a string", {"user_id": "USER", "message": "hi", "subject": 5}, "subject"),
     ("channels empty", {"user_id": "USER", "message": "hi", "channels": []}, "channels"),
