@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import re
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -325,9 +326,10 @@ class Recorder:
     async def _refused(self, entry: _Entry, exc: Exception) -> None:
         """The database refused this attempt: write it without the vendor's answer.
 
-        The answer is what another application's client can put anything into; the rest is
-        notifyd's own. If even that is refused (a clock far off), the attempt is given up,
-        with the error in the log.
+        The answer is what another application's client can put anything into, and so is
+        the error text, which quotes the vendor (Telegram's `description`): it is written
+        with what PostgreSQL cannot hold replaced. The rest is notifyd's own. If even that
+        is refused (a clock far off), the attempt is given up, with the error in the log.
         """
         log.error(
             "attempt_write_refused",
@@ -342,7 +344,8 @@ class Recorder:
             channel=record.channel,
             attempt=record.attempt,
             status=record.status,
-            error=(record.error or "")[:2000] + " (the vendor's answer could not be stored)",
+            error=with_unstorable_replaced((record.error or "")[:2000])
+            + " (the vendor's answer could not be stored)",
             transient=record.transient,
             provider_response=None,
             started_at=record.started_at,
@@ -368,3 +371,13 @@ class Recorder:
             error=reason,
         )
         entry.written.set_result(Written.NO)
+
+
+# What a text column cannot hold: NUL (PostgreSQL refuses it) and unpaired surrogates
+# (UTF-8 cannot encode them).
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def with_unstorable_replaced(text: str) -> str:
+    """`text` with each character a text column cannot hold made U+FFFD."""
+    return _UNSTORABLE.sub("\ufffd", text)

@@ -239,6 +239,35 @@ async def test_an_attempt_the_database_refuses_fails_alone_and_the_writer_goes_o
     assert sorted(r["notification_id"] for r in written) == sorted([good.id, later.id])
 
 
+async def test_an_error_text_the_database_cannot_hold_is_written_with_it_replaced(
+    db: asyncpg.Connection, database: Database
+) -> None:
+    # A vendor's words quoted in the error (Telegram's `description`) may hold a NUL or an
+    # unpaired surrogate: the attempt is written all the same, and the batch with it.
+    owner = uuid.uuid4()
+    good, nul, surrogate = await claimed(db, database, owner, 3)
+    recorder = Recorder(database.queue, owner, give_up_after=30)
+    outcomes = Outcomes(recorder)
+    outcomes.write(attempt(good.id), Status.SENT)
+    for notification, error in ((nul, "Bad Request: chat\x00 not found"), (surrogate, "no \ud800")):
+        record = attempt(notification.id, AttemptStatus.FAILED)
+        record.error = error
+        outcomes.write(record, Status.FAILED)
+    writer = asyncio.create_task(recorder.run())
+    await outcomes.wait(3)
+    writer.cancel()
+
+    assert outcomes.by_id == {good.id: True, nul.id: True, surrogate.id: True}
+    errors = dict(
+        await db.fetch("SELECT notification_id, error FROM notifyd.notification_attempts")
+    )
+    assert errors == {
+        good.id: None,
+        nul.id: "Bad Request: chat\ufffd not found (the vendor's answer could not be stored)",
+        surrogate.id: "no \ufffd (the vendor's answer could not be stored)",
+    }
+
+
 async def test_a_row_another_application_has_locked_holds_back_only_its_own_attempt(
     database_url: str, db: asyncpg.Connection, database: Database
 ) -> None:
