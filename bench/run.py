@@ -68,6 +68,13 @@ def _parser() -> argparse.ArgumentParser:
         help="tries to start a daemon that fails at start (default 10, 20 s apart)",
     )
     parser.add_argument(
+        "--latency-rounds",
+        type=int,
+        default=None,
+        help="rounds of each latency load (default 3, 1 with --quick); more rounds make the"
+        " median of the rounds' own ratios steadier on a noisy machine",
+    )
+    parser.add_argument(
         "--keep-logs", action="store_true", help="keep the processes' output in the temp dir"
     )
     return parser
@@ -84,6 +91,8 @@ def _params(args: argparse.Namespace) -> Params:
         changes["start_attempts"] = args.start_attempts
     if args.history_rows:
         changes["history_rows"] = args.history_rows
+    if args.latency_rounds:
+        changes["latency_rounds"] = args.latency_rounds
     if not changes:
         return params
     return Params(**{**params.__dict__, **changes})
