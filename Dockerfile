@@ -13,13 +13,14 @@ RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 
 WORKDIR /src
-# Dependencies first, in their own layer: it is rebuilt only when the lock changes.
+# Dependencies first, in their own layer: it is rebuilt only when the lock changes. Exactly
+# the lock, resolved by nobody (--no-deps; the Makefile says why), then checked whole.
 COPY requirements.lock ./
-RUN pip install --require-hashes -r requirements.lock
+RUN pip install --require-hashes --no-deps -r requirements.lock && pip check
 
 # The build backend comes from its own hash-pinned lock, not whatever is newest today.
 COPY requirements-build.lock ./
-RUN pip install --require-hashes -r requirements-build.lock
+RUN pip install --require-hashes --no-deps -r requirements-build.lock && pip check
 
 # The wheel carries sql/ as notifyd/sql (hatch force-include in pyproject.toml).
 COPY pyproject.toml README.md ./

@@ -52,14 +52,22 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
 # Reinstall only when the locks or the project metadata change.
+# A lock names every package, so pip installs exactly it and resolves nothing (--no-deps),
+# then checks that what is installed fits together. Left to resolve, pip (pypa/pip#9644,
+# open) looks a dependency asked for with an extra (`pkg[extra]>=1`) up on the index
+# instead of taking the pinned one, and in --require-hashes mode refuses the install as
+# soon as that package has a release newer than the lock's: a fresh clone stopped
+# installing the day CacheControl 0.15 came out.
 $(SERVE_STAMP): requirements-serve.lock pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --require-hashes -r requirements-serve.lock
+	$(BIN)/python -m pip install --require-hashes --no-deps -r requirements-serve.lock
 	$(BIN)/python -m pip install --no-deps -e .
+	$(BIN)/python -m pip check
 	@touch $@
 
 $(STAMP): requirements-dev.lock pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --require-hashes -r requirements-dev.lock
+	$(BIN)/python -m pip install --require-hashes --no-deps -r requirements-dev.lock
 	$(BIN)/python -m pip install --no-deps -e .
+	$(BIN)/python -m pip check
 	@touch $@
 
 install-serve: $(SERVE_STAMP)

@@ -65,6 +65,27 @@ def test_make_test_installs_the_dev_lock_then_runs_pytest() -> None:
     assert lines[-1].split() == ["/fresh/.venv/bin/pytest"]
 
 
+@pytest.mark.parametrize("target", ["serve", "test"])
+def test_a_lock_is_installed_as_it_is_then_checked(target: str) -> None:
+    # Resolving a hash-pinned lock again is what broke: pip looks a dependency asked for
+    # with an extra up on the index, and refuses any release newer than the lock's.
+    lines = dry_run(target)
+    lock_lines = [line for line in lines if re.search(r"-r \S+\.lock", line)]
+    assert lock_lines
+    for line in lock_lines:
+        assert {"--require-hashes", "--no-deps"} <= set(line.split()), line
+    assert any(line.endswith("-m pip check") for line in lines), lines
+
+
+def test_the_image_installs_its_locks_as_they_are_then_checks_them() -> None:
+    dockerfile = (ROOT / "Dockerfile").read_text("utf-8")
+    installs = [line for line in dockerfile.splitlines() if re.search(r"-r \S+\.lock", line)]
+    assert len(installs) == 2
+    for line in installs:
+        assert {"--require-hashes", "--no-deps"} <= set(line.split()), line
+        assert line.endswith("&& pip check"), line
+
+
 def test_the_serve_lock_holds_the_daemon_and_its_database_and_no_dev_tool() -> None:
     serve = pins("requirements-serve.lock")
     dev = pins("requirements-dev.lock")
