@@ -18,7 +18,7 @@ import pytest
 
 from notifyd.db import Database
 from notifyd.db.embedded import psql_executable
-from notifyd.db.migrations import migrate
+from notifyd.db.migrations import migrate, migrations_dir
 
 LEGACY_MIGRATIONS: Final = Path(__file__).parent / "integration" / "legacy_migrations"
 
@@ -79,6 +79,15 @@ def normalise_dump(dump: str) -> str:
             line = f"{options[1]}({', '.join(own)});"
         kept.append(line)
     return "\n".join(kept)
+
+
+def migrations_up_to(version: int, into: Path) -> Path:
+    """`into`, holding notifyd's migrations up to `version`: a database of an earlier
+    release, to upgrade from."""
+    for path in sorted(migrations_dir().glob("*.sql")):
+        if int(path.name[:4]) <= version:
+            shutil.copy(path, into / path.name)
+    return into
 
 
 async def migrate_database(url: str, directory: Path | None = None) -> list[str]:

@@ -8,7 +8,6 @@ recording them.
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -17,12 +16,11 @@ import pytest
 from structlog.testing import capture_logs
 
 from notifyd.db import Database
-from notifyd.db.migrations import migrations_dir
 from notifyd.web.keys import SERVICE
 from tests.conftest import EmptyDatabase
 from tests.fakes.webhook_receiver import WebhookReceiver
 from tests.roles import another_role
-from tests.schema import migrate_database
+from tests.schema import migrate_database, migrations_up_to
 from tests.support import Daemon, wait_until
 
 DaemonFactory = Callable[..., Awaitable[Daemon]]
@@ -244,13 +242,6 @@ async def test_a_role_granted_before_the_switch_existed_still_finishes_notificat
 
 
 # The upgrade
-
-
-def migrations_up_to(version: int, into: Path) -> Path:
-    for path in sorted(migrations_dir().glob("*.sql")):
-        if int(path.name[:4]) <= version:
-            shutil.copy(path, into / path.name)
-    return into
 
 
 @pytest.mark.parametrize("had_events", [True, False], ids=["with-events", "without-events"])

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import uuid
 from pathlib import Path
 
@@ -11,10 +10,9 @@ import pytest
 from structlog.testing import capture_logs
 
 from notifyd.db import Database
-from notifyd.db.migrations import migrations_dir
 from notifyd.domain import LINE_BREAKS
 from tests.conftest import EmptyDatabase
-from tests.schema import migrate_database
+from tests.schema import migrate_database, migrations_up_to
 
 # Characters beside the line breaks, which a subject may hold.
 NOT_LINE_BREAKS = ["\t", " ", "\x1b", "\x1f", "\x84", "\x86", "\u2027", "\u202a", "\u200b"]
@@ -52,13 +50,6 @@ async def test_the_table_takes_what_is_not_a_line_break(
         "SELECT subject FROM notifyd.notifications WHERE id = $1", notification_id
     )
     assert stored == subject
-
-
-def migrations_up_to(version: int, into: Path) -> Path:
-    for path in sorted(migrations_dir().glob("*.sql")):
-        if int(path.name[:4]) <= version:
-            shutil.copy(path, into / path.name)
-    return into
 
 
 async def test_the_upgrade_replaces_stored_line_breaks_and_the_claim_goes_on(
