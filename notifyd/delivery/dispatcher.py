@@ -63,7 +63,6 @@ class Dispatcher:
         self._owed = False
         # `wake()` was called since the run loop last looked (not only `room()`).
         self._rows_may_wait = False
-        self._claimed = 0
         self._lease_seconds = lease_seconds
         self._max_attempts = max_attempts
         self._wake = asyncio.Event()
@@ -101,16 +100,14 @@ class Dispatcher:
                     if not self._stopping:
                         self._open_lane(lanes, backlog=not for_rows)
 
-    async def claim_available(self) -> int:
-        """Claim until the table has nothing ready or there is no room; return the count.
+    async def claim_available(self) -> None:
+        """Claim until the table has nothing ready or there is no room, then return.
 
-        For tests, on a dispatcher whose `run()` is not running.
+        What `run()` does for one wake, on a dispatcher whose `run()` is not running.
         """
-        before = self._claimed
         with _one_lanes_bug_as_itself():
             async with asyncio.TaskGroup() as lanes:
                 self._open_lane(lanes)
-        return self._claimed - before
 
     def _open_lane(self, lanes: asyncio.TaskGroup, *, backlog: bool = False) -> None:
         """A lane for a wake, or (`backlog`) for room behind a claim that came back full."""
@@ -175,7 +172,6 @@ class Dispatcher:
                 # A notification still held here whose lease lapsed (an outage) and that
                 # came back: the delivery in memory goes on; a second would send it twice.
                 claimed = [n for n in claimed if n.id not in self._in_flight]
-                self._claimed += len(claimed)
                 await self._admit([self._in_flight.hold(n, lease_until) for n in claimed])
                 if not full:
                     first = True  # dry: only a wake since this claim began claims again

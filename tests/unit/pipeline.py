@@ -151,8 +151,8 @@ class Pipeline:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
-    async def claim(self) -> int:
-        return await self.dispatcher.claim_available()
+    async def claim(self) -> None:
+        await self.dispatcher.claim_available()
 
     def statuses(self) -> Counter[str]:
         return Counter(str(row.status) for row in self.queue.rows.values())

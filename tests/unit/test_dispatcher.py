@@ -63,7 +63,8 @@ async def test_claims_the_most_urgent_first_and_never_more_than_the_room() -> No
     low = [p.queue.add([SMS]) for _ in range(3)]
     urgent = p.queue.add([SMS], priority=10)
 
-    assert await p.claim() == 3
+    await p.claim()
+    assert len(p.in_flight) == 3
     queued = [p.in_flight.inboxes[SMS].get_nowait().id for _ in range(3)]
     assert queued == [urgent, *low[:2]]
     assert p.in_flight.free() == 0
@@ -75,7 +76,8 @@ async def test_a_resumed_delivery_skips_what_the_attempt_log_used_up() -> None:
     p.queue.rows[notification_id].claims = 1  # claimed once before, by an instance now gone
     p.queue.attempt_log += [logged(notification_id, SMS, 1, transient=False)]
 
-    assert await p.claim() == 1
+    await p.claim()
+    assert len(p.in_flight) == 1
     delivery = p.in_flight.inboxes[EMAIL].get_nowait()
     assert (delivery.id, delivery.channel, delivery.attempts_on_channel) == (
         notification_id,
@@ -118,7 +120,7 @@ async def test_an_outage_during_a_claim_takes_nothing_in() -> None:
     p.queue.add([SMS])
     p.queue.down = True
 
-    assert await p.claim() == 0
+    await p.claim()
     assert len(p.in_flight) == 0
 
 
