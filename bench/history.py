@@ -60,7 +60,7 @@ LOAD_ATTEMPTS: Final = """
     FROM notifyd.notifications AS n, generate_series(1, 3) AS a
     WHERE n.id BETWEEN $1 AND $2
 """
-# notifyd/db/queue.py: PRUNE_NOTIFICATIONS.
+# notifyd/db/retention.py: PRUNE_NOTIFICATIONS.
 PRUNE_NOTIFICATIONS: Final = """
     DELETE FROM notifyd.notifications
     WHERE id IN (

@@ -1,4 +1,5 @@
-"""The queue as the delivery pipeline sees it: claims, attempt writes, leases, retention.
+"""The queue as the delivery pipeline sees it: claims, attempt writes, leases, and (from
+`retention.py` and `slots.py`) retention and pacing.
 
 `Queue` is the one surface `notifyd.delivery` uses (see `DeliveryStore` there); nothing
 else in the pipeline reaches the database.
@@ -16,8 +17,8 @@ from notifyd.db.codecs import json_text
 from notifyd.db.connection import Pool, translate_errors
 from notifyd.db.listen import WAKE_CHANNEL
 from notifyd.db.notifications import fetch_attempts
+from notifyd.db.retention import RetentionQueries
 from notifyd.db.slots import SlotQueries
-from notifyd.db.webhooks import PRUNE as PRUNE_WEBHOOK_EVENTS
 from notifyd.domain import (
     Attempt,
     AttemptRecord,
@@ -226,41 +227,10 @@ REQUEUE_ORPHANED: Final = """
         FOR UPDATE SKIP LOCKED
     )
 """
-# Retention: oldest first, in batches; another instance pruning at once skips these rows.
-PRUNE_NOTIFICATIONS: Final = """
-    DELETE FROM notifyd.notifications
-    WHERE id IN (
-        SELECT id FROM notifyd.notifications
-        WHERE finished_at < now() - make_interval(secs => $1)
-        ORDER BY finished_at
-        LIMIT $2
-        FOR UPDATE SKIP LOCKED
-    )
-"""
-PRUNE_IDEMPOTENCY_KEYS: Final = """
-    DELETE FROM notifyd.idempotency_keys
-    WHERE (scope, key) IN (
-        SELECT scope, key FROM notifyd.idempotency_keys
-        WHERE created_at < now() - make_interval(secs => $1)
-        ORDER BY created_at
-        LIMIT $2
-        FOR UPDATE SKIP LOCKED
-    )
-"""
 WAKE: Final = "SELECT pg_notify($1, '')"
-# Slots long past are forgotten: a key with no row starts with a free slot anyway.
-PRUNE_PACING: Final = """
-    DELETE FROM notifyd.pacing
-    WHERE key IN (
-        SELECT key FROM notifyd.pacing
-        WHERE tat < now() - make_interval(secs => $1)
-        LIMIT $2
-        FOR UPDATE SKIP LOCKED
-    )
-"""
 
 
-class Queue(SlotQueries):
+class Queue(SlotQueries, RetentionQueries):
     """Lease notifications to an instance, record their attempts, and keep the table tidy."""
 
     def __init__(self, pool: Pool) -> None:
@@ -396,27 +366,6 @@ class Queue(SlotQueries):
         Gone: no presence lock, and no heartbeat for `silent_for` seconds.
         """
         return await self._requeue(REQUEUE_ORPHANED, owner, limit, silent_for)
-
-    async def prune_notifications(self, older_than: float, limit: int) -> int:
-        """Delete up to `limit` notifications finished `older_than` seconds ago."""
-        return await self._delete(PRUNE_NOTIFICATIONS, older_than, limit)
-
-    async def prune_idempotency_keys(self, older_than: float, limit: int) -> int:
-        """Delete up to `limit` idempotency keys taken `older_than` seconds ago."""
-        return await self._delete(PRUNE_IDEMPOTENCY_KEYS, older_than, limit)
-
-    async def prune_webhook_events(self, older_than: float, limit: int) -> int:
-        """Delete up to `limit` status events created `older_than` seconds ago."""
-        return await self._delete(PRUNE_WEBHOOK_EVENTS, older_than, limit)
-
-    async def prune_pacing(self, older_than: float, limit: int) -> int:
-        """Delete up to `limit` sending slots that passed `older_than` seconds ago."""
-        return await self._delete(PRUNE_PACING, older_than, limit)
-
-    async def _delete(self, query: str, *args: Any) -> int:
-        async with translate_errors():
-            status = await self._pool.execute(query, *args)
-        return int(status.split()[-1])
 
     async def _requeue(self, query: str, *args: Any) -> int:
         async with translate_errors(), self._pool.acquire() as connection:
