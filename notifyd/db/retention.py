@@ -8,7 +8,8 @@ from typing import Final
 from notifyd.db.connection import Pool, translate_errors
 from notifyd.db.webhooks import PRUNE as PRUNE_WEBHOOK_EVENTS
 
-# Oldest first, in batches; another instance pruning at once skips these rows.
+# In batches (the oldest first where an index keeps them in order); another instance pruning
+# at once skips these rows.
 PRUNE_NOTIFICATIONS: Final = """
     DELETE FROM notifyd.notifications
     WHERE id IN (
@@ -42,7 +43,7 @@ PRUNE_PACING: Final = """
 
 
 class RetentionQueries:
-    """Delete what is past keeping, oldest first and a batch at a time."""
+    """Delete what is past keeping, a batch at a time."""
 
     _pool: Pool
 

@@ -101,9 +101,10 @@ class Dispatcher:
                         self._open_lane(lanes, backlog=not for_rows)
 
     async def claim_available(self) -> None:
-        """Claim until the table has nothing ready or there is no room, then return.
+        """For tests: claim until the table has nothing ready or there is no room.
 
-        What `run()` does for one wake, on a dispatcher whose `run()` is not running.
+        What `run()` does for a wake for rows (`wake()`), on a dispatcher whose `run()` is
+        not running.
         """
         with _one_lanes_bug_as_itself():
             async with asyncio.TaskGroup() as lanes:

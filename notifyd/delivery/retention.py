@@ -1,4 +1,5 @@
-"""Retention: delete old finished notifications and old idempotency keys, a batch at a time."""
+"""Retention: delete old finished notifications, idempotency keys, status events and
+sending slots, a batch at a time."""
 
 from __future__ import annotations
 

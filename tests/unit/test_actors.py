@@ -155,7 +155,7 @@ async def test_an_outage_that_outlasts_the_lease_gives_the_attempt_up() -> None:
     notification_id = pipeline.queue.add([SMS])
     pipeline.start()
     await pipeline.claim()
-    assert notification_id in pipeline.in_flight  # held, its attempt waiting on the gate
+    assert notification_id in pipeline.in_flight  # held: queued, or its attempt at the gate
     pipeline.queue.down = True  # the attempt is made, and cannot be written
     gate.set()
 

@@ -121,6 +121,7 @@ async def test_an_outage_during_a_claim_takes_nothing_in() -> None:
     p.queue.down = True
 
     await p.claim()
+    assert p.queue.calls["claim"] == 1  # tried, and refused
     assert len(p.in_flight) == 0
 
 
