@@ -62,6 +62,10 @@ MAX_SUBJECT_LENGTH: Final = 998  # bytes of UTF-8: RFC 5322's line limit
 # Everything str.splitlines() breaks a line at: a subject holds none of them (a mail reader,
 # or a header generator that folds there, would see several lines).
 LINE_BREAKS: Final = frozenset("\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029")
+# What a text column cannot hold: NUL (PostgreSQL refuses it) and unpaired surrogates
+# (UTF-8 cannot encode them). The API refuses them; what a vendor said is stored with them
+# replaced.
+UNSTORABLE_TEXT: Final = re.compile("[\x00\ud800-\udfff]")
 MAX_MESSAGE_LENGTH: Final = 65536  # characters
 MAX_IDEMPOTENCY_KEY_LENGTH: Final = 255
 BIGINT_MAX: Final = 2**63 - 1

@@ -18,14 +18,13 @@ from __future__ import annotations
 
 import asyncio
 import enum
-import re
 import time
 from collections import deque
 from dataclasses import dataclass
 from uuid import UUID
 
 from notifyd.delivery.store import DeliveryStore
-from notifyd.domain import AttemptRecord, Recorded, Status
+from notifyd.domain import UNSTORABLE_TEXT, AttemptRecord, Recorded, Status
 from notifyd.errors import DatabaseUnavailableError
 from notifyd.logs import get_logger
 
@@ -373,11 +372,6 @@ class Recorder:
         entry.written.set_result(Written.NO)
 
 
-# What a text column cannot hold: NUL (PostgreSQL refuses it) and unpaired surrogates
-# (UTF-8 cannot encode them).
-_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
-
-
 def with_unstorable_replaced(text: str) -> str:
     """`text` with each character a text column cannot hold made U+FFFD."""
-    return _UNSTORABLE.sub("\ufffd", text)
+    return UNSTORABLE_TEXT.sub("\ufffd", text)

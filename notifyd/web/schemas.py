@@ -34,6 +34,7 @@ from notifyd.domain import (
     MAX_SUBJECT_LENGTH,
     MIN_PRIORITY,
     TIMESTAMP_LIMIT,
+    UNSTORABLE_TEXT,
     Channel,
     NewNotification,
     Notification,
@@ -73,13 +74,12 @@ def _default_channels() -> list[Channel]:
 
 
 def storable_text(value: str) -> str:
-    """Refuse what PostgreSQL text cannot hold: NUL and unpaired surrogates."""
-    if "\x00" in value:
-        raise ValueError("must not contain NUL characters")
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise ValueError("must be valid Unicode (no unpaired surrogates)") from None
+    """Refuse what PostgreSQL text cannot hold (`UNSTORABLE_TEXT`): NUL and unpaired
+    surrogates."""
+    if UNSTORABLE_TEXT.search(value):
+        if "\x00" in value:
+            raise ValueError("must not contain NUL characters")
+        raise ValueError("must be valid Unicode (no unpaired surrogates)")
     return value
 
 
