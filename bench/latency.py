@@ -12,7 +12,7 @@ import asyncpg
 
 from bench.drain import cached_drain
 from bench.harness import Bench, drain_timeout, percentile, wait_done
-from bench.procs import Child, run_seconds
+from bench.procs import Child, cpu_seconds
 from bench.report import Figure, TargetKind
 from bench.tables import Queue, Who, queue_of
 
@@ -69,7 +69,7 @@ async def _latency_run(bench: Bench, who: Who, rate: float, tick: float) -> dict
             await _paced_inserts(connection, queue, 50, 0.5, params.users, 0.02)
             await wait_done(connection, 25, [child], deadline=60, interval=0.05, queue=queue)
             first_id = await connection.fetchval(queue.max_id)
-            cpu_before = run_seconds(child.pid)
+            cpu_before = cpu_seconds(child.pid)
             inserted = await _paced_inserts(
                 connection, queue, rate, params.latency_duration, params.users, tick
             )
@@ -82,7 +82,7 @@ async def _latency_run(bench: Bench, who: Who, rate: float, tick: float) -> dict
                 interval=0.1,
                 queue=queue,
             )
-            cpu = run_seconds(child.pid) - cpu_before
+            cpu = cpu_seconds(child.pid) - cpu_before
             values = [float(row["ms"]) for row in await connection.fetch(queue.latencies, first_id)]
         finally:
             await connection.close()
@@ -96,8 +96,9 @@ async def _latency_run(bench: Bench, who: Who, rate: float, tick: float) -> dict
         "p50_ms": None if p50 is None else round(p50, 3),
         "p99_ms": None if p99 is None else round(p99, 3),
         "max_ms": round(values[-1], 3) if values else None,
-        # The delivering process's CPU from the first measured insert to the last delivery:
-        # at half load on a small machine, its share of the cores is what decides the tail.
+        # The delivering process's CPU (every thread; to the 10 ms tick, a few seconds in a
+        # run) from the first measured insert to the last delivery: at half load on a small
+        # machine, its share of the cores decides how often a batch waits for one.
         "cpu_us_per_notification": round(1e6 * cpu / inserted, 1) if inserted else None,
     }
     bench.log(
@@ -124,7 +125,7 @@ async def _rounds(bench: Bench, rate: float, tick: float) -> dict[Who, dict[str,
 
 
 def _median_run(results: list[dict[str, Any]]) -> dict[str, Any]:
-    """The median of each quantile over the rounds, with every round's figures kept."""
+    """The median of each figure over the rounds, with every round's figures kept."""
     merged = dict(results[0])
     for key in ROUND_FIGURES:
         values = [r[key] for r in results if r[key] is not None]

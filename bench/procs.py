@@ -58,10 +58,13 @@ def cpu_seconds(pid: int, *, children: bool = False) -> float:
 
 
 def run_seconds(pid: int) -> float:
-    """CPU time of `pid` to the nanosecond (the scheduler's count), or to the tick.
+    """CPU time of `pid`'s main thread to the nanosecond (the scheduler's count), or of
+    the whole process to the tick.
 
     /proc/PID/schedstat is there when the kernel keeps scheduler statistics; a backend's
     CPU time over a one-second run needs better than the 10 ms ticks of /proc/PID/stat.
+    It counts the main thread only: right for a PostgreSQL backend, not for a process
+    with threads (`cpu_seconds` counts them all, those already ended included).
     """
     try:
         with open(f"/proc/{pid}/schedstat", encoding="ascii") as handle:
