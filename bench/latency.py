@@ -97,8 +97,8 @@ async def _latency_run(bench: Bench, who: Who, rate: float, tick: float) -> dict
         "p99_ms": None if p99 is None else round(p99, 3),
         "max_ms": round(values[-1], 3) if values else None,
         # The delivering process's CPU (every thread; to the 10 ms tick, a few seconds in a
-        # run) from the first measured insert to the last delivery: at half load on a small
-        # machine, its share of the cores decides how often a batch waits for one.
+        # run) from the first measured insert to the last delivery: on a small machine it
+        # shares the cores with PostgreSQL, and a batch may wait for one.
         "cpu_us_per_notification": round(1e6 * cpu / inserted, 1) if inserted else None,
     }
     bench.log(
@@ -205,9 +205,9 @@ async def scenario_latency(bench: Bench) -> list[Figure]:
                     details={"ratios": [round(ratio, 3) for ratio in ratios]},
                 )
             )
-            # Why the tail differs: on two cores the delivering process shares the machine
-            # with PostgreSQL, and the more of a core it takes per notification, the more
-            # often a batch waits for it.
+            # Beside the tail, what the delivering process adds to the machine's load: on a
+            # small machine it shares the cores with PostgreSQL, and the tails of rounds
+            # that cost more CPU per notification ran longer.
             figures.append(
                 Figure(
                     scenario="3 latency",
